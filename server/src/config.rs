@@ -1,0 +1,258 @@
+//! Settings: every one is a flag and an environment variable (names fixed by API.md).
+
+use clap::{Parser, ValueEnum};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Baton's token server: login, rotating refresh tokens with reuse detection, sessions,
+/// audit log and metrics.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "baton-server", version, about, long_about = None)]
+pub struct Config {
+    /// Listen address; `127.0.0.1:0` picks a free port (the chosen address is printed).
+    #[arg(long, env = "BATON_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// `sqlite://PATH`, `sqlite::memory:` or `postgres://...`.
+    #[arg(long, env = "BATON_DATABASE_URL", default_value = "sqlite://baton.db")]
+    pub database_url: String,
+
+    /// Access token lifetime.
+    #[arg(long, env = "BATON_ACCESS_TTL", default_value = "15m", value_parser = duration)]
+    pub access_ttl: Duration,
+
+    /// Sliding idle lifetime of a session's refresh token.
+    #[arg(long, env = "BATON_REFRESH_IDLE_TTL", default_value = "7d", value_parser = duration)]
+    pub refresh_idle_ttl: Duration,
+
+    /// Absolute session lifetime.
+    #[arg(long, env = "BATON_SESSION_MAX", default_value = "12h", value_parser = duration)]
+    pub session_max: Duration,
+
+    /// Absolute session lifetime when logged in with `remember_me`.
+    #[arg(long, env = "BATON_REMEMBER_ME_MAX", default_value = "30d", value_parser = duration)]
+    pub remember_me_max: Duration,
+
+    /// Grace window for a concurrent refresh with an already-rotated token.
+    #[arg(long, env = "BATON_REUSE_GRACE", default_value = "10s", value_parser = duration)]
+    pub reuse_grace: Duration,
+
+    /// Device binding of sessions to their `X-Device-ID`.
+    #[arg(long, env = "BATON_DEVICE_BINDING", default_value = "strict")]
+    pub device_binding: DeviceBinding,
+
+    /// Whether anyone may register.
+    #[arg(long, env = "BATON_REGISTRATION", default_value = "open")]
+    pub registration: Registration,
+
+    /// Abuse limits (`off` is for benchmarks only).
+    #[arg(long, env = "BATON_RATE_LIMITS", default_value = "on")]
+    pub rate_limits: OnOff,
+
+    /// `iss` of access tokens.
+    #[arg(long, env = "BATON_ISSUER", default_value = "http://127.0.0.1:8080")]
+    pub issuer: String,
+
+    /// `aud` of access tokens.
+    #[arg(long, env = "BATON_AUDIENCE", default_value = "baton")]
+    pub audience: String,
+
+    /// Mark the refresh cookie `Secure`; `false` only for plain-http local development.
+    #[arg(long, env = "BATON_COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cookie_secure: bool,
+
+    /// No request waits longer than this (fast fail with 503).
+    #[arg(long, env = "BATON_REQUEST_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub request_timeout: Duration,
+
+    /// Comma-separated IPs/CIDRs whose `X-Forwarded-For` is believed.
+    #[arg(long, env = "BATON_TRUSTED_PROXIES", default_value = "", value_parser = proxies)]
+    pub trusted_proxies: TrustedProxies,
+
+    /// Bearer token that grants `/metrics` to non-loopback peers (empty: loopback only).
+    #[arg(
+        long,
+        env = "BATON_METRICS_TOKEN",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub metrics_token: String,
+
+    /// How often ended sessions and old audit events are purged.
+    #[arg(long, env = "BATON_PURGE_INTERVAL", default_value = "1h", value_parser = duration)]
+    pub purge_interval: Duration,
+
+    /// Keep ended sessions this long after they end (they still show in the audit trail).
+    #[arg(long, env = "BATON_SESSION_RETENTION", default_value = "7d", value_parser = duration)]
+    pub session_retention: Duration,
+
+    /// Keep audit events this long.
+    #[arg(long, env = "BATON_AUDIT_RETENTION", default_value = "90d", value_parser = duration)]
+    pub audit_retention: Duration,
+
+    /// Serve the files of this directory at `/` (the demo page).
+    #[arg(long, env = "BATON_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Serve the npm package directory at `/pkg/` (the demo page imports `baton-auth` from it).
+    #[arg(long, env = "BATON_PACKAGE_DIR")]
+    pub package_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Defaults, as if started with no flags and no environment (for tests).
+    pub fn defaults() -> Self {
+        Self::parse_from(["baton-server"])
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceBinding {
+    Strict,
+    Warn,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Registration {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    let d =
+        humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 2s, 15m, 12h, 30d)"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+/// A list of IP networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(pub Vec<IpNet>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, canonical(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses compare as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or CIDR"))?;
+        let addr = canonical(addr);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}` has an invalid prefix length"))?,
+            None => max,
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl TrustedProxies {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|n| n.contains(ip))
+    }
+}
+
+fn proxies(s: &str) -> Result<TrustedProxies, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(IpNet::from_str)
+        .collect::<Result<Vec<_>, _>>()
+        .map(TrustedProxies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::defaults();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://baton.db");
+        assert_eq!(c.access_ttl, Duration::from_secs(900));
+        assert_eq!(c.refresh_idle_ttl, Duration::from_secs(7 * 86400));
+        assert_eq!(c.session_max, Duration::from_secs(12 * 3600));
+        assert_eq!(c.remember_me_max, Duration::from_secs(30 * 86400));
+        assert_eq!(c.reuse_grace, Duration::from_secs(10));
+        assert_eq!(c.device_binding, DeviceBinding::Strict);
+        assert_eq!(c.registration, Registration::Open);
+        assert_eq!(c.rate_limits, OnOff::On);
+        assert!(c.cookie_secure);
+        assert_eq!(c.request_timeout, Duration::from_secs(5));
+        assert!(c.trusted_proxies.0.is_empty());
+    }
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let p = proxies("10.0.0.0/8, 192.168.1.7,::1").unwrap();
+        assert!(p.contains("10.1.2.3".parse().unwrap()));
+        assert!(p.contains("::ffff:10.9.9.9".parse().unwrap()));
+        assert!(p.contains("192.168.1.7".parse().unwrap()));
+        assert!(!p.contains("192.168.1.8".parse().unwrap()));
+        assert!(p.contains("::1".parse().unwrap()));
+        assert!(proxies("10.0.0.0/33").is_err());
+        assert!(proxies("nope").is_err());
+    }
+
+    #[test]
+    fn bad_durations_are_refused() {
+        assert!(duration("0s").is_err());
+        assert!(duration("fast").is_err());
+        assert_eq!(duration("90s"), Ok(Duration::from_secs(90)));
+    }
+}

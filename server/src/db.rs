@@ -1,0 +1,561 @@
+//! Storage: one sqlx `Any` pool over SQLite or PostgreSQL, with the same SQL for both.
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    pub backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub created_at: i64,
+    pub failed_logins: i64,
+    pub locked_until: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub generation: i64,
+    pub nonce: String,
+    pub device_id: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub remember_me: bool,
+    pub cookie_transport: bool,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub rotated_at: i64,
+    pub rotated_by_device: Option<String>,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+}
+
+impl SessionRow {
+    /// The session ends at the earlier of its idle and absolute deadlines.
+    pub fn ends_at(&self) -> i64 {
+        self.idle_expires_at.min(self.absolute_expires_at)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: i64,
+    pub kind: String,
+    pub severity: String,
+    pub session_id: Option<String>,
+    pub device_id: Option<String>,
+    pub ip: Option<String>,
+    pub detail: String,
+}
+
+/// A new audit event.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent {
+    pub user_id: Option<String>,
+    pub at: i64,
+    pub kind: &'static str,
+    pub severity: &'static str,
+    pub session_id: Option<String>,
+    pub device_id: Option<String>,
+    pub ip: Option<String>,
+    pub detail: String,
+}
+
+const SESSION_COLUMNS: &str = "id, user_id, generation, nonce, device_id, user_agent, ip, \
+    remember_me, cookie_transport, created_at, last_used_at, rotated_at, rotated_by_device, \
+    idle_expires_at, absolute_expires_at, revoked_at, revoked_reason";
+
+impl Store {
+    /// Connects, creating the SQLite file if needed, and runs the migrations.
+    pub async fn connect(url: &str, acquire_timeout: Duration) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else if url.starts_with("sqlite:") {
+            (Backend::Sqlite, sqlite_url(url))
+        } else {
+            anyhow::bail!(
+                "unsupported database URL (expected sqlite://PATH, sqlite::memory: or postgres://...)"
+            );
+        };
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let busy_ms = acquire_timeout.as_millis().min(60_000) as i64;
+        let mut opts = AnyPoolOptions::new()
+            .acquire_timeout(acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
+                            .await?;
+                    } else {
+                        // A hung query must not outlive the request that waits for it.
+                        conn.execute(format!("SET statement_timeout = {busy_ms}").as_str())
+                            .await?;
+                    }
+                    Ok(())
+                })
+            });
+        opts = match (backend, memory) {
+            // Each connection to `:memory:` is its own database: keep exactly one, forever.
+            (Backend::Sqlite, true) => opts
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None),
+            (Backend::Sqlite, false) => opts.max_connections(8),
+            (Backend::Postgres, _) => opts.max_connections(32),
+        };
+        let pool = opts.connect(&url).await?;
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
+            Backend::Postgres => {
+                sqlx::migrate!("migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    // ---- users ---------------------------------------------------------------------------
+
+    /// Inserts a user; `Ok(false)` when the email is taken.
+    pub async fn insert_user(&self, u: &UserRow) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query(
+            "INSERT INTO users (id, email, password_hash, created_at, failed_logins) \
+             VALUES ($1, $2, $3, $4, 0)",
+        )
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.password_hash)
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
+        sqlx::query(
+            "SELECT id, email, password_hash, created_at, failed_logins, locked_until \
+             FROM users WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| user_row(&r))
+        .transpose()
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+        sqlx::query(
+            "SELECT id, email, password_hash, created_at, failed_logins, locked_until \
+             FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| user_row(&r))
+        .transpose()
+    }
+
+    /// Counts one more consecutive failed login; returns the new count.
+    pub async fn record_failed_login(&self, user_id: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 \
+             RETURNING failed_logins",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    pub async fn lock_user(&self, user_id: &str, until: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE users SET locked_until = $1, failed_logins = 0 WHERE id = $2")
+            .bind(until)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn reset_failed_logins(&self, user_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE users SET failed_logins = 0, locked_until = NULL \
+             WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)",
+        )
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+
+    // ---- sessions ------------------------------------------------------------------------
+
+    pub async fn insert_session(&self, s: &SessionRow) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, generation, nonce, device_id, user_agent, ip, \
+             remember_me, cookie_transport, created_at, last_used_at, rotated_at, \
+             rotated_by_device, idle_expires_at, absolute_expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(&s.id)
+        .bind(&s.user_id)
+        .bind(s.generation)
+        .bind(&s.nonce)
+        .bind(&s.device_id)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .bind(i64::from(s.remember_me))
+        .bind(i64::from(s.cookie_transport))
+        .bind(s.created_at)
+        .bind(s.last_used_at)
+        .bind(s.rotated_at)
+        .bind(&s.rotated_by_device)
+        .bind(s.idle_expires_at)
+        .bind(s.absolute_expires_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| session_row(&r))
+        .transpose()
+    }
+
+    /// The rotation compare-and-swap: succeeds for exactly one caller presenting `generation`.
+    pub async fn rotate(&self, r: &Rotation<'_>) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE sessions SET generation = generation + 1, rotated_at = $1, \
+             rotated_by_device = $2, last_used_at = $1, idle_expires_at = $3, ip = $4, \
+             user_agent = $5 \
+             WHERE id = $6 AND generation = $7 AND revoked_at IS NULL",
+        )
+        .bind(r.now)
+        .bind(r.device_id)
+        .bind(r.idle_expires_at)
+        .bind(r.ip)
+        .bind(r.user_agent)
+        .bind(r.session_id)
+        .bind(r.generation)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a session for good; `false` when it had already ended.
+    pub async fn revoke(&self, id: &str, reason: &str, now: i64) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends every live session of a user; returns their ids.
+    pub async fn revoke_all(
+        &self,
+        user_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The user's sessions that are neither revoked nor past their end, newest first.
+    pub async fn live_sessions(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Vec<SessionRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
+             AND idle_expires_at > $2 AND absolute_expires_at > $2 ORDER BY created_at DESC"
+        ))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(session_row)
+        .collect()
+    }
+
+    /// Sessions revoked at or after `since` (for the revocation view of every instance).
+    pub async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let rows = sqlx::query("SELECT id, revoked_at FROM sessions WHERE revoked_at >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("revoked_at")?)))
+            .collect()
+    }
+
+    pub async fn count_live_sessions(&self, now: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL \
+             AND idle_expires_at > $1 AND absolute_expires_at > $1",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Whether `device_id` was ever used by one of the user's sessions.
+    pub async fn device_known(&self, user_id: &str, device_id: &str) -> Result<bool, sqlx::Error> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND device_id = $2",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Deletes sessions that ended before `cutoff` and audit events older than `audit_cutoff`.
+    pub async fn purge(&self, cutoff: i64, audit_cutoff: i64) -> Result<(u64, u64), sqlx::Error> {
+        let s = sqlx::query(
+            "DELETE FROM sessions WHERE (revoked_at IS NOT NULL AND revoked_at < $1) \
+             OR idle_expires_at < $1 OR absolute_expires_at < $1",
+        )
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?;
+        let a = sqlx::query("DELETE FROM audit_events WHERE at < $1")
+            .bind(audit_cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok((s.rows_affected(), a.rows_affected()))
+    }
+
+    // ---- audit ---------------------------------------------------------------------------
+
+    pub async fn insert_event(&self, e: &NewEvent) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO audit_events (user_id, at, type, severity, session_id, device_id, ip, \
+             detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&e.user_id)
+        .bind(e.at)
+        .bind(e.kind)
+        .bind(e.severity)
+        .bind(&e.session_id)
+        .bind(&e.device_id)
+        .bind(&e.ip)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn events_for_user(
+        &self,
+        user_id: &str,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, at, type, severity, session_id, device_id, ip, detail FROM audit_events \
+             WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRow {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    kind: r.try_get("type")?,
+                    severity: r.try_get("severity")?,
+                    session_id: r.try_get("session_id")?,
+                    device_id: r.try_get("device_id")?,
+                    ip: r.try_get("ip")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Counts a user's events of one type since `since` (abuse heuristics).
+    pub async fn count_events(
+        &self,
+        user_id: &str,
+        kind: &str,
+        since: i64,
+    ) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_events WHERE user_id = $1 AND type = $2 AND at >= $3",
+        )
+        .bind(user_id)
+        .bind(kind)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Distinct IPs of a user's events of one type since `since`.
+    pub async fn count_distinct_ips(
+        &self,
+        user_id: &str,
+        kind: &str,
+        since: i64,
+    ) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT ip) FROM audit_events \
+             WHERE user_id = $1 AND type = $2 AND at >= $3",
+        )
+        .bind(user_id)
+        .bind(kind)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    // ---- keys ----------------------------------------------------------------------------
+
+    /// Returns the stored `(kid, secret)` named `name`, storing the given one if none exists.
+    /// Several instances starting at once all end up with the same key.
+    pub async fn key_or_insert(
+        &self,
+        name: &str,
+        kid: &str,
+        secret: &str,
+        now: i64,
+    ) -> Result<(String, String), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO server_keys (name, kid, secret, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(kid)
+        .bind(secret)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT kid, secret FROM server_keys WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get("kid")?, row.try_get("secret")?))
+    }
+}
+
+/// The fields of one rotation.
+#[derive(Debug)]
+pub struct Rotation<'a> {
+    pub session_id: &'a str,
+    pub generation: i64,
+    pub now: i64,
+    pub device_id: Option<&'a str>,
+    pub idle_expires_at: i64,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// `sqlite://baton.db` → create the file when missing.
+fn sqlite_url(url: &str) -> String {
+    if url.contains(":memory:") || url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+fn user_row(r: &AnyRow) -> Result<UserRow, sqlx::Error> {
+    Ok(UserRow {
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        password_hash: r.try_get("password_hash")?,
+        created_at: r.try_get("created_at")?,
+        failed_logins: r.try_get("failed_logins")?,
+        locked_until: r.try_get("locked_until")?,
+    })
+}
+
+fn session_row(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
+    Ok(SessionRow {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        generation: r.try_get("generation")?,
+        nonce: r.try_get("nonce")?,
+        device_id: r.try_get("device_id")?,
+        user_agent: r.try_get("user_agent")?,
+        ip: r.try_get("ip")?,
+        remember_me: r.try_get::<i64, _>("remember_me")? != 0,
+        cookie_transport: r.try_get::<i64, _>("cookie_transport")? != 0,
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+        rotated_at: r.try_get("rotated_at")?,
+        rotated_by_device: r.try_get("rotated_by_device")?,
+        idle_expires_at: r.try_get("idle_expires_at")?,
+        absolute_expires_at: r.try_get("absolute_expires_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        revoked_reason: r.try_get("revoked_reason")?,
+    })
+}

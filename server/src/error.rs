@@ -1,0 +1,137 @@
+//! One error type for every handler: status and code mapping in one place.
+//!
+//! Database and internal failures are logged and never shown to clients; an unreachable or
+//! locked database is 503 `unavailable` with `Retry-After`, not a 500.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use baton_core::{ErrorBody, ErrorCode};
+use std::borrow::Cow;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: Cow<'static, str>,
+    pub retry_after: Option<u64>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn unauthorized(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    }
+
+    pub fn validation(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ValidationFailed,
+            message,
+        )
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "not found")
+    }
+
+    pub fn too_many(code: ErrorCode, retry_after: u64) -> Self {
+        let message = match code {
+            ErrorCode::AccountLocked => "account temporarily locked after repeated failed logins",
+            _ => "too many requests",
+        };
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, message);
+        e.retry_after = Some(retry_after.max(1));
+        e
+    }
+
+    pub fn unavailable() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the service is temporarily unavailable",
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "internal error",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = ErrorBody::new(self.code, self.message);
+        if let Some(secs) = self.retry_after {
+            body = body.with_retry_after(secs);
+        }
+        let mut res = (self.status, Json(body)).into_response();
+        let headers = res.headers_mut();
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            let v = if self.code == ErrorCode::TokenMissing {
+                r#"Bearer error="invalid_request""#
+            } else {
+                r#"Bearer error="invalid_token""#
+            };
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::unavailable()
+        } else {
+            tracing::error!(error = %e, "database error");
+            Self::internal()
+        }
+    }
+}
+
+/// Errors that mean "the database cannot answer right now" rather than "the server is broken".
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes;
+            // PostgreSQL: class 08 (connection), 53 (resources), 57P0x (shutdown).
+            let code = db.code().unwrap_or_default();
+            let sqlite_busy = code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+            sqlite_busy
+                || code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+        }
+        _ => false,
+    }
+}

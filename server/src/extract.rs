@@ -1,0 +1,243 @@
+//! Request extractors: JSON bodies, device id, client IP, authenticated user. Each fails with the
+//! documented error shape, never with axum's plain-text rejections.
+
+use crate::error::ApiError;
+use crate::tokens::{AccessClaims, AccessError};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use baton_core::ErrorCode;
+use serde::de::DeserializeOwned;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// A JSON body. An empty body reads as `{}` so optional-only bodies may be left out.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // The declared Content-Type is not trusted either way: the body must parse as JSON.
+        // (Browsers send `text/plain` for a string body; CSRF is handled by X-Device-ID.)
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                payload_too_large()
+            } else {
+                ApiError::bad_request("could not read the request body")
+            }
+        })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes).map(ApiJson).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => ApiError::validation(format!("invalid request body: {e}")),
+                _ => ApiError::bad_request(format!("malformed JSON: {e}")),
+            }
+        })
+    }
+}
+
+pub fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::PayloadTooLarge,
+        "request body larger than 16 KiB",
+    )
+}
+
+/// The `X-Device-ID` header: absent, or 1 to 128 chars of `[A-Za-z0-9_-]`.
+#[derive(Debug, Clone)]
+pub struct DeviceId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for DeviceId {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        device_id(&parts.headers).map(DeviceId)
+    }
+}
+
+pub fn device_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all("x-device-id").iter();
+    let Some(v) = values.next() else {
+        return Ok(None);
+    };
+    let valid = values.next().is_none()
+        && (1..=128).contains(&v.len())
+        && v.as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-');
+    if !valid {
+        return Err(ApiError::bad_request(
+            "X-Device-ID must be 1 to 128 characters of A-Z, a-z, 0-9, _ and -",
+        ));
+    }
+    Ok(v.to_str().ok().map(str::to_owned))
+}
+
+/// The client's IP: the socket peer, or, behind a trusted proxy, the rightmost untrusted
+/// `X-Forwarded-For` address.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S> FromRequestParts<S> for ClientIp
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = AppState::from_ref(state);
+        Ok(ClientIp(client_ip(
+            peer(parts),
+            &parts.headers,
+            &state.config.trusted_proxies,
+        )))
+    }
+}
+
+pub fn peer(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| {
+            crate::config::canonical(c.0.ip())
+        })
+}
+
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &crate::config::TrustedProxies,
+) -> IpAddr {
+    if !trusted.contains(peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().parse::<IpAddr>().map(crate::config::canonical))
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    hops.into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(*ip))
+        .unwrap_or(peer)
+}
+
+/// A request authenticated by a valid, unrevoked access token.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub claims: AccessClaims,
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = AppState::from_ref(state);
+        let token = bearer(&parts.headers)?.ok_or_else(|| {
+            ApiError::unauthorized(ErrorCode::TokenMissing, "an access token is required")
+        })?;
+        authenticate(&state, token).map(|claims| AuthUser { claims })
+    }
+}
+
+/// The Bearer token of `Authorization`, if any; a malformed header is an invalid token.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let invalid =
+        || ApiError::unauthorized(ErrorCode::TokenInvalid, "malformed Authorization header");
+    let v = v.to_str().map_err(|_| invalid())?;
+    let (scheme, token) = v.split_once(' ').ok_or_else(invalid)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(invalid());
+    }
+    Ok(Some(token.trim()))
+}
+
+pub fn authenticate(state: &AppState, token: &str) -> Result<AccessClaims, ApiError> {
+    let claims = state.keys.verify_access(token).map_err(|e| {
+        tracing::debug!(reason = ?e, "access token refused");
+        match e {
+            AccessError::Expired => {
+                ApiError::unauthorized(ErrorCode::TokenExpired, "the access token has expired")
+            }
+            AccessError::Invalid => {
+                ApiError::unauthorized(ErrorCode::TokenInvalid, "the access token is invalid")
+            }
+        }
+    })?;
+    if state.revoked.is_revoked(&claims.sid) {
+        tracing::debug!(sid = %claims.sid, "access token of a revoked session");
+        return Err(ApiError::unauthorized(
+            ErrorCode::TokenRevoked,
+            "the session of this access token was revoked",
+        ));
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TrustedProxies;
+    use axum::http::HeaderValue;
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: TrustedProxies = TrustedProxies(vec!["10.0.0.0/8".parse().unwrap()]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let h = xff("1.2.3.4, 5.6.7.8, 10.0.0.2");
+        assert_eq!(
+            client_ip(peer, &h, &trusted),
+            "5.6.7.8".parse::<IpAddr>().unwrap()
+        );
+        let outsider: IpAddr = "9.9.9.9".parse().unwrap();
+        assert_eq!(client_ip(outsider, &h, &trusted), outsider);
+        assert_eq!(client_ip(peer, &xff("garbage"), &trusted), peer);
+        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
+    }
+
+    #[test]
+    fn device_ids_are_validated() {
+        let mut h = HeaderMap::new();
+        assert!(device_id(&h).unwrap().is_none());
+        h.insert("x-device-id", HeaderValue::from_static("abc_DEF-123"));
+        assert_eq!(device_id(&h).unwrap().as_deref(), Some("abc_DEF-123"));
+        for bad in ["", "a b", "ä", "a.b"] {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(bad) {
+                h.insert("x-device-id", v);
+                assert!(device_id(&h).is_err(), "{bad:?}");
+            }
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-device-id",
+            HeaderValue::from_str(&"a".repeat(129)).unwrap(),
+        );
+        assert!(device_id(&h).is_err());
+    }
+}

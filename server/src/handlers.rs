@@ -1,0 +1,652 @@
+//! HTTP handlers of the contract in API.md.
+
+use crate::config::Registration;
+use crate::db::{SessionRow, UserRow};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{bearer, peer, ApiJson, AuthUser, ClientIp, DeviceId};
+use crate::sessions::{self, audit, token_response, user_json, Caller};
+use crate::{now_ms, AppState};
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use baton_core::ErrorCode;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+
+const REFRESH_COOKIE: &str = "baton_refresh";
+
+/// argon2id hashing on the blocking pool; also holds a dummy hash so unknown emails cost the
+/// same time as wrong passwords.
+pub struct PasswordHasher {
+    dummy: String,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHasher")
+    }
+}
+
+impl Default for PasswordHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PasswordHasher {
+    pub fn new() -> Self {
+        Self {
+            dummy: hash_now("baton-dummy-password").unwrap_or_default(),
+        }
+    }
+
+    pub async fn hash(&self, password: String) -> ApiResult<String> {
+        tokio::task::spawn_blocking(move || hash_now(&password))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .ok_or_else(ApiError::internal)
+    }
+
+    /// Verifies `password` against `hash`, or against the dummy hash when there is no user.
+    pub async fn verify(&self, password: String, hash: Option<String>) -> ApiResult<bool> {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy.clone());
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .map_err(|_| ApiError::internal())?;
+        Ok(ok && known)
+    }
+}
+
+fn hash_now(password: &str) -> Option<String> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .ok()
+        .map(|h| h.to_string())
+}
+
+fn caller(ip: ClientIp, device: DeviceId, headers: &HeaderMap) -> Caller {
+    Caller {
+        ip: ip.0.to_string(),
+        device_id: device.0,
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect()),
+    }
+}
+
+// ---- register and login ------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    email: String,
+    password: String,
+}
+
+/// Lower-cases and checks an email address; `None` when it is not plausible.
+fn normalize_email(email: &str) -> Option<String> {
+    let e = email.trim().to_lowercase();
+    let (local, domain) = e.split_once('@')?;
+    let ok = e.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    ok.then_some(e)
+}
+
+fn check_password(password: &str) -> ApiResult<()> {
+    let n = password.chars().count();
+    if n < 8 {
+        return Err(ApiError::validation(
+            "password must be at least 8 characters",
+        ));
+    }
+    if n > 1024 {
+        return Err(ApiError::validation(
+            "password must be at most 1024 characters",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    device: DeviceId,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> ApiResult<Response> {
+    if state.config.registration == Registration::Closed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::RegistrationClosed,
+            "registration is closed",
+        ));
+    }
+    let email = normalize_email(&body.email)
+        .ok_or_else(|| ApiError::validation("email is not a valid address"))?;
+    check_password(&body.password)?;
+    let hash = state.password.hash(body.password).await?;
+    let user = UserRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        email,
+        password_hash: hash,
+        created_at: now_ms(),
+        failed_logins: 0,
+        locked_until: None,
+    };
+    if !state.store.insert_user(&user).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::EmailTaken,
+            "an account with this email exists",
+        ));
+    }
+    let c = caller(ip, device, &headers);
+    audit(
+        &state,
+        Some(&user.id),
+        "user_registered",
+        "info",
+        None,
+        &c,
+        "account created",
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "user": user_json(&user) })),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RefreshTransport {
+    #[default]
+    Body,
+    Cookie,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+    #[serde(default)]
+    remember_me: bool,
+    #[serde(default)]
+    refresh_transport: RefreshTransport,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    device: DeviceId,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> ApiResult<Response> {
+    let c = caller(ip, device, &headers);
+    let now = now_ms();
+    let email = normalize_email(&body.email);
+    let user = match &email {
+        Some(e) => state.store.user_by_email(e).await?,
+        None => None,
+    };
+    // Always one argon2 verification, so unknown emails and wrong passwords take the same time.
+    let ok = state
+        .password
+        .verify(
+            body.password,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await?;
+    let known_id = user.as_ref().map(|u| u.id.clone());
+    let Some(user) = user.filter(|_| ok) else {
+        state.metrics.login("failure");
+        audit(
+            &state,
+            known_id.as_deref(),
+            "login_failed",
+            "warning",
+            None,
+            &c,
+            "wrong email or password",
+        )
+        .await;
+        return Err(ApiError::unauthorized(
+            ErrorCode::InvalidCredentials,
+            "wrong email or password",
+        ));
+    };
+    state.store.reset_failed_logins(&user.id).await?;
+
+    let new_device = match &c.device_id {
+        Some(d) => !state.store.device_known(&user.id, d).await?,
+        None => false,
+    };
+    let max = if body.remember_me {
+        state.config.remember_me_max
+    } else {
+        state.config.session_max
+    };
+    let session = SessionRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        user_id: user.id.clone(),
+        generation: 1,
+        nonce: crate::tokens::random_nonce(),
+        device_id: c.device_id.clone(),
+        user_agent: c.user_agent.clone(),
+        ip: Some(c.ip.clone()),
+        remember_me: body.remember_me,
+        cookie_transport: body.refresh_transport == RefreshTransport::Cookie,
+        created_at: now,
+        last_used_at: now,
+        rotated_at: now,
+        rotated_by_device: c.device_id.clone(),
+        idle_expires_at: now + state.config.refresh_idle_ttl.as_millis() as i64,
+        absolute_expires_at: now + max.as_millis() as i64,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    state.store.insert_session(&session).await?;
+    state.metrics.login("success");
+    audit(
+        &state,
+        Some(&user.id),
+        "login_succeeded",
+        "info",
+        Some(&session.id),
+        &c,
+        "signed in",
+    )
+    .await;
+    if new_device {
+        state.metrics.anomaly("new_device");
+        audit(
+            &state,
+            Some(&user.id),
+            "new_device",
+            "warning",
+            Some(&session.id),
+            &c,
+            "first sign-in from this device",
+        )
+        .await;
+    }
+    let body = token_response(&state, &session, &user, session.generation, now)?;
+    respond_tokens(&state, &session, session.generation, body)
+}
+
+fn respond_tokens(
+    state: &AppState,
+    session: &SessionRow,
+    generation: i64,
+    body: baton_core::TokenResponse,
+) -> ApiResult<Response> {
+    let mut res = Json(&body).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if session.cookie_transport {
+        let token = sessions::cookie_token(&state.keys, session, generation)?;
+        h.insert(
+            header::SET_COOKIE,
+            refresh_cookie(state, &token, body.refresh_expires_in),
+        );
+    }
+    Ok(res)
+}
+
+fn refresh_cookie(state: &AppState, token: &str, max_age: u64) -> HeaderValue {
+    let secure = if state.config.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{REFRESH_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/auth; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn cleared_cookie(state: &AppState) -> HeaderValue {
+    refresh_cookie(state, "", 0)
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| v)
+}
+
+// ---- refresh and logout ------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// The refresh token of a request: the body's, else the cookie's. A cookie-authenticated
+/// request must carry `X-Device-ID` (a cross-site form cannot set it).
+fn presented_token<'a>(
+    body: &'a RefreshBody,
+    headers: &'a HeaderMap,
+    device: &DeviceId,
+) -> ApiResult<Option<&'a str>> {
+    if let Some(t) = body.refresh_token.as_deref() {
+        return Ok(Some(t));
+    }
+    match cookie_value(headers, REFRESH_COOKIE) {
+        Some(t) if device.0.is_none() => {
+            let _ = t;
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::CsrfCheckFailed,
+                "a request authenticated by the refresh cookie must carry X-Device-ID",
+            ))
+        }
+        other => Ok(other),
+    }
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    device: DeviceId,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> ApiResult<Response> {
+    let token = presented_token(&body, &headers, &device)?
+        .ok_or_else(|| {
+            ApiError::unauthorized(ErrorCode::RefreshTokenInvalid, "no refresh token was sent")
+        })?
+        .to_owned();
+    let c = caller(ip, device, &headers);
+    match sessions::refresh(&state, &token, &c).await {
+        Ok(r) => respond_tokens(&state, &r.session, r.generation, r.body),
+        Err(e) => {
+            let mut res = e.into_response();
+            if res.status() == StatusCode::UNAUTHORIZED
+                && cookie_value(&headers, REFRESH_COOKIE).is_some()
+            {
+                res.headers_mut()
+                    .insert(header::SET_COOKIE, cleared_cookie(&state));
+            }
+            Ok(res)
+        }
+    }
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    device: DeviceId,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> ApiResult<Response> {
+    let token = presented_token(&body, &headers, &device)?.map(str::to_owned);
+    let c = caller(ip, device, &headers);
+    let now = now_ms();
+    // Bearer first; a bad or expired access token falls back to the refresh token.
+    let by_bearer = match bearer(&headers) {
+        Ok(Some(t)) => state.keys.verify_access(t).ok().map(|claims| claims.sid),
+        _ => None,
+    };
+    let session = match by_bearer {
+        Some(sid) => state.store.session(&sid).await?,
+        None => match token {
+            Some(t) => match sessions::resolve(&state, &t).await {
+                Ok((s, _)) => Some(s),
+                Err(e) if e.status == StatusCode::UNAUTHORIZED => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        },
+    };
+    if let Some(s) = session {
+        if sessions::revoke(&state, &s, "logout", &c, now).await? {
+            audit(
+                &state,
+                Some(&s.user_id),
+                "logout",
+                "info",
+                Some(&s.id),
+                &c,
+                "signed out",
+            )
+            .await;
+        }
+    }
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, cleared_cookie(&state));
+    Ok(res)
+}
+
+pub async fn logout_all(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    device: DeviceId,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let c = caller(ip, device, &headers);
+    let now = now_ms();
+    let ids = state
+        .store
+        .revoke_all(&auth.claims.sub, "logout_all", now)
+        .await?;
+    for id in &ids {
+        state.revoked.insert(id, now);
+        state.metrics.revocation("logout_all");
+    }
+    audit(
+        &state,
+        Some(&auth.claims.sub),
+        "logout_all",
+        "info",
+        Some(&auth.claims.sid),
+        &c,
+        &format!("signed out of {} sessions", ids.len()),
+    )
+    .await;
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, cleared_cookie(&state));
+    Ok(res)
+}
+
+// ---- account -----------------------------------------------------------------------------
+
+pub async fn me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<Json<serde_json::Value>> {
+    let user = state
+        .store
+        .user_by_id(&auth.claims.sub)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized(ErrorCode::TokenInvalid, "unknown user"))?;
+    Ok(Json(
+        json!({ "user": user_json(&user), "session_id": auth.claims.sid }),
+    ))
+}
+
+fn session_json(s: &SessionRow, current_sid: &str) -> serde_json::Value {
+    json!({
+        "id": s.id,
+        "device_id": s.device_id,
+        "user_agent": s.user_agent,
+        "ip": s.ip,
+        "created_at": s.created_at / 1000,
+        "last_used_at": s.last_used_at / 1000,
+        "expires_at": s.ends_at() / 1000,
+        "remember_me": s.remember_me,
+        "current": s.id == current_sid,
+    })
+}
+
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> ApiResult<Json<serde_json::Value>> {
+    let rows = state
+        .store
+        .live_sessions(&auth.claims.sub, now_ms())
+        .await?;
+    let list: Vec<_> = rows
+        .iter()
+        .map(|s| session_json(s, &auth.claims.sid))
+        .collect();
+    Ok(Json(json!({ "sessions": list })))
+}
+
+pub async fn delete_session(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    device: DeviceId,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let session = match uuid::Uuid::parse_str(&id) {
+        Ok(_) => state.store.session(&id).await?,
+        Err(_) => None,
+    };
+    let Some(session) = session.filter(|s| s.user_id == auth.claims.sub && s.revoked_at.is_none())
+    else {
+        return Err(ApiError::not_found());
+    };
+    let c = caller(ip, device, &headers);
+    sessions::revoke(&state, &session, "revoked_by_user", &c, now_ms()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn audit_log(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let limit = match q.get("limit") {
+        None => 50,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad_request("limit must be an integer from 1 to 1000"))?,
+    };
+    let events = state.store.events_for_user(&auth.claims.sub, limit).await?;
+    let list: Vec<_> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "at": e.at / 1000,
+                "type": e.kind,
+                "severity": e.severity,
+                "session_id": e.session_id,
+                "device_id": e.device_id,
+                "ip": e.ip,
+                "detail": e.detail,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "events": list })))
+}
+
+pub async fn ping(auth: AuthUser) -> Json<serde_json::Value> {
+    Json(json!({
+        "ok": true,
+        "sub": auth.claims.sub,
+        "sid": auth.claims.sid,
+        "at": now_ms() / 1000,
+    }))
+}
+
+// ---- operations --------------------------------------------------------------------------
+
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let mut res = Json(state.keys.jwks()).into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    res
+}
+
+pub async fn metrics(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+) -> ApiResult<Response> {
+    let (parts, _) = req.into_parts();
+    let loopback = peer(&parts).is_loopback();
+    let token = &state.config.metrics_token;
+    let by_token = !token.is_empty()
+        && bearer(&parts.headers)
+            .ok()
+            .flatten()
+            .is_some_and(|t| constant_eq(t.as_bytes(), token.as_bytes()));
+    if !loopback && !by_token {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "metrics are served to loopback peers or with the metrics token",
+        ));
+    }
+    if let Ok(n) = state.store.count_live_sessions(now_ms()).await {
+        state.metrics.set_active_sessions(n);
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response())
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    let wait = state
+        .config
+        .request_timeout
+        .min(std::time::Duration::from_secs(2));
+    match tokio::time::timeout(wait, state.store.ping()).await {
+        Ok(Ok(())) => Ok(Json(json!({ "status": "ready" }))),
+        _ => Err(ApiError::unavailable()),
+    }
+}

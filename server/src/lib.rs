@@ -1,0 +1,248 @@
+//! `baton-server`: login, rotating refresh tokens with reuse detection, sessions, audit log and
+//! metrics, over SQLite or PostgreSQL. `main.rs` only parses the config and calls [`run`].
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod metrics;
+pub mod revocation;
+pub mod sessions;
+pub mod tokens;
+
+use crate::config::Config;
+use crate::db::Store;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::revocation::RevocationView;
+use crate::tokens::Keys;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use baton_core::ErrorCode;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Shared state of one server instance.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub keys: Arc<Keys>,
+    pub revoked: Arc<RevocationView>,
+    pub metrics: Arc<Metrics>,
+    pub password: Arc<handlers::PasswordHasher>,
+}
+
+impl AppState {
+    /// Connects to the database, runs migrations, loads (or creates) keys and the revocation view.
+    pub async fn new(config: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database_url, config.request_timeout).await?;
+        let keys = Keys::load(&store, &config.issuer, &config.audience).await?;
+        let revoked = RevocationView::new(config.access_ttl);
+        revoked.sync(&store, revoked.initial_since()).await?;
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            keys: Arc::new(keys),
+            revoked: Arc::new(revoked),
+            metrics: Arc::new(Metrics::default()),
+            password: Arc::new(handlers::PasswordHasher::new()),
+        })
+    }
+}
+
+/// The HTTP application.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/auth/register", post(handlers::register))
+        .route("/auth/login", post(handlers::login))
+        .route("/auth/refresh", post(handlers::refresh))
+        .route("/auth/logout", post(handlers::logout))
+        .route("/auth/logout-all", post(handlers::logout_all))
+        .route("/auth/me", get(handlers::me))
+        .route("/auth/sessions", get(handlers::list_sessions))
+        .route("/auth/sessions/{id}", delete(handlers::delete_session))
+        .route("/auth/audit-log", get(handlers::audit_log))
+        .route("/api/ping", get(handlers::ping))
+        .route("/.well-known/jwks.json", get(handlers::jwks))
+        .route("/metrics", get(handlers::metrics))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz));
+    if let Some(dir) = &state.config.package_dir {
+        router = router.nest_service("/pkg", tower_http::services::ServeDir::new(dir));
+    }
+    router = match &state.config.static_dir {
+        Some(dir) => router.fallback_service(
+            tower_http::services::ServeDir::new(dir).fallback(axum::routing::any(not_found)),
+        ),
+        None => router.fallback(not_found),
+    };
+    router
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(extract::MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "method not allowed",
+    )
+}
+
+/// Every request: refuse oversized bodies early, bound the time, record the duration.
+async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > extract::MAX_BODY as u64) {
+        return extract::payload_too_large().into_response();
+    }
+    let endpoint = endpoint_label(req.extensions().get::<MatchedPath>());
+    let started = std::time::Instant::now();
+    let res = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(endpoint, "request timed out");
+            ApiError::unavailable().into_response()
+        }
+    };
+    if let Some(endpoint) = endpoint {
+        state.metrics.observe(endpoint, started.elapsed());
+    }
+    res
+}
+
+fn endpoint_label(path: Option<&MatchedPath>) -> Option<&'static str> {
+    Some(match path?.as_str() {
+        "/auth/register" => "register",
+        "/auth/login" => "login",
+        "/auth/refresh" => "refresh",
+        "/auth/logout" => "logout",
+        "/auth/logout-all" => "logout_all",
+        "/auth/me" => "me",
+        "/auth/sessions" => "sessions",
+        "/auth/sessions/{id}" => "session_delete",
+        "/auth/audit-log" => "audit_log",
+        "/api/ping" => "ping",
+        "/.well-known/jwks.json" => "jwks",
+        _ => return None,
+    })
+}
+
+/// Background work of an instance: the revocation view's polling and the periodic purge.
+pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut since = state.revoked.initial_since();
+        let mut tick = tokio::time::interval(revocation::POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_purge = std::time::Instant::now();
+        loop {
+            tick.tick().await;
+            match tokio::time::timeout(
+                Duration::from_secs(2),
+                state.revoked.sync(&state.store, since),
+            )
+            .await
+            {
+                Ok(Ok(next)) => since = next,
+                Ok(Err(e)) => tracing::debug!(error = %e, "revocation sync failed"),
+                Err(_) => tracing::debug!("revocation sync timed out"),
+            }
+            if last_purge.elapsed() >= state.config.purge_interval {
+                last_purge = std::time::Instant::now();
+                purge(&state).await;
+            }
+        }
+    })
+}
+
+/// Deletes ended sessions and old audit events past their retention.
+pub async fn purge(state: &AppState) {
+    let now = now_ms();
+    let cutoff = now - state.config.session_retention.as_millis() as i64;
+    let audit_cutoff = now - state.config.audit_retention.as_millis() as i64;
+    match state.store.purge(cutoff, audit_cutoff).await {
+        Ok((s, a)) if s + a > 0 => {
+            tracing::info!(
+                sessions = s,
+                audit_events = a,
+                "purged ended sessions and old events"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "purge failed"),
+    }
+}
+
+/// Binds, prints `listening on http://ADDR`, and serves until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+    let state = AppState::new(config).await?;
+    let addr = listener.local_addr()?;
+    let background = spawn_background(&state);
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, backend = ?state.store.backend, "baton-server started");
+    let store = state.store.clone();
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    background.abort();
+    store.close().await;
+    tracing::info!("baton-server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

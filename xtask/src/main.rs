@@ -1,0 +1,164 @@
+//! `cargo xtask <command>`: Baton's one entry point for setup, build, demo, tests and benchmarks.
+//!
+//! Everything it provisions is installed only when missing, so a second run takes seconds.
+//! Shell-outs are limited to the tools themselves (cargo, rustup, apt-get, npm, PostgreSQL).
+
+mod pg;
+mod setup;
+mod util;
+
+use anyhow::{bail, Result};
+use std::time::Instant;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  setup        provision the wasm toolchain, wasm-bindgen-cli, Chromium and PostgreSQL (idempotent)
+  test         run every test: baton-core, baton-server on SQLite and PostgreSQL, the wasm client
+               in headless Chromium, and the end-to-end browser tests
+  demo         build the npm package, start baton-server (embedded SQLite) serving demo-web/
+  build-wasm   build the wasm client and the npm package (npm-package/dist)
+  lint         cargo fmt --check and cargo clippy -D warnings on every crate
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        print!("{USAGE}");
+        return Ok(());
+    };
+    let started = Instant::now();
+    match cmd.as_str() {
+        "setup" => {
+            setup::all(&setup::Needs::everything())?;
+        }
+        "test" => test()?,
+        "demo" => demo(&args[1..])?,
+        "build-wasm" => {
+            let tc = setup::wasm_toolchain()?;
+            setup::wasm_bindgen_cli()?;
+            build_wasm(&tc)?;
+        }
+        "lint" => lint()?,
+        "help" | "--help" | "-h" => print!("{USAGE}"),
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+    util::step(&format!(
+        "xtask {cmd} finished in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+fn lint() -> Result<()> {
+    util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))?;
+    util::run(util::cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    let env = setup::all(&setup::Needs::everything())?;
+    let mut timings = Vec::new();
+    let mut timed = |name: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        util::step(name);
+        let t = Instant::now();
+        f()?;
+        timings.push((name.to_owned(), t.elapsed()));
+        Ok(())
+    };
+
+    timed("lint: rustfmt and clippy", &mut lint)?;
+    timed("baton-core: unit tests (simulated clock)", &mut || {
+        util::run(util::cargo().args(["test", "-p", "baton-core"]))
+    })?;
+    timed("baton-server: tests on SQLite", &mut || {
+        util::run(
+            util::cargo()
+                .args(["test", "-p", "baton-server"])
+                .env("BATON_TEST_DB", "sqlite"),
+        )
+    })?;
+    let pg = pg::Cluster::start(&env.postgres)?;
+    timed("baton-server: tests on PostgreSQL", &mut || {
+        util::run(
+            util::cargo()
+                .args(["test", "-p", "baton-server"])
+                .env("BATON_TEST_DB", "postgres")
+                .env("BATON_TEST_POSTGRES_URL", pg.admin_url()),
+        )
+    })?;
+    timed("baton-client: wasm tests in headless Chromium", &mut || {
+        let mut cmd = env.wasm.cargo(&["test", "-p", "baton-client"]);
+        cmd.env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        )
+        .env("CHROMEDRIVER", &env.chromedriver)
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
+        util::run(&mut cmd)
+    })?;
+    drop(pg);
+
+    util::step("summary");
+    for (name, d) in &timings {
+        println!("  {:>7.1} s  {name}", d.as_secs_f64());
+    }
+    Ok(())
+}
+
+/// Builds `baton_client.wasm` with the size profile and generates the JS bindings into
+/// `npm-package/dist/wasm`.
+fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
+    util::step("building the wasm client (profile wasm-release)");
+    util::run(&mut tc.cargo(&["build", "-p", "baton-client", "--profile", "wasm-release"]))?;
+    let root = util::root();
+    let wasm = root.join("target/wasm32-unknown-unknown/wasm-release/baton_client.wasm");
+    let out = root.join("npm-package/dist/wasm");
+    std::fs::create_dir_all(&out)?;
+    util::run(
+        std::process::Command::new("wasm-bindgen")
+            .arg("--target")
+            .arg("web")
+            .arg("--out-dir")
+            .arg(&out)
+            .arg(&wasm),
+    )?;
+    let size = std::fs::metadata(out.join("baton_client_bg.wasm"))?.len();
+    println!("  baton_client_bg.wasm: {size} bytes");
+    Ok(())
+}
+
+fn demo(args: &[String]) -> Result<()> {
+    let tc = setup::wasm_toolchain()?;
+    setup::wasm_bindgen_cli()?;
+    build_wasm(&tc)?;
+    util::step("building baton-server (release)");
+    util::run(util::cargo().args(["build", "--release", "-p", "baton-server"]))?;
+    let root = util::root();
+    let bind = args
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    util::step(&format!(
+        "starting baton-server on http://{bind}/ with ./baton.db; open that URL (Ctrl-C stops)"
+    ));
+    let status = std::process::Command::new(root.join("target/release/baton-server"))
+        .current_dir(&root)
+        .env("BATON_BIND", &bind)
+        .env("BATON_COOKIE_SECURE", "false")
+        .env("BATON_STATIC_DIR", root.join("demo-web"))
+        .env("BATON_PACKAGE_DIR", root.join("npm-package"))
+        .status()?;
+    if !status.success() {
+        bail!("baton-server exited with {status}");
+    }
+    Ok(())
+}

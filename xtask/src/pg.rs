@@ -1,0 +1,127 @@
+//! A throwaway PostgreSQL cluster for the tests, under `target/pg`, on a free loopback port.
+
+use crate::util::{self, run, step};
+use anyhow::{bail, Context, Result};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    bindir: PathBuf,
+    data: PathBuf,
+    port: u16,
+    as_postgres_user: bool,
+}
+
+impl Cluster {
+    /// Creates (first time) and starts the cluster; stops it on drop.
+    pub(crate) fn start(bindir: &Path) -> Result<Self> {
+        let base = util::root().join("target/pg");
+        let data = base.join("data");
+        // PostgreSQL refuses to run as root: run it as the `postgres` account then.
+        let as_postgres_user = util::is_root();
+        let port = free_port()?;
+        let cluster = Self {
+            bindir: bindir.to_path_buf(),
+            data: data.clone(),
+            port,
+            as_postgres_user,
+        };
+        std::fs::create_dir_all(&base)?;
+        if as_postgres_user {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&base))?;
+        }
+        // A cluster left running by an interrupted run would hold the directory.
+        if data.join("postmaster.pid").exists() {
+            let _ = cluster.pg_ctl(&["stop", "-m", "immediate"]).status();
+        }
+        if !data.join("PG_VERSION").exists() {
+            step("initdb: creating the test PostgreSQL cluster (once)");
+            let pwfile = base.join("pwfile");
+            std::fs::write(&pwfile, "baton\n")?;
+            if as_postgres_user {
+                run(Command::new("chown").arg("postgres").arg(&pwfile))?;
+            }
+            run(&mut cluster.as_owner(
+                &bindir.join("initdb"),
+                &[
+                    "-D",
+                    path_str(&data)?,
+                    "-U",
+                    "baton",
+                    "--pwfile",
+                    path_str(&pwfile)?,
+                    "-A",
+                    "scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ],
+            ))?;
+        }
+        step(&format!("starting PostgreSQL on 127.0.0.1:{port}"));
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories='' \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400"
+        );
+        let log = base.join("server.log");
+        run(&mut cluster.pg_ctl(&[
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            path_str(&log)?,
+            "-o",
+            &opts,
+        ]))
+        .with_context(|| format!("PostgreSQL did not start; see {}", log.display()))?;
+        Ok(cluster)
+    }
+
+    /// A URL with rights to create databases (tests create one per test).
+    pub(crate) fn admin_url(&self) -> String {
+        format!("postgres://baton:baton@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Command {
+        let mut full = vec!["-D", self.data.to_str().unwrap_or_default()];
+        full.extend_from_slice(args);
+        self.as_owner(&self.bindir.join("pg_ctl"), &full)
+    }
+
+    fn as_owner(&self, program: &Path, args: &[&str]) -> Command {
+        if self.as_postgres_user {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program).args(args);
+            c
+        } else {
+            let mut c = Command::new(program);
+            c.args(args);
+            c
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self
+            .pg_ctl(&["stop", "-m", "fast", "-w"])
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    match p.to_str() {
+        Some(s) => Ok(s),
+        None => bail!("path is not UTF-8: {}", p.display()),
+    }
+}

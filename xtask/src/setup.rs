@@ -1,0 +1,187 @@
+//! Provisioning, each step only when what it provides is missing.
+
+use crate::util::{self, apt_install, find_program, output, run, step};
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::Command;
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Needs {
+    pub(crate) browser: bool,
+    pub(crate) postgres: bool,
+}
+
+impl Needs {
+    pub(crate) fn everything() -> Self {
+        Self {
+            browser: true,
+            postgres: true,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Env {
+    pub(crate) wasm: WasmToolchain,
+    pub(crate) chromedriver: PathBuf,
+    pub(crate) postgres: PathBuf,
+}
+
+pub(crate) fn all(needs: &Needs) -> Result<Env> {
+    step("setup: checking what is provisioned");
+    let wasm = wasm_toolchain()?;
+    wasm_bindgen_cli()?;
+    let chromedriver = if needs.browser {
+        chromium()?
+    } else {
+        PathBuf::new()
+    };
+    let postgres = if needs.postgres {
+        postgres()?
+    } else {
+        PathBuf::new()
+    };
+    Ok(Env {
+        wasm,
+        chromedriver,
+        postgres,
+    })
+}
+
+/// How to compile for `wasm32-unknown-unknown` on this machine.
+#[derive(Debug, Clone)]
+pub(crate) enum WasmToolchain {
+    /// rustup has the target: plain cargo.
+    Rustup,
+    /// Debian's `rustc-web` with std built from `rust-web-src` (`-Zbuild-std`).
+    DebianBuildStd { rustc: PathBuf, rustdoc: PathBuf },
+}
+
+impl WasmToolchain {
+    /// A cargo command for the wasm target; the native toolchain is left untouched.
+    pub(crate) fn cargo(&self, args: &[&str]) -> Command {
+        let mut c = util::cargo();
+        c.args(args).args(["--target", WASM_TARGET]);
+        if let Self::DebianBuildStd { rustc, rustdoc } = self {
+            c.arg("-Zbuild-std=std,panic_abort")
+                .env("RUSTC", rustc)
+                .env("RUSTDOC", rustdoc)
+                .env("RUSTC_BOOTSTRAP", "1");
+        }
+        c
+    }
+}
+
+pub(crate) fn wasm_toolchain() -> Result<WasmToolchain> {
+    if rustup_has_target() {
+        println!("  wasm target: rustup ({WASM_TARGET} installed)");
+        return Ok(WasmToolchain::Rustup);
+    }
+    if let Some(tc) = debian_toolchain() {
+        println!("  wasm target: Debian rustc-web with -Zbuild-std");
+        return Ok(tc);
+    }
+    if find_program(&["rustup"]).is_some() {
+        step(&format!("rustup target add {WASM_TARGET} (60 s limit)"));
+        let ok = Command::new("timeout")
+            .args(["60", "rustup", "target", "add", WASM_TARGET])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok && rustup_has_target() {
+            return Ok(WasmToolchain::Rustup);
+        }
+        println!("  rustup could not download the target; using Debian's rustc-web instead");
+    }
+    apt_install(&["rustc-web", "rust-web-src", "rust-web-llvm", "lld-22"])?;
+    debian_toolchain().context(
+        "rustc-web is installed but cannot build wasm32 (missing /usr/lib/rustlib/src or rust-lld)",
+    )
+}
+
+fn rustup_has_target() -> bool {
+    output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .is_some_and(|s| s.lines().any(|l| l.trim() == WASM_TARGET))
+}
+
+fn debian_toolchain() -> Option<WasmToolchain> {
+    let rustc = PathBuf::from("/usr/bin/rustc");
+    let rustdoc = PathBuf::from("/usr/bin/rustdoc");
+    let has_src = PathBuf::from("/usr/lib/rustlib/src/rust/library/std").is_dir();
+    let has_lld = find_program(&["rust-lld"]).is_some();
+    let targets = output(Command::new(&rustc).args(["--print", "target-list"]))?;
+    (has_src && has_lld && rustdoc.is_file() && targets.lines().any(|l| l == WASM_TARGET))
+        .then_some(WasmToolchain::DebianBuildStd { rustc, rustdoc })
+}
+
+/// The `wasm-bindgen` crate version pinned in Cargo.lock.
+pub(crate) fn locked_wasm_bindgen_version() -> Result<String> {
+    let lock = std::fs::read_to_string(util::root().join("Cargo.lock"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(v.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    bail!("wasm-bindgen is not in Cargo.lock")
+}
+
+/// `wasm-bindgen-cli` at exactly the locked version (the CLI refuses other versions' output).
+pub(crate) fn wasm_bindgen_cli() -> Result<()> {
+    let want = locked_wasm_bindgen_version()?;
+    let have = output(Command::new("wasm-bindgen").arg("--version"));
+    if have
+        .as_deref()
+        .is_some_and(|v| v.split_whitespace().nth(1) == Some(want.as_str()))
+    {
+        println!("  wasm-bindgen-cli {want}: present");
+        return Ok(());
+    }
+    step(&format!(
+        "cargo install wasm-bindgen-cli --version {want} (a few minutes, once)"
+    ));
+    run(Command::new("cargo").args(["install", "wasm-bindgen-cli", "--version", &want, "--force"]))
+}
+
+/// Chromium and its driver; returns the chromedriver path.
+pub(crate) fn chromium() -> Result<PathBuf> {
+    let browser = [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "/usr/bin/chromium",
+    ];
+    let driver = ["chromedriver", "/usr/bin/chromedriver"];
+    if find_program(&browser).is_none() || find_program(&driver).is_none() {
+        apt_install(&["chromium", "chromium-driver"])?;
+    }
+    let d = find_program(&driver).context("chromedriver not found after installing")?;
+    println!("  chromedriver: {}", d.display());
+    Ok(d)
+}
+
+/// PostgreSQL server binaries; returns the directory with `initdb`, `pg_ctl` and `postgres`.
+pub(crate) fn postgres() -> Result<PathBuf> {
+    if let Some(dir) = postgres_bindir() {
+        println!("  postgresql: {}", dir.display());
+        return Ok(dir);
+    }
+    apt_install(&["postgresql"])?;
+    postgres_bindir().context("PostgreSQL binaries not found after installing")
+}
+
+fn postgres_bindir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("BATON_PG_BINDIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}

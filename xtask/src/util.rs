@@ -1,0 +1,99 @@
+//! Small process helpers.
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The workspace root (the parent of `xtask/`).
+pub(crate) fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+pub(crate) fn step(msg: &str) {
+    println!("\n==> {msg}");
+}
+
+pub(crate) fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs a command with inherited output; fails with the command line when it fails.
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("command failed ({status}): {cmd:?}");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout, or `None` when it cannot run or fails.
+pub(crate) fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The first of `candidates` that exists as a file, else a lookup on `PATH`.
+pub(crate) fn find_program(candidates: &[&str]) -> Option<PathBuf> {
+    for c in candidates {
+        let p = PathBuf::from(c);
+        if p.is_absolute() {
+            if p.is_file() {
+                return Some(p);
+            }
+        } else if let Some(dir) = std::env::var_os("PATH") {
+            for d in std::env::split_paths(&dir) {
+                let full = d.join(c);
+                if full.is_file() {
+                    return Some(full);
+                }
+            }
+        }
+    }
+    None
+}
+
+pub(crate) fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
+}
+
+/// Installs Debian packages (with sudo when not root).
+pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
+    if find_program(&["apt-get"]).is_none() {
+        bail!(
+            "missing {packages:?} and no apt-get here: install them with your package manager \
+             (see README.md, \"Requirements\")"
+        );
+    }
+    step(&format!(
+        "installing Debian packages: {}",
+        packages.join(" ")
+    ));
+    let mut update = privileged("apt-get");
+    update.args(["update", "-qq"]);
+    run(&mut update)?;
+    let mut install = privileged("apt-get");
+    install
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run(&mut install)
+}
+
+fn privileged(program: &str) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg(program);
+        c
+    }
+}
