@@ -1,0 +1,126 @@
+//! The `baton-server` binary itself: flags, the `listening on` line, logs without secrets,
+//! graceful shutdown.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_baton-server");
+
+#[test]
+fn help_documents_every_setting_with_its_environment_variable() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for (flag, env) in [
+        ("--bind", "BATON_BIND"),
+        ("--database-url", "BATON_DATABASE_URL"),
+        ("--access-ttl", "BATON_ACCESS_TTL"),
+        ("--refresh-idle-ttl", "BATON_REFRESH_IDLE_TTL"),
+        ("--session-max", "BATON_SESSION_MAX"),
+        ("--remember-me-max", "BATON_REMEMBER_ME_MAX"),
+        ("--reuse-grace", "BATON_REUSE_GRACE"),
+        ("--device-binding", "BATON_DEVICE_BINDING"),
+        ("--registration", "BATON_REGISTRATION"),
+        ("--rate-limits", "BATON_RATE_LIMITS"),
+        ("--issuer", "BATON_ISSUER"),
+        ("--audience", "BATON_AUDIENCE"),
+        ("--cookie-secure", "BATON_COOKIE_SECURE"),
+        ("--request-timeout", "BATON_REQUEST_TIMEOUT"),
+        ("--trusted-proxies", "BATON_TRUSTED_PROXIES"),
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+        assert!(help.contains(env), "{env} missing from --help");
+    }
+}
+
+#[test]
+fn bad_settings_fail_with_a_clear_message() {
+    for (k, v) in [
+        ("BATON_ACCESS_TTL", "soon"),
+        ("BATON_DEVICE_BINDING", "maybe"),
+        ("BATON_TRUSTED_PROXIES", "10.0.0.0/99"),
+        ("BATON_DATABASE_URL", "mysql://x"),
+    ] {
+        let out = Command::new(BIN)
+            .env(k, v)
+            .env("BATON_BIND", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{k}={v} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.is_empty() && !err.contains("panicked"), "{k}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_prints_its_address_logs_no_secrets_and_stops_on_sigterm() {
+    let db = common::fresh_database().await;
+    let mut child = Command::new(BIN)
+        .env("BATON_BIND", "127.0.0.1:0")
+        .env("BATON_DATABASE_URL", &db)
+        .env("BATON_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"), "{url}");
+
+    let http = reqwest::Client::new();
+    let password = "very-secret-password";
+    let r = http
+        .post(format!("{url}/auth/register"))
+        .json(&serde_json::json!({"email": "log@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let t: serde_json::Value = http
+        .post(format!("{url}/auth/login"))
+        .header("x-device-id", "d")
+        .json(&serde_json::json!({"email": "log@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh = t["refresh_token"].as_str().unwrap().to_owned();
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        // The second is a replay within grace.
+        let _ = http
+            .post(format!("{url}/auth/refresh"))
+            .header("x-device-id", "d")
+            .json(&serde_json::json!({"refresh_token": refresh}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let _ = http
+        .get(format!("{url}/api/ping"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    assert!(logs.contains("baton-server started"), "{logs}");
+    for secret in [password, refresh.as_str(), access.as_str()] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+}

@@ -1,0 +1,224 @@
+//! Test harness: a real baton-server on a loopback port, over SQLite (a file) or PostgreSQL
+//! (a fresh database per server on the cluster named by `BATON_TEST_POSTGRES_URL`).
+#![allow(dead_code, unreachable_pub)]
+
+use baton_server::config::Config;
+use baton_server::AppState;
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub fn backend() -> String {
+    std::env::var("BATON_TEST_DB").unwrap_or_else(|_| "sqlite".into())
+}
+
+/// A database URL for a new, empty database on the selected backend.
+pub async fn fresh_database() -> String {
+    let name = format!("baton_test_{}", uuid::Uuid::new_v4().simple());
+    match backend().as_str() {
+        "postgres" => {
+            let admin = std::env::var("BATON_TEST_POSTGRES_URL").expect(
+                "BATON_TEST_DB=postgres needs BATON_TEST_POSTGRES_URL (cargo xtask test sets it)",
+            );
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to the test PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let base = admin.rsplit_once('/').expect("admin URL has a path").0;
+            format!("{base}/{name}")
+        }
+        _ => {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("db");
+            std::fs::create_dir_all(&dir).unwrap();
+            format!("sqlite://{}", dir.join(format!("{name}.db")).display())
+        }
+    }
+}
+
+pub fn config(database_url: &str, overrides: &[(&str, &str)]) -> Config {
+    use clap::Parser;
+    let mut args = vec![
+        "baton-server".to_owned(),
+        "--bind".into(),
+        "127.0.0.1:0".into(),
+        "--database-url".into(),
+        database_url.to_owned(),
+    ];
+    for (k, v) in overrides {
+        args.push(format!("--{k}"));
+        args.push((*v).to_owned());
+    }
+    Config::try_parse_from(args).expect("valid test config")
+}
+
+#[derive(Debug)]
+pub struct Server {
+    pub url: String,
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub state: AppState,
+    pub http: Client,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    pub async fn start(overrides: &[(&str, &str)]) -> Server {
+        let db = fresh_database().await;
+        Self::start_on(&db, overrides).await
+    }
+
+    /// Starts an instance on an existing database (restarts, several instances).
+    pub async fn start_on(database_url: &str, overrides: &[(&str, &str)]) -> Server {
+        let cfg = config(database_url, overrides);
+        let listener = tokio::net::TcpListener::bind(cfg.bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = AppState::new(cfg).await.expect("server state");
+        let background = baton_server::spawn_background(&state);
+        let app = baton_server::app(state.clone());
+        let serve = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        Server {
+            url: format!("http://{addr}"),
+            addr,
+            database_url: database_url.to_owned(),
+            state,
+            http: Client::builder().build().unwrap(),
+            tasks: vec![background, serve],
+        }
+    }
+
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.state.store.close().await;
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.url))
+    }
+
+    pub async fn post(&self, path: &str, body: Value, device: Option<&str>) -> Response {
+        let mut r = self.req(Method::POST, path).json(&body);
+        if let Some(d) = device {
+            r = r.header("X-Device-ID", d);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> Response {
+        self.req(Method::GET, path).bearer_auth(token).send().await.unwrap()
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Value {
+        let r = self
+            .post("/auth/register", json!({"email": email, "password": password}), None)
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "register {email}");
+        r.json().await.unwrap()
+    }
+
+    pub async fn login(&self, email: &str, password: &str, device: &str) -> Tokens {
+        self.login_with(email, password, device, json!({})).await
+    }
+
+    pub async fn login_with(&self, email: &str, password: &str, device: &str, extra: Value) -> Tokens {
+        let mut body = json!({"email": email, "password": password});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let r = self.post("/auth/login", body, Some(device)).await;
+        assert_eq!(r.status(), StatusCode::OK, "login {email}");
+        Tokens::from_json(r.json().await.unwrap())
+    }
+
+    /// A registered and logged-in user with a fresh email.
+    pub async fn user(&self, device: &str) -> (String, Tokens) {
+        let email = format!("u{}@example.com", uuid::Uuid::new_v4().simple());
+        self.register(&email, "correct horse").await;
+        let t = self.login(&email, "correct horse", device).await;
+        (email, t)
+    }
+
+    pub async fn refresh(&self, refresh_token: &str, device: Option<&str>) -> Response {
+        self.post("/auth/refresh", json!({"refresh_token": refresh_token}), device)
+            .await
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub session_id: String,
+    pub json: Value,
+}
+
+impl Tokens {
+    pub fn from_json(v: Value) -> Self {
+        Tokens {
+            access: v["access_token"].as_str().unwrap().to_owned(),
+            refresh: v["refresh_token"].as_str().unwrap_or_default().to_owned(),
+            session_id: v["session_id"].as_str().unwrap().to_owned(),
+            json: v,
+        }
+    }
+}
+
+/// Asserts the status and the error code of a response; returns the body.
+pub async fn expect_error(r: Response, status: u16, code: &str) -> Value {
+    let got = r.status().as_u16();
+    let www = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = r.json().await.expect("error body is JSON");
+    assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{body}");
+    assert!(body["error"]["message"].is_string());
+    if status == 401 {
+        assert!(www.is_some_and(|v| v.starts_with("Bearer error=")), "401 without WWW-Authenticate");
+    }
+    body
+}
+
+/// Polls `f` until it returns true or `within` passes; returns how long it took.
+pub async fn eventually<F, Fut>(within: Duration, mut f: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() <= within {
+        if f().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}
+
+pub async fn events(server: &Server, access: &str) -> Vec<Value> {
+    let r = server.get_auth("/auth/audit-log?limit=200", access).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["events"].as_array().unwrap().clone()
+}
+
+pub fn types(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
