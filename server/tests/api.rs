@@ -17,17 +17,29 @@ async fn register_validates_and_refuses_duplicates() {
     assert!(body["user"]["created_at"].is_i64());
 
     let dup = s
-        .post("/auth/register", json!({"email": "alice@example.COM", "password": "password2"}), None)
+        .post(
+            "/auth/register",
+            json!({"email": "alice@example.COM", "password": "password2"}),
+            None,
+        )
         .await;
     expect_error(dup, 409, "email_taken").await;
     for bad in ["", "no-at-sign", "a@b", "a b@c.io", "@c.io"] {
         let r = s
-            .post("/auth/register", json!({"email": bad, "password": "password1"}), None)
+            .post(
+                "/auth/register",
+                json!({"email": bad, "password": "password1"}),
+                None,
+            )
             .await;
         expect_error(r, 422, "validation_failed").await;
     }
     let short = s
-        .post("/auth/register", json!({"email": "b@example.com", "password": "1234567"}), None)
+        .post(
+            "/auth/register",
+            json!({"email": "b@example.com", "password": "1234567"}),
+            None,
+        )
         .await;
     expect_error(short, 422, "validation_failed").await;
     let unknown = s
@@ -39,7 +51,11 @@ async fn register_validates_and_refuses_duplicates() {
         .await;
     expect_error(unknown, 422, "validation_failed").await;
     let wrong_type = s
-        .post("/auth/register", json!({"email": 5, "password": "password1"}), None)
+        .post(
+            "/auth/register",
+            json!({"email": 5, "password": "password1"}),
+            None,
+        )
         .await;
     expect_error(wrong_type, 422, "validation_failed").await;
     let malformed = s
@@ -65,7 +81,11 @@ async fn register_validates_and_refuses_duplicates() {
 async fn closed_registration_is_refused() {
     let s = Server::start(&[("registration", "closed")]).await;
     let r = s
-        .post("/auth/register", json!({"email": "a@example.com", "password": "password1"}), None)
+        .post(
+            "/auth/register",
+            json!({"email": "a@example.com", "password": "password1"}),
+            None,
+        )
         .await;
     expect_error(r, 403, "registration_closed").await;
     s.stop().await;
@@ -76,14 +96,25 @@ async fn login_failures_look_the_same_and_success_returns_the_token_response() {
     let s = Server::start(&[]).await;
     s.register("bob@example.com", "password1").await;
     let wrong = s
-        .post("/auth/login", json!({"email": "bob@example.com", "password": "nope-nope"}), Some("d1"))
+        .post(
+            "/auth/login",
+            json!({"email": "bob@example.com", "password": "nope-nope"}),
+            Some("d1"),
+        )
         .await;
     let wrong = expect_error(wrong, 401, "invalid_credentials").await;
     let unknown = s
-        .post("/auth/login", json!({"email": "nobody@example.com", "password": "nope-nope"}), Some("d1"))
+        .post(
+            "/auth/login",
+            json!({"email": "nobody@example.com", "password": "nope-nope"}),
+            Some("d1"),
+        )
         .await;
     let unknown = expect_error(unknown, 401, "invalid_credentials").await;
-    assert_eq!(wrong, unknown, "unknown email and wrong password are indistinguishable");
+    assert_eq!(
+        wrong, unknown,
+        "unknown email and wrong password are indistinguishable"
+    );
 
     let t = s.login("BOB@example.com", "password1", "d1").await;
     let j = &t.json;
@@ -98,10 +129,20 @@ async fn login_failures_look_the_same_and_success_returns_the_token_response() {
     assert_eq!(j["user"]["email"], "bob@example.com");
     assert!(t.refresh.len() >= 22, "refresh token carries >= 128 bits");
 
-    let me: Value = s.get_auth("/auth/me", &t.access).await.json().await.unwrap();
+    let me: Value = s
+        .get_auth("/auth/me", &t.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["user"]["email"], "bob@example.com");
     assert_eq!(me["session_id"], t.session_id);
-    let ping: Value = s.get_auth("/api/ping", &t.access).await.json().await.unwrap();
+    let ping: Value = s
+        .get_auth("/api/ping", &t.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ping["ok"], true);
     assert_eq!(ping["sid"], t.session_id);
     assert_eq!(ping["sub"], me["user"]["id"]);
@@ -114,11 +155,21 @@ async fn remember_me_uses_the_long_absolute_lifetime() {
     let s = Server::start(&[]).await;
     s.register("r@example.com", "password1").await;
     let t = s
-        .login_with("r@example.com", "password1", "d", json!({"remember_me": true}))
+        .login_with(
+            "r@example.com",
+            "password1",
+            "d",
+            json!({"remember_me": true}),
+        )
         .await;
     // Idle lifetime (7 d) comes first; without remember-me the 12 h limit would.
     assert_eq!(t.json["refresh_expires_in"], 7 * 86400);
-    let sessions: Value = s.get_auth("/auth/sessions", &t.access).await.json().await.unwrap();
+    let sessions: Value = s
+        .get_auth("/auth/sessions", &t.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(sessions["sessions"][0]["remember_me"], true);
     s.stop().await;
 }
@@ -137,7 +188,14 @@ async fn access_tokens_are_eddsa_jwts_verifiable_with_the_jwks() {
         .await
         .unwrap();
     let key = &jwks["keys"][0];
-    assert_eq!((key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()), (Some("OKP"), Some("Ed25519"), Some("EdDSA")));
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["crv"].as_str(),
+            key["alg"].as_str()
+        ),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+    );
     let header = jsonwebtoken::decode_header(&t.access).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
@@ -146,7 +204,9 @@ async fn access_tokens_are_eddsa_jwts_verifiable_with_the_jwks() {
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
     v.set_issuer(&["https://auth.test"]);
     v.set_audience(&["api"]);
-    let claims = jsonwebtoken::decode::<Value>(&t.access, &dk, &v).unwrap().claims;
+    let claims = jsonwebtoken::decode::<Value>(&t.access, &dk, &v)
+        .unwrap()
+        .claims;
     for c in ["iss", "aud", "sub", "sid", "jti", "iat", "exp"] {
         assert!(!claims[c].is_null(), "claim {c}");
     }
@@ -183,18 +243,15 @@ async fn access_tokens_are_eddsa_jwts_verifiable_with_the_jwks() {
 async fn verification_checks_typ_iss_aud_and_exp() {
     let s = Server::start(&[]).await;
     let (_, t) = s.user("d").await;
-    let claims = jsonwebtoken::decode::<Value>(
-        &t.access,
-        &jsonwebtoken::DecodingKey::from_secret(b""),
-        &{
+    let claims =
+        jsonwebtoken::decode::<Value>(&t.access, &jsonwebtoken::DecodingKey::from_secret(b""), &{
             let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
             v.insecure_disable_signature_validation();
             v.validate_aud = false;
             v
-        },
-    )
-    .unwrap()
-    .claims;
+        })
+        .unwrap()
+        .claims;
     let sign = |mutate: &dyn Fn(&mut Value, &mut String)| {
         let mut c = claims.clone();
         let mut typ = "at+jwt".to_owned();
@@ -206,7 +263,10 @@ async fn verification_checks_typ_iss_aud_and_exp() {
     };
     let cases: Vec<(&str, String)> = vec![
         ("typ", sign(&|_, typ| *typ = "JWT".into())),
-        ("iss", sign(&|c, _| c["iss"] = json!("https://evil.example"))),
+        (
+            "iss",
+            sign(&|c, _| c["iss"] = json!("https://evil.example")),
+        ),
         ("aud", sign(&|c, _| c["aud"] = json!("other"))),
     ];
     for (what, token) in cases {
@@ -219,7 +279,10 @@ async fn verification_checks_typ_iss_aud_and_exp() {
     expect_error(s.get_auth("/auth/me", &stale).await, 401, "token_expired").await;
     // Within the 5 s leeway a just-expired token still passes.
     let fresh_enough = sign(&|c, _| {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
         c["exp"] = json!(t - 2)
     });
     assert_eq!(s.get_auth("/auth/me", &fresh_enough).await.status(), 200);
@@ -233,18 +296,20 @@ fn sign_with_server_key(s: &Server, header: &jsonwebtoken::Header, claims: &Valu
     // The signing seed lives in the database; read it like an attacker with DB access would.
     let db = s.database_url.clone();
     let seed = std::thread::spawn(move || {
-        tokio::runtime::Runtime::new().unwrap().block_on(async move {
-            sqlx::any::install_default_drivers();
-            let pool = sqlx::AnyPool::connect(&db).await.unwrap();
-            let secret: String = sqlx::query_scalar(
-                "SELECT secret FROM server_keys WHERE name = 'access_signing_ed25519'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            pool.close().await;
-            secret
-        })
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async move {
+                sqlx::any::install_default_drivers();
+                let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+                let secret: String = sqlx::query_scalar(
+                    "SELECT secret FROM server_keys WHERE name = 'access_signing_ed25519'",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                pool.close().await;
+                secret
+            })
     })
     .join()
     .unwrap();
@@ -254,9 +319,15 @@ fn sign_with_server_key(s: &Server, header: &jsonwebtoken::Header, claims: &Valu
         .try_into()
         .unwrap();
     use ed25519_dalek::pkcs8::EncodePrivateKey;
-    let der = ed25519_dalek::SigningKey::from_bytes(&seed).to_pkcs8_der().unwrap();
-    jsonwebtoken::encode(header, claims, &jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes()))
-        .unwrap()
+    let der = ed25519_dalek::SigningKey::from_bytes(&seed)
+        .to_pkcs8_der()
+        .unwrap();
+    jsonwebtoken::encode(
+        header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes()),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,8 +339,16 @@ async fn missing_and_junk_credentials_get_stable_codes() {
         r#"Bearer error="invalid_request""#
     );
     expect_error(r, 401, "token_missing").await;
-    let r = s.req(Method::GET, "/api/ping").header("authorization", "Basic abc").send().await.unwrap();
-    assert_eq!(r.headers()["www-authenticate"].to_str().unwrap(), r#"Bearer error="invalid_token""#);
+    let r = s
+        .req(Method::GET, "/api/ping")
+        .header("authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["www-authenticate"].to_str().unwrap(),
+        r#"Bearer error="invalid_token""#
+    );
     expect_error(r, 401, "token_invalid").await;
     for junk in ["x", "", "AAAA", &"A".repeat(75), &"é".repeat(10)] {
         let r = s.refresh(junk, Some("d")).await;
@@ -277,17 +356,30 @@ async fn missing_and_junk_credentials_get_stable_codes() {
     }
     let r = s.post("/auth/refresh", json!({}), Some("d")).await;
     expect_error(r, 401, "refresh_token_invalid").await;
-    let r = s.post("/auth/refresh", json!({"refresh_token": 12}), Some("d")).await;
+    let r = s
+        .post("/auth/refresh", json!({"refresh_token": 12}), Some("d"))
+        .await;
     expect_error(r, 422, "validation_failed").await;
     for bad in ["has space", "dot.dot", &"a".repeat(129)] {
-        let r = s.post("/auth/login", json!({"email": "a@b.io", "password": "password1"}), Some(bad)).await;
+        let r = s
+            .post(
+                "/auth/login",
+                json!({"email": "a@b.io", "password": "password1"}),
+                Some(bad),
+            )
+            .await;
         expect_error(r, 400, "invalid_request").await;
     }
     let r = s.req(Method::GET, "/no/such/path").send().await.unwrap();
     expect_error(r, 404, "not_found").await;
     let r = s.req(Method::GET, "/auth/login").send().await.unwrap();
     expect_error(r, 405, "method_not_allowed").await;
-    let r = s.req(Method::GET, "/auth/audit-log?limit=abc").bearer_auth("x").send().await.unwrap();
+    let r = s
+        .req(Method::GET, "/auth/audit-log?limit=abc")
+        .bearer_auth("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     s.stop().await;
 }
@@ -306,7 +398,12 @@ async fn every_refresh_rotates_and_spends_the_presented_token() {
     let t2 = Tokens::from_json(r2.json().await.unwrap());
     assert_ne!(t2.refresh, t1.refresh);
     // t0 was spent two rotations ago: theft, whatever the timing.
-    expect_error(s.refresh(&t0.refresh, Some("dev")).await, 401, "refresh_token_reused").await;
+    expect_error(
+        s.refresh(&t0.refresh, Some("dev")).await,
+        401,
+        "refresh_token_reused",
+    )
+    .await;
     s.stop().await;
 }
 
@@ -340,15 +437,36 @@ async fn grace_needs_the_same_device_and_an_unused_successor() {
     let again = Tokens::from_json(s.refresh(&t.refresh, Some("a")).await.json().await.unwrap());
     assert_eq!(again.refresh, first.refresh);
     // Another device within grace: theft.
-    expect_error(s.refresh(&t.refresh, Some("b")).await, 401, "refresh_token_reused").await;
+    expect_error(
+        s.refresh(&t.refresh, Some("b")).await,
+        401,
+        "refresh_token_reused",
+    )
+    .await;
     // And the whole session is gone.
-    expect_error(s.refresh(&first.refresh, Some("a")).await, 401, "session_revoked").await;
+    expect_error(
+        s.refresh(&first.refresh, Some("a")).await,
+        401,
+        "session_revoked",
+    )
+    .await;
 
     let (_, u) = s.user("a").await;
     let n1 = Tokens::from_json(s.refresh(&u.refresh, Some("a")).await.json().await.unwrap());
-    let _n2 = Tokens::from_json(s.refresh(&n1.refresh, Some("a")).await.json().await.unwrap());
+    let _n2 = Tokens::from_json(
+        s.refresh(&n1.refresh, Some("a"))
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
     // n1's successor was used: replaying u is theft even within the grace window.
-    expect_error(s.refresh(&u.refresh, Some("a")).await, 401, "refresh_token_reused").await;
+    expect_error(
+        s.refresh(&u.refresh, Some("a")).await,
+        401,
+        "refresh_token_reused",
+    )
+    .await;
     s.stop().await;
 }
 
@@ -357,27 +475,59 @@ async fn reuse_after_grace_revokes_only_that_session_within_a_second() {
     let s = Server::start(&[("reuse-grace", "1s")]).await;
     let (email, t) = s.user("phone").await;
     let other = s.login(&email, "correct horse", "laptop").await;
-    let next = Tokens::from_json(s.refresh(&t.refresh, Some("phone")).await.json().await.unwrap());
+    let next = Tokens::from_json(
+        s.refresh(&t.refresh, Some("phone"))
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let started = std::time::Instant::now();
-    expect_error(s.refresh(&t.refresh, Some("phone")).await, 401, "refresh_token_reused").await;
-    expect_error(s.refresh(&next.refresh, Some("phone")).await, 401, "session_revoked").await;
+    expect_error(
+        s.refresh(&t.refresh, Some("phone")).await,
+        401,
+        "refresh_token_reused",
+    )
+    .await;
+    expect_error(
+        s.refresh(&next.refresh, Some("phone")).await,
+        401,
+        "session_revoked",
+    )
+    .await;
     for path in ["/auth/me", "/api/ping"] {
         let took = eventually(Duration::from_secs(1), || async {
             s.get_auth(path, &next.access).await.status() == 401
         })
         .await;
-        assert!(took.is_some(), "{path} still accepts the revoked session's token");
+        assert!(
+            took.is_some(),
+            "{path} still accepts the revoked session's token"
+        );
         expect_error(s.get_auth(path, &next.access).await, 401, "token_revoked").await;
     }
     assert!(started.elapsed() < Duration::from_secs(2));
     // The same user's other session is untouched.
     assert_eq!(s.get_auth("/api/ping", &other.access).await.status(), 200);
-    assert_eq!(s.refresh(&other.refresh, Some("laptop")).await.status(), 200);
+    assert_eq!(
+        s.refresh(&other.refresh, Some("laptop")).await.status(),
+        200
+    );
     let log = types(&events(&s, &other.access).await);
     assert!(log.contains(&"refresh_reused".to_owned()), "{log:?}");
-    let metrics = s.req(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("auth_refresh_reuse_detected_total 1"), "{metrics}");
+    let metrics = s
+        .req(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("auth_refresh_reuse_detected_total 1"),
+        "{metrics}"
+    );
     s.stop().await;
 }
 
@@ -385,9 +535,24 @@ async fn reuse_after_grace_revokes_only_that_session_within_a_second() {
 async fn strict_device_binding_revokes_on_mismatch() {
     let s = Server::start(&[]).await;
     let (_, t) = s.user("home").await;
-    expect_error(s.refresh(&t.refresh, Some("elsewhere")).await, 401, "device_mismatch").await;
-    expect_error(s.refresh(&t.refresh, Some("home")).await, 401, "session_revoked").await;
-    expect_error(s.get_auth("/api/ping", &t.access).await, 401, "token_revoked").await;
+    expect_error(
+        s.refresh(&t.refresh, Some("elsewhere")).await,
+        401,
+        "device_mismatch",
+    )
+    .await;
+    expect_error(
+        s.refresh(&t.refresh, Some("home")).await,
+        401,
+        "session_revoked",
+    )
+    .await;
+    expect_error(
+        s.get_auth("/api/ping", &t.access).await,
+        401,
+        "token_revoked",
+    )
+    .await;
 
     let (_, u) = s.user("home").await;
     expect_error(s.refresh(&u.refresh, None).await, 401, "device_mismatch").await;
@@ -402,7 +567,10 @@ async fn warn_device_binding_records_and_off_ignores() {
     assert_eq!(r.status(), 200);
     let t2 = Tokens::from_json(r.json().await.unwrap());
     let ev = events(&warn, &t2.access).await;
-    let mismatch = ev.iter().find(|e| e["type"] == "device_mismatch").expect("event recorded");
+    let mismatch = ev
+        .iter()
+        .find(|e| e["type"] == "device_mismatch")
+        .expect("event recorded");
     assert_eq!(mismatch["severity"], "warning");
     assert_eq!(mismatch["device_id"], "elsewhere");
     warn.stop().await;
@@ -425,12 +593,29 @@ async fn idle_lifetime_slides_and_then_expires() {
     let t1 = Tokens::from_json(s.refresh(&t.refresh, Some("d")).await.json().await.unwrap());
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let r = s.refresh(&t1.refresh, Some("d")).await;
-    assert_eq!(r.status(), 200, "the idle deadline slid with the last refresh");
+    assert_eq!(
+        r.status(),
+        200,
+        "the idle deadline slid with the last refresh"
+    );
     let t2 = Tokens::from_json(r.json().await.unwrap());
-    assert!(t2.json["expires_in"].as_i64().unwrap() <= 2, "access exp clamped to the session end");
+    assert!(
+        t2.json["expires_in"].as_i64().unwrap() <= 2,
+        "access exp clamped to the session end"
+    );
     tokio::time::sleep(Duration::from_millis(2300)).await;
-    expect_error(s.refresh(&t2.refresh, Some("d")).await, 401, "session_expired").await;
-    expect_error(s.refresh(&t2.refresh, Some("d")).await, 401, "session_expired").await;
+    expect_error(
+        s.refresh(&t2.refresh, Some("d")).await,
+        401,
+        "session_expired",
+    )
+    .await;
+    expect_error(
+        s.refresh(&t2.refresh, Some("d")).await,
+        401,
+        "session_expired",
+    )
+    .await;
     s.stop().await;
 }
 
@@ -439,7 +624,10 @@ async fn absolute_lifetime_ends_the_session_despite_refreshes() {
     let s = Server::start(&[("session-max", "3s"), ("remember-me-max", "60s")]).await;
     let (email, t) = s.user("d").await;
     let now = t.json["expires_at"].as_i64().unwrap() - t.json["expires_in"].as_i64().unwrap();
-    assert!(t.json["expires_in"].as_i64().unwrap() <= 3, "access exp never passes the session end");
+    assert!(
+        t.json["expires_in"].as_i64().unwrap() <= 3,
+        "access exp never passes the session end"
+    );
     assert!(t.json["expires_at"].as_i64().unwrap() <= now + 3);
     let mut current = t.refresh.clone();
     let mut expired = false;
@@ -454,7 +642,9 @@ async fn absolute_lifetime_ends_the_session_despite_refreshes() {
         current = Tokens::from_json(r.json().await.unwrap()).refresh;
     }
     assert!(expired, "absolute lifetime reached while refreshing");
-    let remembered = s.login_with(&email, "correct horse", "d", json!({"remember_me": true})).await;
+    let remembered = s
+        .login_with(&email, "correct horse", "d", json!({"remember_me": true}))
+        .await;
     assert!(remembered.json["refresh_expires_in"].as_i64().unwrap() > 3);
     s.stop().await;
 }
@@ -475,13 +665,24 @@ async fn cookie_transport_keeps_the_refresh_token_out_of_bodies() {
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     let body: Value = r.json().await.unwrap();
     assert!(body.get("refresh_token").is_none(), "{body}");
-    for attr in ["baton_refresh=", "HttpOnly", "SameSite=Strict", "Path=/auth", "Secure"] {
+    for attr in [
+        "baton_refresh=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/auth",
+        "Secure",
+    ] {
         assert!(cookie.contains(attr), "{attr} missing from {cookie}");
     }
     let pair = cookie.split(';').next().unwrap().to_owned();
 
     // Without X-Device-ID a cookie-authenticated refresh is a CSRF risk.
-    let r = s.req(Method::POST, "/auth/refresh").header("cookie", &pair).send().await.unwrap();
+    let r = s
+        .req(Method::POST, "/auth/refresh")
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 403, "csrf_check_failed").await;
     let r = s
         .req(Method::POST, "/auth/refresh")
@@ -491,12 +692,23 @@ async fn cookie_transport_keeps_the_refresh_token_out_of_bodies() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let next = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let next = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     assert_ne!(next, pair);
     let body: Value = r.json().await.unwrap();
     assert!(body.get("refresh_token").is_none());
     // Logout by cookie also needs the header, then clears the cookie.
-    let r = s.req(Method::POST, "/auth/logout").header("cookie", &next).send().await.unwrap();
+    let r = s
+        .req(Method::POST, "/auth/logout")
+        .header("cookie", &next)
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 403, "csrf_check_failed").await;
     let r = s
         .req(Method::POST, "/auth/logout")
@@ -506,7 +718,10 @@ async fn cookie_transport_keeps_the_refresh_token_out_of_bodies() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert!(r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
     let r = s
         .req(Method::POST, "/auth/refresh")
         .header("cookie", &next)
@@ -526,7 +741,10 @@ async fn cookie_transport_keeps_the_refresh_token_out_of_bodies() {
             Some("dev"),
         )
         .await;
-    assert!(!r.headers()["set-cookie"].to_str().unwrap().contains("Secure"));
+    assert!(!r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Secure"));
     insecure.stop().await;
 }
 
@@ -535,20 +753,55 @@ async fn logout_by_bearer_or_body_revokes_at_once() {
     let s = Server::start(&[]).await;
     let (email, a) = s.user("d").await;
     let b = s.login(&email, "correct horse", "d").await;
-    let r = s.req(Method::POST, "/auth/logout").bearer_auth(&a.access).send().await.unwrap();
+    let r = s
+        .req(Method::POST, "/auth/logout")
+        .bearer_auth(&a.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
-    expect_error(s.get_auth("/api/ping", &a.access).await, 401, "token_revoked").await;
-    expect_error(s.refresh(&a.refresh, Some("d")).await, 401, "session_revoked").await;
+    expect_error(
+        s.get_auth("/api/ping", &a.access).await,
+        401,
+        "token_revoked",
+    )
+    .await;
+    expect_error(
+        s.refresh(&a.refresh, Some("d")).await,
+        401,
+        "session_revoked",
+    )
+    .await;
     assert_eq!(s.get_auth("/api/ping", &b.access).await.status(), 200);
 
-    let r = s.post("/auth/logout", json!({"refresh_token": b.refresh}), Some("d")).await;
+    let r = s
+        .post(
+            "/auth/logout",
+            json!({"refresh_token": b.refresh}),
+            Some("d"),
+        )
+        .await;
     assert_eq!(r.status(), 204);
-    expect_error(s.get_auth("/auth/me", &b.access).await, 401, "token_revoked").await;
+    expect_error(
+        s.get_auth("/auth/me", &b.access).await,
+        401,
+        "token_revoked",
+    )
+    .await;
     // Unknown tokens and repeated logouts are 204 too.
-    for body in [json!({"refresh_token": "nonsense"}), json!({}), json!({"refresh_token": b.refresh})] {
+    for body in [
+        json!({"refresh_token": "nonsense"}),
+        json!({}),
+        json!({"refresh_token": b.refresh}),
+    ] {
         assert_eq!(s.post("/auth/logout", body, None).await.status(), 204);
     }
-    let r = s.req(Method::POST, "/auth/logout").bearer_auth("junk").send().await.unwrap();
+    let r = s
+        .req(Method::POST, "/auth/logout")
+        .bearer_auth("junk")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     let log = types(&events(&s, &s.login(&email, "correct horse", "d").await.access).await);
     assert_eq!(log.iter().filter(|t| *t == "logout").count(), 2, "{log:?}");
@@ -561,15 +814,32 @@ async fn logout_all_revokes_every_session_of_the_user_only() {
     let (email, a) = s.user("d1").await;
     let b = s.login(&email, "correct horse", "d2").await;
     let (_, stranger) = s.user("d3").await;
-    let r = s.req(Method::POST, "/auth/logout-all").send().await.unwrap();
+    let r = s
+        .req(Method::POST, "/auth/logout-all")
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 401, "token_missing").await;
-    let r = s.req(Method::POST, "/auth/logout-all").bearer_auth(&a.access).send().await.unwrap();
+    let r = s
+        .req(Method::POST, "/auth/logout-all")
+        .bearer_auth(&a.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     for t in [&a, &b] {
-        expect_error(s.get_auth("/api/ping", &t.access).await, 401, "token_revoked").await;
+        expect_error(
+            s.get_auth("/api/ping", &t.access).await,
+            401,
+            "token_revoked",
+        )
+        .await;
         assert_eq!(s.refresh(&t.refresh, Some("d1")).await.status(), 401);
     }
-    assert_eq!(s.get_auth("/api/ping", &stranger.access).await.status(), 200);
+    assert_eq!(
+        s.get_auth("/api/ping", &stranger.access).await.status(),
+        200
+    );
     let fresh = s.login(&email, "correct horse", "d1").await;
     assert!(types(&events(&s, &fresh.access).await).contains(&"logout_all".to_owned()));
     s.stop().await;
@@ -581,26 +851,68 @@ async fn sessions_list_and_revoke_one() {
     let (email, a) = s.user("phone").await;
     let b = s.login(&email, "correct horse", "laptop").await;
     let (_, stranger) = s.user("x").await;
-    let v: Value = s.get_auth("/auth/sessions", &a.access).await.json().await.unwrap();
+    let v: Value = s
+        .get_auth("/auth/sessions", &a.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     let list = v["sessions"].as_array().unwrap();
     assert_eq!(list.len(), 2);
     for sess in list {
-        for f in ["id", "device_id", "user_agent", "ip", "created_at", "last_used_at", "expires_at", "remember_me", "current"] {
+        for f in [
+            "id",
+            "device_id",
+            "user_agent",
+            "ip",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "remember_me",
+            "current",
+        ] {
             assert!(sess.get(f).is_some(), "session field {f}");
         }
         assert_eq!(sess["current"], sess["id"] == a.session_id.as_str());
         assert_eq!(sess["ip"], "127.0.0.1");
     }
     // Another user's session, unknown ids and junk ids are all 404.
-    for id in [stranger.session_id.clone(), uuid::Uuid::new_v4().to_string(), "junk".into()] {
-        let r = s.req(Method::DELETE, &format!("/auth/sessions/{id}")).bearer_auth(&a.access).send().await.unwrap();
+    for id in [
+        stranger.session_id.clone(),
+        uuid::Uuid::new_v4().to_string(),
+        "junk".into(),
+    ] {
+        let r = s
+            .req(Method::DELETE, &format!("/auth/sessions/{id}"))
+            .bearer_auth(&a.access)
+            .send()
+            .await
+            .unwrap();
         expect_error(r, 404, "not_found").await;
     }
-    assert_eq!(s.get_auth("/api/ping", &stranger.access).await.status(), 200);
-    let r = s.req(Method::DELETE, &format!("/auth/sessions/{}", b.session_id)).bearer_auth(&a.access).send().await.unwrap();
+    assert_eq!(
+        s.get_auth("/api/ping", &stranger.access).await.status(),
+        200
+    );
+    let r = s
+        .req(Method::DELETE, &format!("/auth/sessions/{}", b.session_id))
+        .bearer_auth(&a.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
-    expect_error(s.get_auth("/api/ping", &b.access).await, 401, "token_revoked").await;
-    let v: Value = s.get_auth("/auth/sessions", &a.access).await.json().await.unwrap();
+    expect_error(
+        s.get_auth("/api/ping", &b.access).await,
+        401,
+        "token_revoked",
+    )
+    .await;
+    let v: Value = s
+        .get_auth("/auth/sessions", &a.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["sessions"].as_array().unwrap().len(), 1);
     assert!(types(&events(&s, &a.access).await).contains(&"session_revoked".to_owned()));
     s.stop().await;
@@ -612,29 +924,57 @@ async fn audit_log_is_own_newest_first_and_limited() {
     let (email, t) = s.user("d").await;
     let (_, stranger) = s.user("x").await;
     let _ = s
-        .post("/auth/login", json!({"email": email, "password": "wrong-wrong"}), Some("d"))
+        .post(
+            "/auth/login",
+            json!({"email": email, "password": "wrong-wrong"}),
+            Some("d"),
+        )
         .await;
     let t2 = Tokens::from_json(s.refresh(&t.refresh, Some("d")).await.json().await.unwrap());
     let ev = events(&s, &t2.access).await;
     let kinds = types(&ev);
     assert_eq!(kinds[0], "token_refreshed", "{kinds:?}");
-    for k in ["user_registered", "login_succeeded", "login_failed", "new_device", "token_refreshed"] {
+    for k in [
+        "user_registered",
+        "login_succeeded",
+        "login_failed",
+        "new_device",
+        "token_refreshed",
+    ] {
         assert!(kinds.contains(&k.to_owned()), "{k} missing: {kinds:?}");
     }
     let ids: Vec<i64> = ev.iter().map(|e| e["id"].as_i64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first");
     for e in &ev {
-        for f in ["id", "at", "type", "severity", "session_id", "device_id", "ip", "detail"] {
+        for f in [
+            "id",
+            "at",
+            "type",
+            "severity",
+            "session_id",
+            "device_id",
+            "ip",
+            "detail",
+        ] {
             assert!(e.get(f).is_some(), "event field {f}");
         }
         assert!(["info", "warning", "error", "critical"].contains(&e["severity"].as_str().unwrap()));
     }
     let stranger_ev = events(&s, &stranger.access).await;
-    assert!(stranger_ev.iter().all(|e| e["session_id"] != t.session_id.as_str()));
-    let v: Value = s.get_auth("/auth/audit-log?limit=2", &t2.access).await.json().await.unwrap();
+    assert!(stranger_ev
+        .iter()
+        .all(|e| e["session_id"] != t.session_id.as_str()));
+    let v: Value = s
+        .get_auth("/auth/audit-log?limit=2", &t2.access)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["events"].as_array().unwrap().len(), 2);
     for bad in ["0", "-1", "x", "100000"] {
-        let r = s.get_auth(&format!("/auth/audit-log?limit={bad}"), &t2.access).await;
+        let r = s
+            .get_auth(&format!("/auth/audit-log?limit={bad}"), &t2.access)
+            .await;
         expect_error(r, 400, "invalid_request").await;
     }
     s.stop().await;
@@ -659,9 +999,19 @@ async fn metrics_health_and_readiness() {
     ] {
         assert!(text.contains(series), "{series} missing:\n{text}");
     }
-    let h: Value = s.req(Method::GET, "/healthz").send().await.unwrap().json().await.unwrap();
+    let h: Value = s
+        .req(Method::GET, "/healthz")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h, json!({"status": "ok"}));
-    assert_eq!(s.req(Method::GET, "/readyz").send().await.unwrap().status(), 200);
+    assert_eq!(
+        s.req(Method::GET, "/readyz").send().await.unwrap().status(),
+        200
+    );
     s.stop().await;
 }
 
@@ -679,20 +1029,42 @@ async fn metrics_from_other_hosts_need_the_token() {
     let state = baton_server::AppState::new(cfg).await.unwrap();
     let app = baton_server::app(state);
     let task = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .await
-            .unwrap()
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
     });
-    let c = reqwest::Client::builder().local_address(ip).build().unwrap();
+    let c = reqwest::Client::builder()
+        .local_address(ip)
+        .build()
+        .unwrap();
     let url = format!("http://{addr}/metrics");
     expect_error(c.get(&url).send().await.unwrap(), 403, "forbidden").await;
-    expect_error(c.get(&url).bearer_auth("wrong").send().await.unwrap(), 403, "forbidden").await;
-    assert_eq!(c.get(&url).bearer_auth("s3cret").send().await.unwrap().status(), 200);
+    expect_error(
+        c.get(&url).bearer_auth("wrong").send().await.unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(
+        c.get(&url)
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     task.abort();
 }
 
 fn non_loopback_ip() -> Option<std::net::IpAddr> {
-    let out = std::process::Command::new("hostname").arg("-I").output().ok()?;
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .ok()?;
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .filter_map(|s| s.parse::<std::net::IpAddr>().ok())
@@ -719,12 +1091,29 @@ async fn purge_removes_ended_sessions_and_old_events() {
     let s = Server::start(&[("session-retention", "1s"), ("audit-retention", "1s")]).await;
     let (email, t) = s.user("d").await;
     let live = s.login(&email, "correct horse", "d").await;
-    let r = s.req(Method::POST, "/auth/logout").bearer_auth(&t.access).send().await.unwrap();
+    let r = s
+        .req(Method::POST, "/auth/logout")
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     baton_server::purge(&s.state).await;
-    assert!(s.state.store.session(&t.session_id).await.unwrap().is_none());
-    assert!(s.state.store.session(&live.session_id).await.unwrap().is_some());
+    assert!(s
+        .state
+        .store
+        .session(&t.session_id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .state
+        .store
+        .session(&live.session_id)
+        .await
+        .unwrap()
+        .is_some());
     assert!(events(&s, &live.access).await.is_empty());
     s.stop().await;
 }
@@ -749,7 +1138,12 @@ async fn two_instances_share_one_database() {
     let next = successors.into_iter().next().unwrap();
     let t2 = Tokens::from_json(b.refresh(&next, Some("tab")).await.json().await.unwrap());
     // Replay on instance A of the first token, two rotations old: detected.
-    expect_error(a.refresh(&t.refresh, Some("tab")).await, 401, "refresh_token_reused").await;
+    expect_error(
+        a.refresh(&t.refresh, Some("tab")).await,
+        401,
+        "refresh_token_reused",
+    )
+    .await;
     // Instance B refuses the session's access token within a second.
     let took = eventually(Duration::from_secs(1), || async {
         b.get_auth("/api/ping", &t2.access).await.status() == StatusCode::UNAUTHORIZED

@@ -73,7 +73,10 @@ async fn serves_prints_its_address_logs_no_secrets_and_stops_on_sigterm() {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_owned();
-    assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"), "{url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
+        "{url}"
+    );
 
     let http = reqwest::Client::new();
     let password = "very-secret-password";
@@ -114,11 +117,20 @@ async fn serves_prints_its_address_logs_no_secrets_and_stops_on_sigterm() {
         .unwrap();
 
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
     let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
     assert!(logs.contains("baton-server started"), "{logs}");
     for secret in [password, refresh.as_str(), access.as_str()] {
         assert!(!logs.contains(secret), "a secret reached the logs");

@@ -119,12 +119,20 @@ impl Server {
     }
 
     pub async fn get_auth(&self, path: &str, token: &str) -> Response {
-        self.req(Method::GET, path).bearer_auth(token).send().await.unwrap()
+        self.req(Method::GET, path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn register(&self, email: &str, password: &str) -> Value {
         let r = self
-            .post("/auth/register", json!({"email": email, "password": password}), None)
+            .post(
+                "/auth/register",
+                json!({"email": email, "password": password}),
+                None,
+            )
             .await;
         assert_eq!(r.status(), StatusCode::CREATED, "register {email}");
         r.json().await.unwrap()
@@ -134,7 +142,13 @@ impl Server {
         self.login_with(email, password, device, json!({})).await
     }
 
-    pub async fn login_with(&self, email: &str, password: &str, device: &str, extra: Value) -> Tokens {
+    pub async fn login_with(
+        &self,
+        email: &str,
+        password: &str,
+        device: &str,
+        extra: Value,
+    ) -> Tokens {
         let mut body = json!({"email": email, "password": password});
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             b.extend(e.clone());
@@ -153,8 +167,12 @@ impl Server {
     }
 
     pub async fn refresh(&self, refresh_token: &str, device: Option<&str>) -> Response {
-        self.post("/auth/refresh", json!({"refresh_token": refresh_token}), device)
-            .await
+        self.post(
+            "/auth/refresh",
+            json!({"refresh_token": refresh_token}),
+            device,
+        )
+        .await
     }
 }
 
@@ -185,10 +203,17 @@ pub async fn expect_error(r: Response, status: u16, code: &str) -> Value {
         .get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_owned());
     let body: Value = r.json().await.expect("error body is JSON");
-    assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{body}");
+    assert_eq!(
+        (got, body["error"]["code"].as_str()),
+        (status, Some(code)),
+        "{body}"
+    );
     assert!(body["error"]["message"].is_string());
     if status == 401 {
-        assert!(www.is_some_and(|v| v.starts_with("Bearer error=")), "401 without WWW-Authenticate");
+        assert!(
+            www.is_some_and(|v| v.starts_with("Bearer error=")),
+            "401 without WWW-Authenticate"
+        );
     }
     body
 }
