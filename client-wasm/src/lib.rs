@@ -1,8 +1,21 @@
 //! `baton-client`: the browser shell around `baton-core`'s refresh machine, exported to
-//! JavaScript with wasm-bindgen and published on npm as `baton-auth`.
+//! JavaScript with wasm-bindgen and published on npm as `baton-auth` (whose `index.js` wraps
+//! [`BatonClient`] into the public `Baton` class and turns error objects into `BatonError`).
+//!
+//! Nothing here runs at import: browser globals are touched only by `BatonClient.create`.
 
-use baton_core::{Config, GrantSource, Instant, RefreshMachine};
+mod client;
+mod device;
+mod http;
+mod js;
+mod storage;
+
+use baton_core::ErrorCode;
+use client::{Options, Shared};
+use js_sys::{Function, Object, Promise};
+use std::time::Duration;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
 
 /// The package version, so applications can log which client they run.
 #[wasm_bindgen(js_name = version)]
@@ -10,29 +23,216 @@ pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_owned()
 }
 
-/// Milliseconds until a refresh would be due for a token of `expires_in_s` seconds received
-/// now, with `margin_s` seconds of margin, computed by the same machine the client runs.
-#[wasm_bindgen(js_name = refreshDelayMs)]
-pub fn refresh_delay_ms(expires_in_s: u32, margin_s: u32) -> f64 {
-    let now = Instant::from_millis(js_sys::Date::now() as u64);
-    let mut m = RefreshMachine::new(
-        Config {
-            margin: std::time::Duration::from_secs(margin_s.into()),
-            ..Config::default()
-        },
-        1,
-    );
-    m.handle_session(
-        now,
-        baton_core::Grant {
-            access_token: String::new(),
-            expires_in: std::time::Duration::from_secs(expires_in_s.into()),
-            received_at: now,
-            skew_ms: None,
-        },
-        GrantSource::Restored,
-    );
-    m.poll_timeout()
-        .map(|t| t.since(now).as_millis() as f64)
-        .unwrap_or(0.0)
+/// Handle over the shared client state; every method clones the `Rc` and holds no borrow
+/// across an `await`.
+#[wasm_bindgen]
+pub struct BatonClient {
+    rc: Shared,
+}
+
+impl std::fmt::Debug for BatonClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BatonClient")
+    }
+}
+
+fn invalid(message: &str) -> JsValue {
+    js::client_error(ErrorCode::InvalidOptions, message)
+}
+
+/// Validates `Baton.create` options.
+fn parse_options(o: &JsValue) -> Result<Options, JsValue> {
+    if !o.is_object() {
+        return Err(invalid("options must be an object with at least baseUrl"));
+    }
+    let base_url = js::get_str(o, "baseUrl")
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .ok_or_else(|| {
+            invalid("baseUrl must be an http(s) URL, e.g. \"https://auth.example.com\"")
+        })?;
+    let storage = match js::get(o, "storage").as_string().as_deref() {
+        None if js::get(o, "storage").is_undefined() => storage::Kind::Local,
+        Some("local") => storage::Kind::Local,
+        Some("session") => storage::Kind::Session,
+        Some("memory") => storage::Kind::Memory,
+        _ => {
+            return Err(invalid(
+                "storage must be \"local\", \"session\" or \"memory\"",
+            ))
+        }
+    };
+    let cookie = match js::get(o, "refreshTransport").as_string().as_deref() {
+        None if js::get(o, "refreshTransport").is_undefined() => false,
+        Some("body") => false,
+        Some("cookie") => true,
+        _ => return Err(invalid("refreshTransport must be \"body\" or \"cookie\"")),
+    };
+    let margin = number(o, "refreshMargin", 60.0, 0.0, 86_400.0)?;
+    let cross_tab = match js::get(o, "crossTab") {
+        v if v.is_undefined() => true,
+        v => v
+            .as_bool()
+            .ok_or_else(|| invalid("crossTab must be a boolean"))?,
+    };
+    let timeouts = js::get(o, "timeouts");
+    let (auth, request) = if timeouts.is_undefined() {
+        (10_000.0, 20_000.0)
+    } else if timeouts.is_object() {
+        (
+            number(&timeouts, "auth", 10_000.0, 1.0, 600_000.0)?,
+            number(&timeouts, "request", 20_000.0, 1.0, 600_000.0)?,
+        )
+    } else {
+        return Err(invalid(
+            "timeouts must be { auth, request } in milliseconds",
+        ));
+    };
+    let storage_key = match js::get(o, "storageKey") {
+        v if v.is_undefined() => format!("baton-auth:session:{base_url}"),
+        v => v
+            .as_string()
+            .filter(|s| !s.is_empty() && s.len() <= 200)
+            .ok_or_else(|| invalid("storageKey must be a non-empty string"))?,
+    };
+    Ok(Options {
+        base_url,
+        storage,
+        cookie,
+        margin: Duration::from_secs_f64(margin),
+        cross_tab,
+        auth_timeout_ms: auth as u32,
+        request_timeout_ms: request as u32,
+        storage_key,
+    })
+}
+
+fn number(o: &JsValue, key: &str, default: f64, min: f64, max: f64) -> Result<f64, JsValue> {
+    let v = js::get(o, key);
+    if v.is_undefined() {
+        return Ok(default);
+    }
+    v.as_f64()
+        .filter(|n| n.is_finite() && *n >= min && *n <= max)
+        .ok_or_else(|| invalid(&format!("{key} must be a number from {min} to {max}")))
+}
+
+fn string_arg(v: &JsValue, name: &str) -> Result<String, JsValue> {
+    v.as_string().ok_or_else(|| {
+        js::client_error(
+            ErrorCode::InvalidRequest,
+            &format!("{name} must be a string"),
+        )
+    })
+}
+
+impl BatonClient {
+    /// The constructor for Rust callers; JavaScript uses `BatonClient.create`.
+    pub async fn new(options: JsValue, emit: Function) -> Result<BatonClient, JsValue> {
+        let opts = parse_options(&options)?;
+        let rc = client::create(opts, emit).await?;
+        Ok(BatonClient { rc })
+    }
+}
+
+#[wasm_bindgen]
+impl BatonClient {
+    /// Creates a client; `emit(name, detail)` receives events.
+    pub fn create(options: JsValue, emit: Function) -> Promise {
+        future_to_promise(async move { Self::new(options, emit).await.map(JsValue::from) })
+    }
+
+    pub fn register(&self, email: JsValue, password: JsValue) -> Promise {
+        let rc = self.rc.clone();
+        future_to_promise(async move {
+            let (e, p) = (
+                string_arg(&email, "email")?,
+                string_arg(&password, "password")?,
+            );
+            client::register(&rc, e, p).await
+        })
+    }
+
+    pub fn login(&self, email: JsValue, password: JsValue, remember_me: bool) -> Promise {
+        let rc = self.rc.clone();
+        future_to_promise(async move {
+            let (e, p) = (
+                string_arg(&email, "email")?,
+                string_arg(&password, "password")?,
+            );
+            client::login(&rc, e, p, remember_me).await
+        })
+    }
+
+    pub fn fetch(&self, input: JsValue, init: JsValue) -> Promise {
+        let rc = self.rc.clone();
+        future_to_promise(async move { client::fetch(&rc, input, init).await })
+    }
+
+    #[wasm_bindgen(js_name = getAccessToken)]
+    pub fn get_access_token(&self) -> Promise {
+        let rc = self.rc.clone();
+        future_to_promise(async move { client::access_token(&rc, false).await.map(JsValue::from) })
+    }
+
+    pub fn refresh(&self) -> Promise {
+        let rc = self.rc.clone();
+        future_to_promise(async move {
+            client::access_token(&rc, true).await?;
+            Ok(rc.borrow().session_value())
+        })
+    }
+
+    pub fn logout(&self) -> Promise {
+        let rc = self.rc.clone();
+        future_to_promise(async move { client::logout(&rc).await })
+    }
+
+    #[wasm_bindgen(js_name = logoutAll)]
+    pub fn logout_all(&self) -> Promise {
+        let rc = self.rc.clone();
+        future_to_promise(async move { client::logout_all(&rc).await })
+    }
+
+    /// `{ userId, email, sessionId, expiresAt, refreshExpiresAt }` or `null`.
+    #[wasm_bindgen(getter)]
+    pub fn session(&self) -> JsValue {
+        self.rc.borrow().session_value()
+    }
+
+    #[wasm_bindgen(getter, js_name = deviceId)]
+    pub fn device_id(&self) -> String {
+        self.rc.borrow().device_id.clone()
+    }
+
+    /// Timing details for dashboards: `{ expiresAt, nextRefreshAt, refreshing, refreshCount,
+    /// lastRefreshMs, skewMs }` (times are `Date.now()` milliseconds).
+    pub fn status(&self) -> JsValue {
+        let i = self.rc.borrow();
+        let o = Object::new();
+        let ms = |t: Option<baton_core::Instant>| {
+            t.map_or(JsValue::NULL, |t| JsValue::from(t.as_millis() as f64))
+        };
+        js::set(&o, "expiresAt", ms(i.machine.expires_at()));
+        js::set(&o, "nextRefreshAt", ms(i.machine.next_refresh_at()));
+        js::set(&o, "refreshing", i.machine.is_refreshing());
+        js::set(&o, "refreshCount", i.machine.refresh_count() as f64);
+        js::set(
+            &o,
+            "lastRefreshMs",
+            i.last_refresh_ms.map_or(JsValue::NULL, JsValue::from),
+        );
+        js::set(
+            &o,
+            "skewMs",
+            i.machine
+                .skew_ms()
+                .map_or(JsValue::NULL, |v| JsValue::from(v as f64)),
+        );
+        o.into()
+    }
+
+    pub fn dispose(&self) {
+        client::dispose(&self.rc);
+    }
 }

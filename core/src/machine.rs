@@ -252,6 +252,14 @@ impl RefreshMachine {
         }
     }
 
+    /// The attempt number of the refresh in flight, if any.
+    pub fn refreshing_attempt(&self) -> Option<u64> {
+        match &self.phase {
+            Phase::Refreshing { attempt, .. } => Some(*attempt),
+            _ => None,
+        }
+    }
+
     pub fn is_refreshing(&self) -> bool {
         matches!(self.phase, Phase::Refreshing { .. })
     }

@@ -92,6 +92,11 @@ pub struct Config {
     #[arg(long, env = "BATON_AUDIT_RETENTION", default_value = "90d", value_parser = duration)]
     pub audit_retention: Duration,
 
+    /// Comma-separated browser origins (`https://app.example.com`) allowed to call the API
+    /// cross-origin, with credentials (the refresh cookie). Empty: same-origin only.
+    #[arg(long, env = "BATON_CORS_ORIGINS", default_value = "", value_parser = origins)]
+    pub cors_origins: Origins,
+
     /// Serve the files of this directory at `/` (the demo page).
     #[arg(long, env = "BATON_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
@@ -125,6 +130,30 @@ pub enum Registration {
 pub enum OnOff {
     On,
     Off,
+}
+
+/// Exact browser origins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins(pub Vec<String>);
+
+fn origins(s: &str) -> Result<Origins, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let o = o.trim_end_matches('/');
+            let ok = (o.starts_with("http://") || o.starts_with("https://"))
+                && !o["https://".len().min(o.len())..].contains('/');
+            if ok {
+                Ok(o.to_owned())
+            } else {
+                Err(format!(
+                    "`{o}` is not an origin like https://app.example.com"
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Origins)
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -247,6 +276,19 @@ mod tests {
         assert!(p.contains("::1".parse().unwrap()));
         assert!(proxies("10.0.0.0/33").is_err());
         assert!(proxies("nope").is_err());
+    }
+
+    #[test]
+    fn cors_origins_parse() {
+        assert_eq!(
+            origins("https://a.example, http://127.0.0.1:9000/")
+                .unwrap()
+                .0,
+            vec!["https://a.example", "http://127.0.0.1:9000"]
+        );
+        assert!(origins("a.example").is_err());
+        assert!(origins("https://a.example/path").is_err());
+        assert!(origins("").unwrap().0.is_empty());
     }
 
     #[test]

@@ -91,11 +91,34 @@ pub fn app(state: AppState) -> Router {
         ),
         None => router.fallback(not_found),
     };
+    let cors = cors_layer(&state.config.cors_origins);
     router
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(extract::MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .layer(cors)
         .with_state(state)
+}
+
+/// Cross-origin access for the configured origins only, with credentials for the cookie.
+fn cors_layer(origins: &config::Origins) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, HeaderValue, Method};
+    let list: Vec<HeaderValue> = origins
+        .0
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::AllowOrigin::list(list))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-device-id"),
+        ])
+        .expose_headers([header::DATE, header::RETRY_AFTER, header::WWW_AUTHENTICATE])
+        .max_age(Duration::from_secs(600))
 }
 
 async fn not_found() -> ApiError {

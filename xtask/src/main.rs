@@ -4,6 +4,7 @@
 //! Shell-outs are limited to the tools themselves (cargo, rustup, apt-get, npm, PostgreSQL).
 
 mod pg;
+mod server;
 mod setup;
 mod util;
 
@@ -95,16 +96,38 @@ fn test() -> Result<()> {
                 .env("BATON_TEST_POSTGRES_URL", pg.admin_url()),
         )
     })?;
-    timed("baton-client: wasm tests in headless Chromium", &mut || {
-        let mut cmd = env.wasm.cargo(&["test", "-p", "baton-client"]);
-        cmd.env(
-            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-            "wasm-bindgen-test-runner",
-        )
-        .env("CHROMEDRIVER", &env.chromedriver)
-        .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
-        util::run(&mut cmd)
-    })?;
+    timed(
+        "baton-client: wasm tests in headless Chromium against baton-server",
+        &mut || {
+            util::run(util::cargo().args(["build", "-p", "baton-server"]))?;
+            // The test page is served by wasm-bindgen-test-runner on a port chosen here, so the
+            // server can allow exactly that origin.
+            let runner = format!("127.0.0.1:{}", server::free_port()?);
+            let db = util::root().join("target/wasm-test.db");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+            let srv = server::ServerProcess::start(&[
+                ("BATON_DATABASE_URL", format!("sqlite://{}", db.display())),
+                ("BATON_ACCESS_TTL", "4s".into()),
+                ("BATON_COOKIE_SECURE", "false".into()),
+                ("BATON_CORS_ORIGINS", format!("http://{runner}")),
+                ("BATON_RATE_LIMITS", "off".into()),
+            ])?;
+            println!("  baton-server for the browser tests: {}", srv.url);
+            let mut cmd = env.wasm.cargo(&["test", "-p", "baton-client"]);
+            cmd.env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                "wasm-bindgen-test-runner",
+            )
+            .env("CHROMEDRIVER", &env.chromedriver)
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "180")
+            .env("WASM_BINDGEN_TEST_ADDRESS", &runner)
+            .env("WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION", "1")
+            .env("BATON_TEST_SERVER", &srv.url);
+            util::run(&mut cmd)
+        },
+    )?;
     drop(pg);
 
     util::step("summary");

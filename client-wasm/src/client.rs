@@ -1,0 +1,901 @@
+//! The browser shell: pumps `baton-core`'s `RefreshMachine` with one timer, `fetch`, storage,
+//! Web Locks and BroadcastChannel.
+//!
+//! State lives in `Rc<RefCell<Inner>>`. No borrow is ever held across an `.await`, and user
+//! callbacks (event listeners) run from a fresh microtask, never inside a borrow or a lock.
+
+use crate::http::{self, Call};
+use crate::js;
+use crate::storage::{self, Kind, Store, Stored};
+use baton_core::{
+    Action, ClientError, Config, ErrorCode, Event, Grant, GrantSource, RefreshMachine,
+    RefreshOutcome, Retry401, SignOutReason, TokenAnswer, TokenResponse, WaiterId,
+};
+use js_sys::{Function, Object, Promise};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+
+/// Validated `Baton.create` options.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) base_url: String,
+    pub(crate) storage: Kind,
+    pub(crate) cookie: bool,
+    pub(crate) margin: Duration,
+    pub(crate) cross_tab: bool,
+    pub(crate) auth_timeout_ms: u32,
+    pub(crate) request_timeout_ms: u32,
+    pub(crate) storage_key: String,
+}
+
+pub(crate) type Listener = (
+    web_sys::EventTarget,
+    &'static str,
+    Closure<dyn FnMut(web_sys::Event)>,
+);
+
+struct Waiter {
+    resolve: Function,
+    reject: Function,
+}
+
+pub(crate) struct Inner {
+    pub(crate) machine: RefreshMachine,
+    pub(crate) opts: Options,
+    store: Store,
+    /// The current session (mirrors storage); `None` when signed out.
+    pub(crate) state: Option<Stored>,
+    pub(crate) device_id: String,
+    waiters: HashMap<u64, Waiter>,
+    next_waiter: u64,
+    timer: Option<gloo_timers::callback::Timeout>,
+    timer_deadline: Option<baton_core::Instant>,
+    channel: Option<web_sys::BroadcastChannel>,
+    channel_handler: Option<Closure<dyn FnMut(web_sys::MessageEvent)>>,
+    listeners: Vec<Listener>,
+    emit: Function,
+    pub(crate) disposed: bool,
+    pub(crate) last_refresh_ms: Option<f64>,
+}
+
+pub(crate) type Shared = Rc<RefCell<Inner>>;
+
+impl Inner {
+    fn waiter_id(&mut self) -> u64 {
+        self.next_waiter += 1;
+        self.next_waiter
+    }
+
+    fn persist(&mut self) {
+        let Some(s) = &self.state else { return };
+        let key = self.opts.storage_key.clone();
+        if let Some(json) = storage::to_json(s) {
+            if !self.store.write_raw(&key, &json) {
+                web_sys::console::warn_1(
+                    &"baton-auth: could not write the session to storage".into(),
+                );
+            }
+        }
+        if let (Some(ch), Ok(v)) = (&self.channel, serde_wasm_bindgen::to_value(s)) {
+            let msg = Object::new();
+            js::set(&msg, "type", "session");
+            js::set(&msg, "session", v);
+            let _ = ch.post_message(&msg);
+        }
+    }
+
+    fn clear_persisted(&mut self) {
+        let key = self.opts.storage_key.clone();
+        self.store.remove(&key);
+        if let Some(ch) = &self.channel {
+            let msg = Object::new();
+            js::set(&msg, "type", "signout");
+            let _ = ch.post_message(&msg);
+        }
+    }
+
+    /// The session as `baton.session` shows it.
+    pub(crate) fn session_value(&self) -> JsValue {
+        let Some(s) = &self.state else {
+            return JsValue::NULL;
+        };
+        let o = Object::new();
+        js::set(&o, "userId", s.user_id.as_str());
+        js::set(&o, "email", s.email.as_str());
+        js::set(&o, "sessionId", s.session_id.as_str());
+        js::set(
+            &o,
+            "expiresAt",
+            s.received_at + s.expires_in as f64 * 1000.0,
+        );
+        js::set(&o, "refreshExpiresAt", s.refresh_expires_at);
+        o.into()
+    }
+}
+
+fn grant_of(s: &Stored) -> Grant {
+    Grant {
+        access_token: s.access_token.clone(),
+        expires_in: Duration::from_secs(s.expires_in),
+        received_at: baton_core::Instant::from_millis(s.received_at as u64),
+        skew_ms: s.skew_ms.map(|v| v as i64),
+    }
+}
+
+fn stored_of(
+    t: &TokenResponse,
+    received_at: f64,
+    skew_ms: Option<i64>,
+    keep_refresh: Option<String>,
+) -> Stored {
+    Stored {
+        v: storage::VERSION,
+        access_token: t.access_token.clone(),
+        expires_in: t.expires_in,
+        received_at,
+        refresh_token: t.refresh_token.clone().or(keep_refresh),
+        refresh_expires_at: received_at + t.refresh_expires_in as f64 * 1000.0,
+        user_id: t.user.id.clone(),
+        email: t.user.email.clone(),
+        session_id: t.session_id.clone(),
+        skew_ms: skew_ms.map(|v| v as f64),
+    }
+}
+
+/// Creates the client: storage, device id, restored session, cross-tab channel, wake listeners.
+pub(crate) async fn create(opts: Options, emit: Function) -> Result<Shared, JsValue> {
+    let store = Store::open(opts.storage)
+        .map_err(|m| js::client_error(ErrorCode::StorageUnavailable, &m))?;
+    let device_id = crate::device::device_id()
+        .await
+        .map_err(|m| js::client_error(ErrorCode::InvalidOptions, &m))?;
+    let machine = RefreshMachine::new(
+        Config {
+            margin: opts.margin,
+            ..Config::default()
+        },
+        crate::device::random_u64(),
+    );
+    let inner = Inner {
+        machine,
+        opts,
+        store,
+        state: None,
+        device_id,
+        waiters: HashMap::new(),
+        next_waiter: 0,
+        timer: None,
+        timer_deadline: None,
+        channel: None,
+        channel_handler: None,
+        listeners: Vec::new(),
+        emit,
+        disposed: false,
+        last_refresh_ms: None,
+    };
+    let rc = Rc::new(RefCell::new(inner));
+    restore(&rc);
+    attach(&rc);
+    pump(&rc);
+    Ok(rc)
+}
+
+fn restore(rc: &Shared) {
+    let mut i = rc.borrow_mut();
+    let key = i.opts.storage_key.clone();
+    let Some(stored) = i.store.read_raw(&key).and_then(|r| storage::from_json(&r)) else {
+        return;
+    };
+    if stored.refresh_expires_at <= js_sys::Date::now() {
+        i.store.remove(&key);
+        return;
+    }
+    let grant = grant_of(&stored);
+    i.state = Some(stored);
+    i.machine
+        .handle_session(js::now(), grant, GrantSource::Restored);
+}
+
+/// BroadcastChannel for other tabs' sessions and sign-outs; page lifecycle events for wake-ups.
+fn attach(rc: &Shared) {
+    let weak = Rc::downgrade(rc);
+    let (cross_tab, name) = {
+        let i = rc.borrow();
+        (
+            i.opts.cross_tab,
+            format!("baton-auth:{}", i.opts.storage_key),
+        )
+    };
+    if cross_tab {
+        if let Ok(ch) = web_sys::BroadcastChannel::new(&name) {
+            let w = weak.clone();
+            let handler = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
+                move |e: web_sys::MessageEvent| {
+                    if let Some(rc) = w.upgrade() {
+                        on_message(&rc, &e.data());
+                    }
+                },
+            );
+            ch.set_onmessage(Some(handler.as_ref().unchecked_ref()));
+            let mut i = rc.borrow_mut();
+            i.channel = Some(ch);
+            i.channel_handler = Some(handler);
+        }
+    }
+    let mut targets: Vec<(web_sys::EventTarget, &'static str)> = Vec::new();
+    if let Some(w) = js::window() {
+        for ev in ["pageshow", "online", "focus"] {
+            targets.push((w.clone().into(), ev));
+        }
+        if let Some(doc) = w.document() {
+            targets.push((doc.into(), "visibilitychange"));
+        }
+    }
+    let mut listeners = Vec::new();
+    for (target, ev) in targets {
+        let w = weak.clone();
+        let cb = Closure::<dyn FnMut(web_sys::Event)>::new(move |_e: web_sys::Event| {
+            if let Some(rc) = w.upgrade() {
+                let hidden = js::window()
+                    .and_then(|w| w.document())
+                    .is_some_and(|d| d.visibility_state() == web_sys::VisibilityState::Hidden);
+                if !hidden && !rc.borrow().disposed {
+                    rc.borrow_mut().machine.handle_wake(js::now());
+                    pump(&rc);
+                }
+            }
+        });
+        let _ = target.add_event_listener_with_callback(ev, cb.as_ref().unchecked_ref());
+        listeners.push((target, ev, cb));
+    }
+    rc.borrow_mut().listeners = listeners;
+}
+
+fn on_message(rc: &Shared, data: &JsValue) {
+    if rc.borrow().disposed {
+        return;
+    }
+    match js::get_str(data, "type").as_deref() {
+        Some("session") => {
+            if let Some(stored) = storage::from_value(&js::get(data, "session")) {
+                adopt(rc, stored);
+            }
+        }
+        Some("signout") => {
+            let mut i = rc.borrow_mut();
+            i.machine
+                .handle_sign_out(js::now(), SignOutReason::OtherTab);
+            i.state = None;
+        }
+        _ => return,
+    }
+    pump(rc);
+}
+
+/// Takes over a session another tab wrote, if the machine accepts it as newer.
+fn adopt(rc: &Shared, stored: Stored) {
+    let mut i = rc.borrow_mut();
+    let token = stored.access_token.clone();
+    i.machine
+        .handle_session(js::now(), grant_of(&stored), GrantSource::OtherTab);
+    if i.machine.access_token() == Some(token.as_str()) {
+        i.state = Some(stored);
+    }
+}
+
+/// Drains the machine's actions: releases waiters, starts refreshes, persists, re-arms the
+/// timer; then dispatches events from a fresh microtask.
+pub(crate) fn pump(rc: &Shared) {
+    let mut releases = Vec::new();
+    let mut refreshes = Vec::new();
+    let mut events = Vec::new();
+    {
+        let mut i = rc.borrow_mut();
+        while let Some(action) = i.machine.poll_action() {
+            match action {
+                Action::StartRefresh { attempt } => refreshes.push(attempt),
+                Action::Release { waiter, result } => {
+                    if let Some(w) = i.waiters.remove(&waiter.0) {
+                        releases.push((w, result));
+                    }
+                }
+                Action::Emit(e) => events.push(event_value(&i, e)),
+                Action::Persist => i.persist(),
+                Action::ClearPersisted => {
+                    i.state = None;
+                    i.clear_persisted();
+                }
+            }
+        }
+        if !i.machine.has_session() {
+            i.state = None;
+        }
+        rearm(&mut i, rc);
+    }
+    for (w, result) in releases {
+        let _ = match result {
+            Ok(token) => w.resolve.call1(&JsValue::NULL, &JsValue::from_str(&token)),
+            Err(e) => w
+                .reject
+                .call1(&JsValue::NULL, &js::error_value(&e, &describe(&e))),
+        };
+    }
+    for attempt in refreshes {
+        spawn_local(refresh_task(rc.clone(), attempt));
+    }
+    if !events.is_empty() {
+        let emit = rc.borrow().emit.clone();
+        spawn_local(async move {
+            for (name, detail) in events {
+                let _ = emit.call2(&JsValue::NULL, &JsValue::from_str(name), &detail);
+            }
+        });
+    }
+}
+
+fn describe(e: &ClientError) -> String {
+    match e.code.as_str() {
+        "network_error" => "the server could not be reached".into(),
+        "timeout" => "the server did not answer in time".into(),
+        "session_missing" => "not signed in".into(),
+        "disposed" => "this Baton instance was disposed".into(),
+        code => format!("request failed: {code}"),
+    }
+}
+
+fn event_value(i: &Inner, e: Event) -> (&'static str, JsValue) {
+    let detail = Object::new();
+    let name = match e {
+        Event::SignedIn => {
+            js::set(&detail, "session", i.session_value());
+            "signedIn"
+        }
+        Event::Refreshed { source } => {
+            js::set(&detail, "session", i.session_value());
+            let from = if source == GrantSource::OtherTab {
+                "otherTab"
+            } else {
+                "local"
+            };
+            js::set(&detail, "source", from);
+            if let Some(ms) = i
+                .last_refresh_ms
+                .filter(|_| source != GrantSource::OtherTab)
+            {
+                js::set(&detail, "latencyMs", ms);
+            }
+            "refreshed"
+        }
+        Event::SignedOut { reason } => {
+            let r = match reason {
+                SignOutReason::Logout => "logout",
+                SignOutReason::OtherTab => "otherTab",
+                SignOutReason::SessionEnded => "sessionEnded",
+            };
+            js::set(&detail, "reason", r);
+            "signedOut"
+        }
+        Event::SessionExpired { code } => {
+            js::set(&detail, "code", code.as_str());
+            "sessionExpired"
+        }
+        Event::Error(e) => {
+            return ("error", js::error_value(&e, &describe(&e)));
+        }
+    };
+    (name, detail.into())
+}
+
+/// One timer for the machine's next deadline, replaced only when the deadline changes.
+fn rearm(i: &mut Inner, rc: &Shared) {
+    let deadline = if i.disposed {
+        None
+    } else {
+        i.machine.poll_timeout()
+    };
+    if deadline == i.timer_deadline && (deadline.is_none() || i.timer.is_some()) {
+        return;
+    }
+    i.timer = None;
+    i.timer_deadline = deadline;
+    let Some(d) = deadline else { return };
+    let delay = d
+        .as_millis()
+        .saturating_sub(js::now().as_millis())
+        .min(i32::MAX as u64) as u32;
+    let weak: Weak<RefCell<Inner>> = Rc::downgrade(rc);
+    i.timer = Some(gloo_timers::callback::Timeout::new(delay, move || {
+        // Leave the timer's own callback before touching (and possibly replacing) the timer.
+        spawn_local(async move {
+            if let Some(rc) = weak.upgrade() {
+                {
+                    let mut i = rc.borrow_mut();
+                    i.timer = None;
+                    i.timer_deadline = None;
+                    i.machine.handle_timeout(js::now());
+                }
+                pump(&rc);
+            }
+        });
+    }));
+}
+
+/// Registers a waiter and returns the promise its `Release` settles.
+fn waiter_promise(rc: &Shared, id: u64) -> Promise {
+    Promise::new(&mut |resolve, reject| {
+        rc.borrow_mut()
+            .waiters
+            .insert(id, Waiter { resolve, reject });
+    })
+}
+
+fn token_from(v: Result<JsValue, JsValue>) -> Result<String, JsValue> {
+    v.and_then(|t| t.as_string().ok_or(JsValue::NULL))
+}
+
+/// An access token valid for at least the margin (refreshing first when needed).
+pub(crate) async fn access_token(rc: &Shared, forced: bool) -> Result<String, JsValue> {
+    let (id, answer) = {
+        let mut i = rc.borrow_mut();
+        if i.disposed {
+            return Err(js::client_error(
+                ErrorCode::Disposed,
+                "this Baton instance was disposed",
+            ));
+        }
+        let id = i.waiter_id();
+        let now = js::now();
+        let answer = if forced {
+            i.machine.request_refresh(now, WaiterId(id))
+        } else {
+            i.machine.request_token(now, WaiterId(id))
+        };
+        (id, answer)
+    };
+    match answer {
+        TokenAnswer::Ready(t) => {
+            pump(rc);
+            Ok(t)
+        }
+        TokenAnswer::Fail(e) => {
+            pump(rc);
+            Err(js::error_value(&e, &describe(&e)))
+        }
+        TokenAnswer::Wait => {
+            let p = waiter_promise(rc, id);
+            pump(rc);
+            token_from(JsFuture::from(p).await)
+        }
+    }
+}
+
+/// After a 401 with `failed`: the token to retry with, or `None` to give up.
+pub(crate) async fn token_after_401(rc: &Shared, failed: &str) -> Option<String> {
+    let (id, r) = {
+        let mut i = rc.borrow_mut();
+        let id = i.waiter_id();
+        (
+            id,
+            i.machine
+                .handle_request_401(js::now(), failed, WaiterId(id)),
+        )
+    };
+    match r {
+        Retry401::RetryWith(t) => Some(t),
+        Retry401::GiveUp(_) => None,
+        Retry401::Wait => {
+            let p = waiter_promise(rc, id);
+            pump(rc);
+            JsFuture::from(p).await.ok().and_then(|v| v.as_string())
+        }
+    }
+}
+
+/// Runs one refresh: under the cross-tab Web Lock when available (bounded wait, then steal).
+async fn refresh_task(rc: Shared, attempt: u64) {
+    let (cross_tab, name, wait_ms) = {
+        let i = rc.borrow();
+        (
+            i.opts.cross_tab,
+            format!("baton-auth:refresh:{}", i.opts.storage_key),
+            i.opts.auth_timeout_ms.saturating_add(2_000),
+        )
+    };
+    let body: Rc<dyn Fn() -> Promise> = {
+        let rc = rc.clone();
+        Rc::new(move || {
+            let rc = rc.clone();
+            wasm_bindgen_futures::future_to_promise(async move {
+                locked_refresh(&rc, attempt).await;
+                Ok(JsValue::UNDEFINED)
+            })
+        })
+    };
+    if cross_tab {
+        if let Some(locks) = js::lock_manager() {
+            match with_lock(&locks, &name, LockWait::Bounded(wait_ms), &body).await {
+                Ok(()) => return,
+                Err(e) if js::is_abort_error(&e) => {
+                    // The holder is stuck (a frozen tab): take the lock over.
+                    if with_lock(&locks, &name, LockWait::Steal, &body)
+                        .await
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    let _ = JsFuture::from(body()).await;
+}
+
+enum LockWait {
+    Bounded(u32),
+    Steal,
+}
+
+async fn with_lock(
+    locks: &js::LockManager,
+    name: &str,
+    wait: LockWait,
+    body: &Rc<dyn Fn() -> Promise>,
+) -> Result<(), JsValue> {
+    let opts = Object::new();
+    match wait {
+        LockWait::Bounded(ms) => {
+            js::set(&opts, "signal", web_sys::AbortSignal::timeout_with_u32(ms))
+        }
+        LockWait::Steal => js::set(&opts, "steal", true),
+    }
+    let body = body.clone();
+    let cb = Closure::once_into_js(move |_lock: JsValue| -> JsValue { body().into() });
+    JsFuture::from(locks.request(name, &opts, cb.unchecked_ref()))
+        .await
+        .map(|_| ())
+}
+
+/// Inside the lock: re-read shared storage (another tab may have refreshed), else call the server.
+async fn locked_refresh(rc: &Shared, attempt: u64) {
+    if rc.borrow().disposed || rc.borrow().machine.refreshing_attempt() != Some(attempt) {
+        return;
+    }
+    if take_newer_from_storage(rc) {
+        pump(rc);
+        return;
+    }
+    let (url, body, device_id, cookie, timeout_ms, old_refresh) = {
+        let i = rc.borrow();
+        let refresh = i.state.as_ref().and_then(|s| s.refresh_token.clone());
+        let body = refresh.as_ref().map(|t| {
+            let o = Object::new();
+            js::set(&o, "refresh_token", t.as_str());
+            JsValue::from(o)
+        });
+        (
+            format!("{}/auth/refresh", i.opts.base_url),
+            body,
+            i.device_id.clone(),
+            i.opts.cookie,
+            i.opts.auth_timeout_ms,
+            refresh,
+        )
+    };
+    let started = js_sys::Date::now();
+    let result = http::call(Call {
+        method: "POST",
+        url,
+        body,
+        bearer: None,
+        device_id: &device_id,
+        credentials: cookie,
+        timeout_ms,
+    })
+    .await;
+    let mut fresh = None;
+    let outcome = match result {
+        Ok(reply) if reply.status == 200 => {
+            match serde_wasm_bindgen::from_value::<TokenResponse>(reply.body.clone()) {
+                Ok(t) => {
+                    let stored = stored_of(
+                        &t,
+                        reply.received_at,
+                        reply.skew_ms,
+                        if cookie { None } else { old_refresh },
+                    );
+                    let grant = grant_of(&stored);
+                    fresh = Some(stored);
+                    RefreshOutcome::Success(grant)
+                }
+                Err(_) => RefreshOutcome::Failed {
+                    error: ClientError::new(ErrorCode::Internal, 200),
+                    retry_after: None,
+                },
+            }
+        }
+        Ok(reply) => http::refresh_outcome(&reply),
+        Err(error) => RefreshOutcome::Failed {
+            error,
+            retry_after: None,
+        },
+    };
+    {
+        let mut i = rc.borrow_mut();
+        i.last_refresh_ms = Some(js_sys::Date::now() - started);
+        let token = fresh.as_ref().map(|s| s.access_token.clone());
+        if let Some(s) = fresh {
+            // Installed before the machine emits `Persist`, so that writes the new session.
+            let previous = i.state.replace(s);
+            i.machine.handle_refresh_result(js::now(), attempt, outcome);
+            if i.machine.access_token() != token.as_deref() {
+                i.state = previous;
+            }
+        } else {
+            i.machine.handle_refresh_result(js::now(), attempt, outcome);
+        }
+    }
+    pump(rc);
+}
+
+/// True when storage holds a newer session than ours (adopted), or shows a sign-out elsewhere.
+fn take_newer_from_storage(rc: &Shared) -> bool {
+    let (raw, ours) = {
+        let i = rc.borrow();
+        if i.store.kind() == Kind::Memory {
+            return false;
+        }
+        (i.store.read_raw(&i.opts.storage_key), i.state.clone())
+    };
+    let Some(ours) = ours else { return false };
+    match raw.and_then(|r| storage::from_json(&r)) {
+        Some(stored) if stored.received_at > ours.received_at => {
+            adopt(rc, stored);
+            true
+        }
+        Some(_) => false,
+        None => {
+            let mut i = rc.borrow_mut();
+            i.machine
+                .handle_sign_out(js::now(), SignOutReason::OtherTab);
+            i.state = None;
+            true
+        }
+    }
+}
+
+/// Logs in and installs the session.
+pub(crate) async fn login(
+    rc: &Shared,
+    email: String,
+    password: String,
+    remember_me: bool,
+) -> Result<JsValue, JsValue> {
+    let (url, device_id, cookie, timeout_ms) = endpoint(rc, "/auth/login")?;
+    let body = Object::new();
+    js::set(&body, "email", email);
+    js::set(&body, "password", password);
+    js::set(&body, "remember_me", remember_me);
+    js::set(
+        &body,
+        "refresh_transport",
+        if cookie { "cookie" } else { "body" },
+    );
+    let reply = http::call(Call {
+        method: "POST",
+        url,
+        body: Some(body.into()),
+        bearer: None,
+        device_id: &device_id,
+        credentials: cookie,
+        timeout_ms,
+    })
+    .await
+    .map_err(|e| js::error_value(&e, &describe(&e)))?;
+    if reply.status != 200 {
+        return Err(reply_error_value(&reply));
+    }
+    let t: TokenResponse = serde_wasm_bindgen::from_value(reply.body.clone())
+        .map_err(|_| js::client_error(ErrorCode::Internal, "unexpected login response"))?;
+    let stored = stored_of(&t, reply.received_at, reply.skew_ms, None);
+    let session = {
+        let mut i = rc.borrow_mut();
+        let grant = grant_of(&stored);
+        i.state = Some(stored);
+        i.machine
+            .handle_session(js::now(), grant, GrantSource::Login);
+        i.session_value()
+    };
+    pump(rc);
+    Ok(session)
+}
+
+pub(crate) async fn register(
+    rc: &Shared,
+    email: String,
+    password: String,
+) -> Result<JsValue, JsValue> {
+    let (url, device_id, _, timeout_ms) = endpoint(rc, "/auth/register")?;
+    let body = Object::new();
+    js::set(&body, "email", email);
+    js::set(&body, "password", password);
+    let reply = http::call(Call {
+        method: "POST",
+        url,
+        body: Some(body.into()),
+        bearer: None,
+        device_id: &device_id,
+        credentials: false,
+        timeout_ms,
+    })
+    .await
+    .map_err(|e| js::error_value(&e, &describe(&e)))?;
+    if reply.status != 201 {
+        return Err(reply_error_value(&reply));
+    }
+    Ok(js::get(&reply.body, "user"))
+}
+
+/// Revokes this session on the server (best effort) and signs out here and in other tabs.
+pub(crate) async fn logout(rc: &Shared) -> Result<JsValue, JsValue> {
+    let (url, device_id, cookie, timeout_ms) = endpoint(rc, "/auth/logout")?;
+    let (access, refresh) = {
+        let i = rc.borrow();
+        match &i.state {
+            Some(s) => (Some(s.access_token.clone()), s.refresh_token.clone()),
+            None => (None, None),
+        }
+    };
+    if access.is_some() {
+        let body = refresh.map(|t| {
+            let o = Object::new();
+            js::set(&o, "refresh_token", t);
+            JsValue::from(o)
+        });
+        let result = http::call(Call {
+            method: "POST",
+            url,
+            body,
+            bearer: access.as_deref(),
+            device_id: &device_id,
+            credentials: cookie,
+            timeout_ms,
+        })
+        .await;
+        if let Err(e) = result {
+            web_sys::console::warn_1(
+                &format!("baton-auth: logout could not reach the server ({})", e.code).into(),
+            );
+        }
+    }
+    rc.borrow_mut()
+        .machine
+        .handle_sign_out(js::now(), SignOutReason::Logout);
+    pump(rc);
+    Ok(JsValue::UNDEFINED)
+}
+
+/// Revokes every session of the user; signs out here only once the server confirmed.
+pub(crate) async fn logout_all(rc: &Shared) -> Result<JsValue, JsValue> {
+    let token = access_token(rc, false).await?;
+    let (url, device_id, cookie, timeout_ms) = endpoint(rc, "/auth/logout-all")?;
+    let reply = http::call(Call {
+        method: "POST",
+        url,
+        body: None,
+        bearer: Some(&token),
+        device_id: &device_id,
+        credentials: cookie,
+        timeout_ms,
+    })
+    .await
+    .map_err(|e| js::error_value(&e, &describe(&e)))?;
+    if reply.status != 204 && reply.status != 401 {
+        return Err(reply_error_value(&reply));
+    }
+    rc.borrow_mut()
+        .machine
+        .handle_sign_out(js::now(), SignOutReason::Logout);
+    pump(rc);
+    Ok(JsValue::UNDEFINED)
+}
+
+fn endpoint(rc: &Shared, path: &str) -> Result<(String, String, bool, u32), JsValue> {
+    let i = rc.borrow();
+    if i.disposed {
+        return Err(js::client_error(
+            ErrorCode::Disposed,
+            "this Baton instance was disposed",
+        ));
+    }
+    Ok((
+        format!("{}{path}", i.opts.base_url),
+        i.device_id.clone(),
+        i.opts.cookie,
+        i.opts.auth_timeout_ms,
+    ))
+}
+
+fn reply_error_value(reply: &http::Reply) -> JsValue {
+    let e = http::reply_error(reply);
+    let v = js::error_value(&e, &js::message_of(&reply.body, &describe(&e)));
+    if let Some(ra) = reply.retry_after {
+        js::set(v.unchecked_ref(), "retryAfter", ra.as_secs_f64());
+    }
+    v
+}
+
+/// `fetch` with the access token and device id; one retry after a 401.
+pub(crate) async fn fetch(rc: &Shared, input: JsValue, init: JsValue) -> Result<JsValue, JsValue> {
+    let ctor = js::get(&js::global(), "Request");
+    let args = js_sys::Array::of2(&input, &init);
+    let request: web_sys::Request =
+        js_sys::Reflect::construct(ctor.unchecked_ref::<Function>(), &args)
+            .map_err(|e| {
+                let msg = js::get_str(&e, "message").unwrap_or_else(|| "invalid request".into());
+                js::client_error(ErrorCode::InvalidRequest, &msg)
+            })?
+            .unchecked_into();
+    let token = access_token(rc, false).await?;
+    let first = send(rc, &request, &token).await?;
+    if first.status() != 401 {
+        return Ok(first.into());
+    }
+    let Some(retry) = token_after_401(rc, &token).await else {
+        return Ok(first.into());
+    };
+    Ok(send(rc, &request, &retry).await?.into())
+}
+
+async fn send(
+    rc: &Shared,
+    request: &web_sys::Request,
+    token: &str,
+) -> Result<web_sys::Response, JsValue> {
+    let (device_id, timeout_ms) = {
+        let i = rc.borrow();
+        (i.device_id.clone(), i.opts.request_timeout_ms)
+    };
+    // Always send a clone: the original keeps its body for the one retry.
+    let attempt = request.clone().map_err(|_| {
+        js::client_error(
+            ErrorCode::InvalidRequest,
+            "the request body was already used",
+        )
+    })?;
+    let headers = attempt.headers();
+    let _ = headers.set("Authorization", &format!("Bearer {token}"));
+    let _ = headers.set("X-Device-ID", &device_id);
+    http::fetch_with_timeout(&attempt, Some(request.signal()), timeout_ms)
+        .await
+        .map_err(|e| js::error_value(&e, &describe(&e)))
+}
+
+/// Releases timers, listeners and the channel; pending callers get `disposed`.
+pub(crate) fn dispose(rc: &Shared) {
+    {
+        let mut i = rc.borrow_mut();
+        if i.disposed {
+            return;
+        }
+        i.disposed = true;
+        i.machine.handle_dispose();
+    }
+    pump(rc);
+    let mut i = rc.borrow_mut();
+    i.timer = None;
+    i.timer_deadline = None;
+    for (target, ev, cb) in i.listeners.drain(..) {
+        let _ = target.remove_event_listener_with_callback(ev, cb.as_ref().unchecked_ref());
+    }
+    if let Some(ch) = i.channel.take() {
+        ch.set_onmessage(None);
+        ch.close();
+    }
+    i.channel_handler = None;
+}

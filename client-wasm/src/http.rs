@@ -1,0 +1,178 @@
+//! HTTP to baton-server with a timeout, and classification of what came back.
+
+use crate::js;
+use baton_core::time::{parse_retry_after, skew_from_date_header};
+use baton_core::{ClientError, ErrorCode, RefreshOutcome};
+use std::time::Duration;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AbortController, Request, RequestCredentials, RequestInit, Response};
+
+/// A response with its parsed JSON body (`null` when empty or not JSON).
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: JsValue,
+    pub(crate) retry_after: Option<Duration>,
+    /// Server clock minus local clock, from `Date`.
+    pub(crate) skew_ms: Option<i64>,
+    /// Local time the response arrived.
+    pub(crate) received_at: f64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Call<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) url: String,
+    pub(crate) body: Option<JsValue>,
+    pub(crate) bearer: Option<&'a str>,
+    pub(crate) device_id: &'a str,
+    pub(crate) credentials: bool,
+    pub(crate) timeout_ms: u32,
+}
+
+/// Performs a call. Errors are network failures and timeouts only; HTTP errors are a `Reply`.
+pub(crate) async fn call(c: Call<'_>) -> Result<Reply, ClientError> {
+    let init = RequestInit::new();
+    init.set_method(c.method);
+    init.set_credentials(if c.credentials {
+        RequestCredentials::Include
+    } else {
+        RequestCredentials::SameOrigin
+    });
+    let headers = web_sys::Headers::new().map_err(|_| net())?;
+    let _ = headers.set("X-Device-ID", c.device_id);
+    if let Some(b) = c.bearer {
+        let _ = headers.set("Authorization", &format!("Bearer {b}"));
+    }
+    if let Some(body) = &c.body {
+        let _ = headers.set("Content-Type", "application/json");
+        let text = js_sys::JSON::stringify(body).map_err(|_| net())?;
+        init.set_body(&text);
+    }
+    init.set_headers(&headers);
+    let (res, received_at) = send_with_timeout(&c.url, &init, c.timeout_ms).await?;
+    let status = res.status();
+    let headers = res.headers();
+    let retry_after = headers
+        .get("retry-after")
+        .ok()
+        .flatten()
+        .and_then(|v| parse_retry_after(&v, received_at as u64));
+    let skew_ms = headers
+        .get("date")
+        .ok()
+        .flatten()
+        .and_then(|d| skew_from_date_header(&d, received_at as u64));
+    let body = match res.text() {
+        Ok(p) => match JsFuture::from(p).await {
+            Ok(t) => t
+                .as_string()
+                .filter(|s| !s.is_empty())
+                .and_then(|s| js_sys::JSON::parse(&s).ok())
+                .unwrap_or(JsValue::NULL),
+            Err(_) => JsValue::NULL,
+        },
+        Err(_) => JsValue::NULL,
+    };
+    Ok(Reply {
+        status,
+        body,
+        retry_after,
+        skew_ms,
+        received_at,
+    })
+}
+
+fn net() -> ClientError {
+    ClientError::new(ErrorCode::NetworkError, 0)
+}
+
+/// `fetch(url, init)` aborted after `timeout_ms`; returns the response and its arrival time.
+async fn send_with_timeout(
+    url: &str,
+    init: &RequestInit,
+    timeout_ms: u32,
+) -> Result<(Response, f64), ClientError> {
+    let req = Request::new_with_str_and_init(url, init)
+        .map_err(|_| ClientError::new(ErrorCode::InvalidOptions, 0))?;
+    let res = fetch_with_timeout(&req, None, timeout_ms).await?;
+    Ok((res, js_sys::Date::now()))
+}
+
+/// Sends `req` with a timeout, also honouring the caller's own `AbortSignal` if any.
+pub(crate) async fn fetch_with_timeout(
+    req: &Request,
+    user_signal: Option<web_sys::AbortSignal>,
+    timeout_ms: u32,
+) -> Result<Response, ClientError> {
+    let controller = AbortController::new().map_err(|_| net())?;
+    let signal = controller.signal();
+    let timer = {
+        let controller = controller.clone();
+        gloo_timers::callback::Timeout::new(timeout_ms, move || controller.abort())
+    };
+    let on_user_abort = user_signal.as_ref().map(|us| {
+        if us.aborted() {
+            controller.abort();
+        }
+        let controller = controller.clone();
+        let cb = Closure::<dyn FnMut()>::new(move || controller.abort());
+        us.set_onabort(Some(cb.as_ref().unchecked_ref()));
+        cb
+    });
+    let init = RequestInit::new();
+    init.set_signal(Some(&signal));
+    let req = Request::new_with_request_and_init(req, &init).map_err(|_| net())?;
+    let result = JsFuture::from(js::global_fetch(&req)).await;
+    drop(timer);
+    if let (Some(us), Some(_cb)) = (&user_signal, on_user_abort) {
+        us.set_onabort(None);
+        if us.aborted() && result.is_err() {
+            return Err(ClientError {
+                code: "aborted".into(),
+                status: 0,
+                retryable: false,
+            });
+        }
+    }
+    match result {
+        Ok(v) => v.dyn_into::<Response>().map_err(|_| net()),
+        Err(e) if js::is_abort_error(&e) => Err(ClientError::new(ErrorCode::Timeout, 0)),
+        Err(_) => Err(net()),
+    }
+}
+
+/// The server's error of a reply as a `ClientError` (the code passes through unchanged).
+pub(crate) fn reply_error(r: &Reply) -> ClientError {
+    let code = js::get_str(&js::get(&r.body, "error"), "code").unwrap_or_else(|| {
+        if r.status >= 500 {
+            ErrorCode::Unavailable.as_str().to_owned()
+        } else {
+            ErrorCode::InvalidRequest.as_str().to_owned()
+        }
+    });
+    let retryable = code
+        .parse::<ErrorCode>()
+        .map(ErrorCode::retryable)
+        .unwrap_or(r.status >= 500 || r.status == 429);
+    ClientError {
+        code,
+        status: r.status,
+        retryable,
+    }
+}
+
+/// How a refresh ended, for the machine: 401 ends the session, anything else is retried.
+pub(crate) fn refresh_outcome(r: &Reply) -> RefreshOutcome {
+    let error = reply_error(r);
+    if r.status == 401 {
+        RefreshOutcome::Rejected(error)
+    } else {
+        RefreshOutcome::Failed {
+            error,
+            retry_after: r.retry_after,
+        }
+    }
+}

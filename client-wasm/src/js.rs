@@ -1,0 +1,79 @@
+//! Small JavaScript helpers: property access, errors, the clock, global lookups.
+
+use baton_core::{ClientError, ErrorCode, Instant};
+use js_sys::{Object, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+#[wasm_bindgen]
+extern "C" {
+    /// The global `fetch` (window or worker).
+    #[wasm_bindgen(js_name = fetch)]
+    pub(crate) fn global_fetch(req: &web_sys::Request) -> js_sys::Promise;
+
+    /// `navigator.locks` (Web Locks), bound by hand because web-sys marks it unstable.
+    pub(crate) type LockManager;
+    #[wasm_bindgen(method, js_name = request)]
+    pub(crate) fn request(
+        this: &LockManager,
+        name: &str,
+        options: &JsValue,
+        callback: &js_sys::Function,
+    ) -> js_sys::Promise;
+}
+
+pub(crate) fn now() -> Instant {
+    Instant::from_millis(js_sys::Date::now() as u64)
+}
+
+pub(crate) fn get(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+pub(crate) fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
+    let _ = Reflect::set(obj, &JsValue::from_str(key), &value.into());
+}
+
+pub(crate) fn get_str(obj: &JsValue, key: &str) -> Option<String> {
+    get(obj, key).as_string()
+}
+
+/// An error object the JS wrapper turns into a `BatonError`.
+pub(crate) fn error_value(e: &ClientError, message: &str) -> JsValue {
+    let o = Object::new();
+    set(&o, "code", e.code.as_str());
+    set(&o, "status", e.status);
+    set(&o, "retryable", e.retryable);
+    set(&o, "message", message);
+    o.into()
+}
+
+pub(crate) fn client_error(code: ErrorCode, message: &str) -> JsValue {
+    error_value(&ClientError::new(code, 0), message)
+}
+
+/// The error message of an error body, or a fallback.
+pub(crate) fn message_of(body: &JsValue, fallback: &str) -> String {
+    get_str(&get(body, "error"), "message").unwrap_or_else(|| fallback.to_owned())
+}
+
+pub(crate) fn window() -> Option<web_sys::Window> {
+    js_sys::global().dyn_into::<web_sys::Window>().ok()
+}
+
+pub(crate) fn navigator() -> JsValue {
+    get(&js_sys::global(), "navigator")
+}
+
+pub(crate) fn lock_manager() -> Option<LockManager> {
+    let locks = get(&navigator(), "locks");
+    (!locks.is_undefined() && !locks.is_null()).then(|| locks.unchecked_into())
+}
+
+pub(crate) fn is_abort_error(e: &JsValue) -> bool {
+    get_str(e, "name").is_some_and(|n| n == "AbortError" || n == "TimeoutError")
+}
+
+pub(crate) fn global() -> JsValue {
+    js_sys::global().into()
+}

@@ -1,0 +1,118 @@
+//! Where the session lives: `localStorage`, `sessionStorage` or memory.
+
+use crate::js;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Local,
+    Session,
+    Memory,
+}
+
+/// The persisted session, shared between tabs through storage and BroadcastChannel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Stored {
+    pub(crate) v: u32,
+    pub(crate) access_token: String,
+    pub(crate) expires_in: u64,
+    /// Local `Date.now()` when the token response arrived.
+    pub(crate) received_at: f64,
+    /// Absent in cookie mode: the token is in an HttpOnly cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) refresh_token: Option<String>,
+    /// Local time at which the session ends (refresh no longer possible).
+    pub(crate) refresh_expires_at: f64,
+    pub(crate) user_id: String,
+    pub(crate) email: String,
+    pub(crate) session_id: String,
+    #[serde(default)]
+    pub(crate) skew_ms: Option<f64>,
+}
+
+pub(crate) const VERSION: u32 = 1;
+
+#[derive(Debug)]
+pub(crate) struct Store {
+    kind: Kind,
+    backend: Option<web_sys::Storage>,
+    memory: Option<String>,
+}
+
+impl Store {
+    /// Opens the storage; `None` backend for memory, an error when Web Storage is unusable.
+    pub(crate) fn open(kind: Kind) -> Result<Self, String> {
+        let backend = match kind {
+            Kind::Memory => None,
+            Kind::Local | Kind::Session => {
+                let w =
+                    js::window().ok_or("Web Storage needs a window; use storage: \"memory\"")?;
+                let s = match kind {
+                    Kind::Local => w.local_storage(),
+                    _ => w.session_storage(),
+                };
+                let s = s
+                    .ok()
+                    .flatten()
+                    .ok_or("Web Storage is unavailable (private mode or blocked)")?;
+                // Quota zero or disabled storage throws here rather than later.
+                let probe = "baton-auth:probe";
+                s.set_item(probe, "1")
+                    .map_err(|_| "Web Storage refuses writes")?;
+                let _ = s.remove_item(probe);
+                Some(s)
+            }
+        };
+        Ok(Self {
+            kind,
+            backend,
+            memory: None,
+        })
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub(crate) fn read_raw(&self, key: &str) -> Option<String> {
+        match &self.backend {
+            Some(s) => s.get_item(key).ok().flatten(),
+            None => self.memory.clone(),
+        }
+    }
+
+    pub(crate) fn write_raw(&mut self, key: &str, value: &str) -> bool {
+        match &self.backend {
+            Some(s) => s.set_item(key, value).is_ok(),
+            None => {
+                self.memory = Some(value.to_owned());
+                true
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: &str) {
+        match &self.backend {
+            Some(s) => {
+                let _ = s.remove_item(key);
+            }
+            None => self.memory = None,
+        }
+    }
+}
+
+pub(crate) fn to_json(s: &Stored) -> Option<String> {
+    let v = serde_wasm_bindgen::to_value(s).ok()?;
+    js_sys::JSON::stringify(&v).ok()?.as_string()
+}
+
+pub(crate) fn from_json(raw: &str) -> Option<Stored> {
+    let v = js_sys::JSON::parse(raw).ok()?;
+    from_value(&v)
+}
+
+pub(crate) fn from_value(v: &wasm_bindgen::JsValue) -> Option<Stored> {
+    let s: Stored = serde_wasm_bindgen::from_value(v.clone()).ok()?;
+    (s.v == VERSION).then_some(s)
+}

@@ -1,0 +1,98 @@
+/** Options of `Baton.create`. */
+export interface BatonOptions {
+  /** baton-server origin, e.g. "https://auth.example.com". */
+  baseUrl: string;
+  /** Where the session is kept. Default "local". */
+  storage?: "local" | "session" | "memory";
+  /** "cookie" keeps the refresh token in an HttpOnly cookie, out of JavaScript's reach. Default "body". */
+  refreshTransport?: "body" | "cookie";
+  /** Refresh this many seconds before the access token expires (capped at half its life). Default 60. */
+  refreshMargin?: number;
+  /** Coordinate tabs of one origin: one refresh for all, shared sign-out. Default true. */
+  crossTab?: boolean;
+  /** Milliseconds before a call is abandoned. Defaults: auth 10000, request 20000. */
+  timeouts?: { auth?: number; request?: number };
+  /** Storage and channel namespace, for several Baton instances on one origin. */
+  storageKey?: string;
+  /** Where to load the .wasm from, when a bundler does not resolve it by itself. */
+  wasm?: string | URL | Request | Response | WebAssembly.Module;
+}
+
+export interface Session {
+  userId: string;
+  email: string;
+  sessionId: string;
+  /** Access-token expiry, `Date.now()` milliseconds (local clock). */
+  expiresAt: number;
+  /** When the session itself ends unless refreshed, `Date.now()` milliseconds. */
+  refreshExpiresAt: number;
+}
+
+export interface User {
+  id: string;
+  email: string;
+  /** Unix seconds. */
+  created_at: number;
+}
+
+export interface BatonStatus {
+  expiresAt: number | null;
+  nextRefreshAt: number | null;
+  refreshing: boolean;
+  refreshCount: number;
+  lastRefreshMs: number | null;
+  skewMs: number | null;
+}
+
+export type BatonErrorCode =
+  | "validation_failed" | "email_taken" | "registration_closed" | "invalid_credentials"
+  | "account_locked" | "rate_limited" | "refresh_token_invalid" | "refresh_token_reused"
+  | "session_expired" | "session_revoked" | "device_mismatch" | "csrf_check_failed"
+  | "token_missing" | "token_invalid" | "token_expired" | "token_revoked" | "not_found"
+  | "forbidden" | "unavailable" | "invalid_request" | "payload_too_large" | "internal"
+  | "network_error" | "timeout" | "aborted" | "session_missing" | "storage_unavailable"
+  | "invalid_options" | "disposed"
+  | (string & {});
+
+export class BatonError extends Error {
+  readonly name: "BatonError";
+  /** Stable code; server codes pass through unchanged. */
+  readonly code: BatonErrorCode;
+  /** HTTP status, 0 when no response arrived. */
+  readonly status: number;
+  /** Whether trying again later may succeed. */
+  readonly retryable: boolean;
+  /** Seconds the server asked to wait (429, 503). */
+  readonly retryAfter?: number;
+  constructor(code: string, message?: string, status?: number, retryable?: boolean, retryAfter?: number);
+}
+
+/** True for a BatonError, also one from another copy of the package. */
+export function isBatonError(value: unknown): value is BatonError;
+
+export interface BatonEvents {
+  signedIn: { session: Session };
+  refreshed: { session: Session; source: "local" | "otherTab"; latencyMs?: number };
+  signedOut: { reason: "logout" | "otherTab" | "sessionEnded" };
+  sessionExpired: { code: string };
+  error: BatonError;
+}
+
+export class Baton {
+  private constructor(token: never);
+  static create(options: BatonOptions): Promise<Baton>;
+  register(email: string, password: string): Promise<User>;
+  login(email: string, password: string, options?: { rememberMe?: boolean }): Promise<Session>;
+  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  getAccessToken(): Promise<string>;
+  refresh(): Promise<Session>;
+  logout(): Promise<void>;
+  logoutAll(): Promise<void>;
+  on<E extends keyof BatonEvents>(event: E, listener: (detail: BatonEvents[E]) => void): () => void;
+  readonly session: Session | null;
+  readonly deviceId: string;
+  status(): BatonStatus;
+  dispose(): void;
+}
+
+export default Baton;

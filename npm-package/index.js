@@ -1,0 +1,155 @@
+// baton-auth: the public API. The refresh logic is Rust compiled to WebAssembly
+// (dist/wasm); this file only loads it and gives it a JavaScript face.
+// Importing this module touches no browser global (SSR-safe).
+import init, { BatonClient } from "./dist/wasm/baton_client.js";
+
+const BRAND = Symbol.for("baton-auth.BatonError");
+
+/** Every rejection from baton-auth. `code` is stable; server codes pass through unchanged. */
+export class BatonError extends Error {
+  constructor(code, message, status = 0, retryable = false, retryAfter) {
+    super(message || code);
+    this.name = "BatonError";
+    this.code = code;
+    this.status = status;
+    this.retryable = retryable;
+    if (retryAfter !== undefined) this.retryAfter = retryAfter;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+}
+
+/** True for a BatonError, even one created by another copy of this package. */
+export function isBatonError(value) {
+  return typeof value === "object" && value !== null && value[BRAND] === true;
+}
+
+function toBatonError(e) {
+  if (isBatonError(e)) return e;
+  if (e && typeof e === "object" && typeof e.code === "string") {
+    return new BatonError(e.code, e.message, e.status || 0, !!e.retryable, e.retryAfter);
+  }
+  if (e && e.name === "AbortError") return new BatonError("aborted", e.message, 0, false);
+  const err = new BatonError("internal", e && e.message ? e.message : String(e), 0, false);
+  err.cause = e;
+  return err;
+}
+
+async function call(fn) {
+  try {
+    return await fn();
+  } catch (e) {
+    throw toBatonError(e);
+  }
+}
+
+let loading = null;
+function load(wasm) {
+  if (!loading) {
+    loading = (wasm === undefined ? init() : init({ module_or_path: wasm })).catch((e) => {
+      loading = null;
+      throw new BatonError("internal", `could not load baton-auth's WebAssembly: ${e && e.message}`);
+    });
+  }
+  return loading;
+}
+
+const EVENTS = ["signedIn", "refreshed", "signedOut", "sessionExpired", "error"];
+
+export class Baton {
+  #client;
+  #listeners = new Map(EVENTS.map((name) => [name, new Set()]));
+
+  /**
+   * Creates a client. Options: baseUrl (required), storage, refreshTransport, refreshMargin,
+   * crossTab, timeouts { auth, request }, storageKey, wasm (URL or module of the .wasm file).
+   */
+  static async create(options) {
+    const baton = new Baton(BRAND);
+    await call(async () => {
+      await load(options && options.wasm);
+      baton.#client = await BatonClient.create(options, (name, detail) => baton.#emit(name, detail));
+    });
+    return baton;
+  }
+
+  constructor(token) {
+    if (token !== BRAND) throw new TypeError("use `await Baton.create(options)`");
+  }
+
+  #emit(name, detail) {
+    const set = this.#listeners.get(name);
+    if (!set) return;
+    if (name === "error" && detail && !isBatonError(detail)) detail = toBatonError(detail);
+    for (const fn of [...set]) {
+      try {
+        fn(detail);
+      } catch (e) {
+        // A failing listener must not break the others or the client.
+        setTimeout(() => {
+          throw e;
+        });
+      }
+    }
+  }
+
+  register(email, password) {
+    return call(() => this.#client.register(email, password));
+  }
+
+  login(email, password, options = {}) {
+    return call(() => this.#client.login(email, password, !!(options && options.rememberMe)));
+  }
+
+  /** Like `fetch`, with `Authorization` and `X-Device-ID`; refreshes first and retries one 401. */
+  fetch(input, init) {
+    return call(() => this.#client.fetch(input, init));
+  }
+
+  /** An access token valid for at least `refreshMargin` seconds, or a BatonError. */
+  getAccessToken() {
+    return call(() => this.#client.getAccessToken());
+  }
+
+  /** Refreshes now (sharing any refresh already in flight); resolves to the session. */
+  refresh() {
+    return call(() => this.#client.refresh());
+  }
+
+  logout() {
+    return call(() => this.#client.logout());
+  }
+
+  logoutAll() {
+    return call(() => this.#client.logoutAll());
+  }
+
+  /** Subscribes to an event; returns the function that unsubscribes. */
+  on(event, listener) {
+    const set = this.#listeners.get(event);
+    if (!set) throw new BatonError("invalid_options", `unknown event "${event}" (one of ${EVENTS.join(", ")})`);
+    if (typeof listener !== "function") throw new BatonError("invalid_options", "listener must be a function");
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  get session() {
+    return this.#client.session;
+  }
+
+  get deviceId() {
+    return this.#client.deviceId;
+  }
+
+  /** Timing details: expiresAt, nextRefreshAt, refreshing, refreshCount, lastRefreshMs, skewMs. */
+  status() {
+    return this.#client.status();
+  }
+
+  /** Releases timers, listeners and channels; pending calls reject with code "disposed". */
+  dispose() {
+    for (const set of this.#listeners.values()) set.clear();
+    this.#client.dispose();
+  }
+}
+
+export default Baton;
