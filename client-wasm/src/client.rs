@@ -13,7 +13,6 @@ use baton_core::{
 };
 use js_sys::{Function, Object, Promise};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
@@ -51,12 +50,13 @@ pub(crate) struct Inner {
     /// The current session (mirrors storage); `None` when signed out.
     pub(crate) state: Option<Stored>,
     pub(crate) device_id: String,
-    waiters: HashMap<u64, Waiter>,
+    /// Few at a time: a Vec is smaller than a HashMap in the wasm.
+    waiters: Vec<(u64, Waiter)>,
     next_waiter: u64,
     timer: Option<gloo_timers::callback::Timeout>,
     timer_deadline: Option<baton_core::Instant>,
     channel: Option<web_sys::BroadcastChannel>,
-    channel_handler: Option<Closure<dyn FnMut(web_sys::MessageEvent)>>,
+    channel_handler: Option<Closure<dyn FnMut(web_sys::Event)>>,
     listeners: Vec<Listener>,
     emit: Function,
     pub(crate) disposed: bool,
@@ -81,10 +81,10 @@ impl Inner {
                 );
             }
         }
-        if let (Some(ch), Ok(v)) = (&self.channel, serde_wasm_bindgen::to_value(s)) {
+        if let Some(ch) = &self.channel {
             let msg = Object::new();
             js::set(&msg, "type", "session");
-            js::set(&msg, "session", v);
+            js::set(&msg, "session", storage::to_value(s));
             let _ = ch.post_message(&msg);
         }
     }
@@ -127,6 +127,25 @@ fn grant_of(s: &Stored) -> Grant {
     }
 }
 
+/// The fields of a token response the client uses (read without a generic deserializer).
+fn parse_token_response(v: &JsValue) -> Option<TokenResponse> {
+    let user = js::get(v, "user");
+    Some(TokenResponse {
+        access_token: js::get_str(v, "access_token")?,
+        token_type: js::get_str(v, "token_type")?,
+        expires_in: js::get_f64(v, "expires_in")? as u64,
+        expires_at: js::get_f64(v, "expires_at")? as i64,
+        refresh_token: js::get_str(v, "refresh_token"),
+        refresh_expires_in: js::get_f64(v, "refresh_expires_in")? as u64,
+        session_id: js::get_str(v, "session_id")?,
+        user: baton_core::User {
+            id: js::get_str(&user, "id")?,
+            email: js::get_str(&user, "email")?,
+            created_at: js::get_f64(&user, "created_at")? as i64,
+        },
+    })
+}
+
 fn stored_of(
     t: &TokenResponse,
     received_at: f64,
@@ -167,7 +186,7 @@ pub(crate) async fn create(opts: Options, emit: Function) -> Result<Shared, JsVa
         store,
         state: None,
         device_id,
-        waiters: HashMap::new(),
+        waiters: Vec::new(),
         next_waiter: 0,
         timer: None,
         timer_deadline: None,
@@ -208,19 +227,17 @@ fn attach(rc: &Shared) {
         let i = rc.borrow();
         (
             i.opts.cross_tab,
-            format!("baton-auth:{}", i.opts.storage_key),
+            js::cat(&["baton-auth:", &i.opts.storage_key]),
         )
     };
     if cross_tab {
         if let Ok(ch) = web_sys::BroadcastChannel::new(&name) {
             let w = weak.clone();
-            let handler = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
-                move |e: web_sys::MessageEvent| {
-                    if let Some(rc) = w.upgrade() {
-                        on_message(&rc, &e.data());
-                    }
-                },
-            );
+            let handler = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
+                if let Some(rc) = w.upgrade() {
+                    on_message(&rc, &js::get(&e, "data"));
+                }
+            });
             ch.set_onmessage(Some(handler.as_ref().unchecked_ref()));
             let mut i = rc.borrow_mut();
             i.channel = Some(ch);
@@ -300,8 +317,8 @@ pub(crate) fn pump(rc: &Shared) {
             match action {
                 Action::StartRefresh { attempt } => refreshes.push(attempt),
                 Action::Release { waiter, result } => {
-                    if let Some(w) = i.waiters.remove(&waiter.0) {
-                        releases.push((w, result));
+                    if let Some(pos) = i.waiters.iter().position(|(id, _)| *id == waiter.0) {
+                        releases.push((i.waiters.swap_remove(pos).1, result));
                     }
                 }
                 Action::Emit(e) => events.push(event_value(&i, e)),
@@ -344,7 +361,7 @@ fn describe(e: &ClientError) -> String {
         "timeout" => "the server did not answer in time".into(),
         "session_missing" => "not signed in".into(),
         "disposed" => "this Baton instance was disposed".into(),
-        code => format!("request failed: {code}"),
+        code => js::cat(&["request failed: ", code]),
     }
 }
 
@@ -430,7 +447,7 @@ fn waiter_promise(rc: &Shared, id: u64) -> Promise {
     Promise::new(&mut |resolve, reject| {
         rc.borrow_mut()
             .waiters
-            .insert(id, Waiter { resolve, reject });
+            .push((id, Waiter { resolve, reject }));
     })
 }
 
@@ -502,7 +519,7 @@ async fn refresh_task(rc: Shared, attempt: u64) {
         let i = rc.borrow();
         (
             i.opts.cross_tab,
-            format!("baton-auth:refresh:{}", i.opts.storage_key),
+            js::cat(&["baton-auth:refresh:", &i.opts.storage_key]),
             i.opts.auth_timeout_ms.saturating_add(2_000),
         )
     };
@@ -510,7 +527,7 @@ async fn refresh_task(rc: Shared, attempt: u64) {
         let rc = rc.clone();
         Rc::new(move || {
             let rc = rc.clone();
-            wasm_bindgen_futures::future_to_promise(async move {
+            crate::promise(async move {
                 locked_refresh(&rc, attempt).await;
                 Ok(JsValue::UNDEFINED)
             })
@@ -579,7 +596,7 @@ async fn locked_refresh(rc: &Shared, attempt: u64) {
             JsValue::from(o)
         });
         (
-            format!("{}/auth/refresh", i.opts.base_url),
+            js::cat(&[&i.opts.base_url, "/auth/refresh"]),
             body,
             i.device_id.clone(),
             i.opts.cookie,
@@ -600,25 +617,23 @@ async fn locked_refresh(rc: &Shared, attempt: u64) {
     .await;
     let mut fresh = None;
     let outcome = match result {
-        Ok(reply) if reply.status == 200 => {
-            match serde_wasm_bindgen::from_value::<TokenResponse>(reply.body.clone()) {
-                Ok(t) => {
-                    let stored = stored_of(
-                        &t,
-                        reply.received_at,
-                        reply.skew_ms,
-                        if cookie { None } else { old_refresh },
-                    );
-                    let grant = grant_of(&stored);
-                    fresh = Some(stored);
-                    RefreshOutcome::Success(grant)
-                }
-                Err(_) => RefreshOutcome::Failed {
-                    error: ClientError::new(ErrorCode::Internal, 200),
-                    retry_after: None,
-                },
+        Ok(reply) if reply.status == 200 => match parse_token_response(&reply.body) {
+            Some(t) => {
+                let stored = stored_of(
+                    &t,
+                    reply.received_at,
+                    reply.skew_ms,
+                    if cookie { None } else { old_refresh },
+                );
+                let grant = grant_of(&stored);
+                fresh = Some(stored);
+                RefreshOutcome::Success(grant)
             }
-        }
+            None => RefreshOutcome::Failed {
+                error: ClientError::new(ErrorCode::Internal, 200),
+                retry_after: None,
+            },
+        },
         Ok(reply) => http::refresh_outcome(&reply),
         Err(error) => RefreshOutcome::Failed {
             error,
@@ -669,6 +684,36 @@ fn take_newer_from_storage(rc: &Shared) -> bool {
     }
 }
 
+/// One plain POST to the server (login, register, logout, logout-all); network failures and
+/// timeouts become error values, HTTP errors stay a `Reply`.
+#[inline(never)]
+async fn api(
+    rc: &Shared,
+    path: &str,
+    body: Option<JsValue>,
+    bearer: Option<String>,
+) -> Result<http::Reply, JsValue> {
+    let (url, device_id, cookie, timeout_ms) = endpoint(rc, path)?;
+    http::call(Call {
+        method: "POST",
+        url,
+        body,
+        bearer: bearer.as_deref(),
+        device_id: &device_id,
+        credentials: cookie,
+        timeout_ms,
+    })
+    .await
+    .map_err(|e| js::error_value(&e, &describe(&e)))
+}
+
+fn credentials(email: String, password: String) -> Object {
+    let body = Object::new();
+    js::set(&body, "email", email);
+    js::set(&body, "password", password);
+    body
+}
+
 /// Logs in and installs the session.
 pub(crate) async fn login(
     rc: &Shared,
@@ -676,32 +721,20 @@ pub(crate) async fn login(
     password: String,
     remember_me: bool,
 ) -> Result<JsValue, JsValue> {
-    let (url, device_id, cookie, timeout_ms) = endpoint(rc, "/auth/login")?;
-    let body = Object::new();
-    js::set(&body, "email", email);
-    js::set(&body, "password", password);
+    let body = credentials(email, password);
     js::set(&body, "remember_me", remember_me);
+    let cookie = rc.borrow().opts.cookie;
     js::set(
         &body,
         "refresh_transport",
         if cookie { "cookie" } else { "body" },
     );
-    let reply = http::call(Call {
-        method: "POST",
-        url,
-        body: Some(body.into()),
-        bearer: None,
-        device_id: &device_id,
-        credentials: cookie,
-        timeout_ms,
-    })
-    .await
-    .map_err(|e| js::error_value(&e, &describe(&e)))?;
+    let reply = api(rc, "/auth/login", Some(body.into()), None).await?;
     if reply.status != 200 {
         return Err(reply_error_value(&reply));
     }
-    let t: TokenResponse = serde_wasm_bindgen::from_value(reply.body.clone())
-        .map_err(|_| js::client_error(ErrorCode::Internal, "unexpected login response"))?;
+    let t = parse_token_response(&reply.body)
+        .ok_or_else(|| js::client_error(ErrorCode::Internal, "unexpected login response"))?;
     let stored = stored_of(&t, reply.received_at, reply.skew_ms, None);
     let session = {
         let mut i = rc.borrow_mut();
@@ -720,21 +753,13 @@ pub(crate) async fn register(
     email: String,
     password: String,
 ) -> Result<JsValue, JsValue> {
-    let (url, device_id, _, timeout_ms) = endpoint(rc, "/auth/register")?;
-    let body = Object::new();
-    js::set(&body, "email", email);
-    js::set(&body, "password", password);
-    let reply = http::call(Call {
-        method: "POST",
-        url,
-        body: Some(body.into()),
-        bearer: None,
-        device_id: &device_id,
-        credentials: false,
-        timeout_ms,
-    })
-    .await
-    .map_err(|e| js::error_value(&e, &describe(&e)))?;
+    let reply = api(
+        rc,
+        "/auth/register",
+        Some(credentials(email, password).into()),
+        None,
+    )
+    .await?;
     if reply.status != 201 {
         return Err(reply_error_value(&reply));
     }
@@ -743,7 +768,6 @@ pub(crate) async fn register(
 
 /// Revokes this session on the server (best effort) and signs out here and in other tabs.
 pub(crate) async fn logout(rc: &Shared) -> Result<JsValue, JsValue> {
-    let (url, device_id, cookie, timeout_ms) = endpoint(rc, "/auth/logout")?;
     let (access, refresh) = {
         let i = rc.borrow();
         match &i.state {
@@ -757,19 +781,10 @@ pub(crate) async fn logout(rc: &Shared) -> Result<JsValue, JsValue> {
             js::set(&o, "refresh_token", t);
             JsValue::from(o)
         });
-        let result = http::call(Call {
-            method: "POST",
-            url,
-            body,
-            bearer: access.as_deref(),
-            device_id: &device_id,
-            credentials: cookie,
-            timeout_ms,
-        })
-        .await;
-        if let Err(e) = result {
+        if let Err(e) = api(rc, "/auth/logout", body, access).await {
+            let code = js::get_str(&e, "code").unwrap_or_default();
             web_sys::console::warn_1(
-                &format!("baton-auth: logout could not reach the server ({})", e.code).into(),
+                &js::cat(&["baton-auth: logout could not reach the server: ", &code]).into(),
             );
         }
     }
@@ -783,18 +798,7 @@ pub(crate) async fn logout(rc: &Shared) -> Result<JsValue, JsValue> {
 /// Revokes every session of the user; signs out here only once the server confirmed.
 pub(crate) async fn logout_all(rc: &Shared) -> Result<JsValue, JsValue> {
     let token = access_token(rc, false).await?;
-    let (url, device_id, cookie, timeout_ms) = endpoint(rc, "/auth/logout-all")?;
-    let reply = http::call(Call {
-        method: "POST",
-        url,
-        body: None,
-        bearer: Some(&token),
-        device_id: &device_id,
-        credentials: cookie,
-        timeout_ms,
-    })
-    .await
-    .map_err(|e| js::error_value(&e, &describe(&e)))?;
+    let reply = api(rc, "/auth/logout-all", None, Some(token)).await?;
     if reply.status != 204 && reply.status != 401 {
         return Err(reply_error_value(&reply));
     }
@@ -814,7 +818,7 @@ fn endpoint(rc: &Shared, path: &str) -> Result<(String, String, bool, u32), JsVa
         ));
     }
     Ok((
-        format!("{}{path}", i.opts.base_url),
+        js::cat(&[&i.opts.base_url, path]),
         i.device_id.clone(),
         i.opts.cookie,
         i.opts.auth_timeout_ms,
@@ -869,7 +873,7 @@ async fn send(
         )
     })?;
     let headers = attempt.headers();
-    let _ = headers.set("Authorization", &format!("Bearer {token}"));
+    let _ = headers.set("Authorization", &js::cat(&["Bearer ", token]));
     let _ = headers.set("X-Device-ID", &device_id);
     http::fetch_with_timeout(&attempt, Some(request.signal()), timeout_ms)
         .await

@@ -51,7 +51,7 @@ fn attributes() -> String {
 fn num(obj: &wasm_bindgen::JsValue, key: &str) -> String {
     js::get(obj, key)
         .as_f64()
-        .map(|n| (n as i64).to_string())
+        .map(|n| decimal(n as u64))
         .unwrap_or_default()
 }
 
@@ -64,25 +64,26 @@ fn salt() -> String {
             }
         }
     }
-    let fresh = random_hex(16);
+    let fresh = random_salt();
     if let Some(s) = storage {
         let _ = s.set_item(SALT_KEY, &fresh);
     }
     fresh
 }
 
-/// Random bytes from `crypto.getRandomValues`, hex-encoded.
-pub(crate) fn random_hex(n: u32) -> String {
-    let buf = js_sys::Uint8Array::new_with_length(n);
+/// A random salt: `crypto.randomUUID()` (122 random bits).
+fn random_salt() -> String {
     let crypto = js::get(&js::global(), "crypto");
-    if let Ok(c) = crypto.dyn_into::<web_sys::Crypto>() {
-        let _ = c.get_random_values_with_js_u8_array(&buf);
-    }
-    buf.to_vec().iter().map(|b| format!("{b:02x}")).collect()
+    let f = js::get(&crypto, "randomUUID");
+    f.dyn_ref::<js_sys::Function>()
+        .and_then(|f| f.call0(&crypto).ok())
+        .and_then(|v| v.as_string())
+        .unwrap_or_else(|| decimal((js_sys::Math::random() * 9e15) as u64))
 }
 
+/// A seed for the backoff jitter.
 pub(crate) fn random_u64() -> u64 {
-    u64::from_str_radix(&random_hex(8), 16).unwrap_or(1)
+    (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
 }
 
 fn base64url(bytes: &[u8]) -> String {
@@ -101,4 +102,16 @@ fn base64url(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+fn decimal(mut n: u64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b'0' + (n % 10) as u8);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().map(|d| *d as char).collect()
 }

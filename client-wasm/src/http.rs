@@ -1,13 +1,12 @@
 //! HTTP to baton-server with a timeout, and classification of what came back.
 
 use crate::js;
-use baton_core::time::{parse_retry_after, skew_from_date_header};
 use baton_core::{ClientError, ErrorCode, RefreshOutcome};
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, Request, RequestCredentials, RequestInit, Response};
+use web_sys::{Request, RequestCredentials, RequestInit, Response};
 
 /// A response with its parsed JSON body (`null` when empty or not JSON).
 #[derive(Debug)]
@@ -44,7 +43,7 @@ pub(crate) async fn call(c: Call<'_>) -> Result<Reply, ClientError> {
     let headers = web_sys::Headers::new().map_err(|_| net())?;
     let _ = headers.set("X-Device-ID", c.device_id);
     if let Some(b) = c.bearer {
-        let _ = headers.set("Authorization", &format!("Bearer {b}"));
+        let _ = headers.set("Authorization", &js::cat(&["Bearer ", b]));
     }
     if let Some(body) = &c.body {
         let _ = headers.set("Content-Type", "application/json");
@@ -59,12 +58,15 @@ pub(crate) async fn call(c: Call<'_>) -> Result<Reply, ClientError> {
         .get("retry-after")
         .ok()
         .flatten()
-        .and_then(|v| parse_retry_after(&v, received_at as u64));
+        .and_then(|v| retry_after_of(&v, received_at));
+    // Server clock minus local clock; `Date` has one-second resolution.
     let skew_ms = headers
         .get("date")
         .ok()
         .flatten()
-        .and_then(|d| skew_from_date_header(&d, received_at as u64));
+        .map(|d| js_sys::Date::parse(&d))
+        .filter(|t| t.is_finite())
+        .map(|t| (t - received_at) as i64);
     let body = match res.text() {
         Ok(p) => match JsFuture::from(p).await {
             Ok(t) => t
@@ -85,6 +87,19 @@ pub(crate) async fn call(c: Call<'_>) -> Result<Reply, ClientError> {
     })
 }
 
+/// `Retry-After` as delay seconds or an HTTP-date. HTTP-dates are parsed by the browser's
+/// `Date.parse` here (baton-core's own parser serves native callers; this keeps it out of the
+/// wasm).
+fn retry_after_of(v: &str, now_ms: f64) -> Option<Duration> {
+    let v = v.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return v.parse::<u64>().ok().map(Duration::from_secs);
+    }
+    let at = js_sys::Date::parse(v);
+    at.is_finite()
+        .then(|| Duration::from_millis((at - now_ms).max(0.0) as u64))
+}
+
 fn net() -> ClientError {
     ClientError::new(ErrorCode::NetworkError, 0)
 }
@@ -102,61 +117,47 @@ async fn send_with_timeout(
 }
 
 /// Sends `req` with a timeout, also honouring the caller's own `AbortSignal` if any.
+/// `AbortSignal.timeout` aborts with a `TimeoutError`, the caller's signal with its own reason,
+/// which tells the two apart.
 pub(crate) async fn fetch_with_timeout(
     req: &Request,
     user_signal: Option<web_sys::AbortSignal>,
     timeout_ms: u32,
 ) -> Result<Response, ClientError> {
-    let controller = AbortController::new().map_err(|_| net())?;
-    let signal = controller.signal();
-    let timer = {
-        let controller = controller.clone();
-        gloo_timers::callback::Timeout::new(timeout_ms, move || controller.abort())
+    let timeout = web_sys::AbortSignal::timeout_with_u32(timeout_ms);
+    let signal = match &user_signal {
+        Some(us) => web_sys::AbortSignal::any(&js_sys::Array::of2(us, &timeout)),
+        None => timeout,
     };
-    let on_user_abort = user_signal.as_ref().map(|us| {
-        if us.aborted() {
-            controller.abort();
-        }
-        let controller = controller.clone();
-        let cb = Closure::<dyn FnMut()>::new(move || controller.abort());
-        us.set_onabort(Some(cb.as_ref().unchecked_ref()));
-        cb
-    });
     let init = RequestInit::new();
     init.set_signal(Some(&signal));
     let req = Request::new_with_request_and_init(req, &init).map_err(|_| net())?;
-    let result = JsFuture::from(js::global_fetch(&req)).await;
-    drop(timer);
-    if let (Some(us), Some(_cb)) = (&user_signal, on_user_abort) {
-        us.set_onabort(None);
-        if us.aborted() && result.is_err() {
-            return Err(ClientError {
+    match JsFuture::from(js::global_fetch(&req)).await {
+        Ok(v) => v.dyn_into::<Response>().map_err(|_| net()),
+        Err(e) => Err(match js::get_str(&e, "name").as_deref() {
+            Some("TimeoutError") => ClientError::new(ErrorCode::Timeout, 0),
+            Some("AbortError") => ClientError {
                 code: "aborted".into(),
                 status: 0,
                 retryable: false,
-            });
-        }
-    }
-    match result {
-        Ok(v) => v.dyn_into::<Response>().map_err(|_| net()),
-        Err(e) if js::is_abort_error(&e) => Err(ClientError::new(ErrorCode::Timeout, 0)),
-        Err(_) => Err(net()),
+            },
+            _ => net(),
+        }),
     }
 }
 
 /// The server's error of a reply as a `ClientError` (the code passes through unchanged).
+/// Retryable: 429, 5xx and a locked account; everything else needs a different request.
 pub(crate) fn reply_error(r: &Reply) -> ClientError {
     let code = js::get_str(&js::get(&r.body, "error"), "code").unwrap_or_else(|| {
-        if r.status >= 500 {
-            ErrorCode::Unavailable.as_str().to_owned()
+        let fallback = if r.status >= 500 {
+            ErrorCode::Unavailable
         } else {
-            ErrorCode::InvalidRequest.as_str().to_owned()
-        }
+            ErrorCode::InvalidRequest
+        };
+        fallback.as_str().to_owned()
     });
-    let retryable = code
-        .parse::<ErrorCode>()
-        .map(ErrorCode::retryable)
-        .unwrap_or(r.status >= 500 || r.status == 429);
+    let retryable = r.status >= 500 || r.status == 429 || r.status == 408;
     ClientError {
         code,
         status: r.status,

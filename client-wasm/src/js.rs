@@ -77,3 +77,16 @@ pub(crate) fn is_abort_error(e: &JsValue) -> bool {
 pub(crate) fn global() -> JsValue {
     js_sys::global().into()
 }
+
+/// Concatenates string pieces (cheaper in code size than `format!`).
+pub(crate) fn cat(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        out.push_str(p);
+    }
+    out
+}
+
+pub(crate) fn get_f64(obj: &JsValue, key: &str) -> Option<f64> {
+    get(obj, key).as_f64()
+}

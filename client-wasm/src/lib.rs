@@ -13,14 +13,18 @@ mod storage;
 use baton_core::ErrorCode;
 use client::{Options, Shared};
 use js_sys::{Function, Object, Promise};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
-/// The package version, so applications can log which client they run.
-#[wasm_bindgen(js_name = version)]
-pub fn version() -> String {
-    env!("CARGO_PKG_VERSION").to_owned()
+type JsResult = Result<JsValue, JsValue>;
+
+/// Every async entry point goes through this one boxed future type, so the promise glue is
+/// compiled once instead of once per method (a code-size choice).
+pub(crate) fn promise(f: impl Future<Output = JsResult> + 'static) -> Promise {
+    let boxed: Pin<Box<dyn Future<Output = JsResult>>> = Box::pin(f);
+    wasm_bindgen_futures::future_to_promise(boxed)
 }
 
 /// Handle over the shared client state; every method clones the `Rc` and holds no borrow
@@ -68,7 +72,14 @@ fn parse_options(o: &JsValue) -> Result<Options, JsValue> {
         Some("cookie") => true,
         _ => return Err(invalid("refreshTransport must be \"body\" or \"cookie\"")),
     };
-    let margin = number(o, "refreshMargin", 60.0, 0.0, 86_400.0)?;
+    let margin = number(
+        o,
+        "refreshMargin",
+        60.0,
+        0.0,
+        86_400.0,
+        "of seconds, 0 to 86400",
+    )?;
     let cross_tab = match js::get(o, "crossTab") {
         v if v.is_undefined() => true,
         v => v
@@ -80,8 +91,22 @@ fn parse_options(o: &JsValue) -> Result<Options, JsValue> {
         (10_000.0, 20_000.0)
     } else if timeouts.is_object() {
         (
-            number(&timeouts, "auth", 10_000.0, 1.0, 600_000.0)?,
-            number(&timeouts, "request", 20_000.0, 1.0, 600_000.0)?,
+            number(
+                &timeouts,
+                "auth",
+                10_000.0,
+                1.0,
+                600_000.0,
+                "of ms, 1 to 600000",
+            )?,
+            number(
+                &timeouts,
+                "request",
+                20_000.0,
+                1.0,
+                600_000.0,
+                "of ms, 1 to 600000",
+            )?,
         )
     } else {
         return Err(invalid(
@@ -89,7 +114,7 @@ fn parse_options(o: &JsValue) -> Result<Options, JsValue> {
         ));
     };
     let storage_key = match js::get(o, "storageKey") {
-        v if v.is_undefined() => format!("baton-auth:session:{base_url}"),
+        v if v.is_undefined() => js::cat(&["baton-auth:session:", &base_url]),
         v => v
             .as_string()
             .filter(|s| !s.is_empty() && s.len() <= 200)
@@ -107,21 +132,28 @@ fn parse_options(o: &JsValue) -> Result<Options, JsValue> {
     })
 }
 
-fn number(o: &JsValue, key: &str, default: f64, min: f64, max: f64) -> Result<f64, JsValue> {
+fn number(
+    o: &JsValue,
+    key: &str,
+    default: f64,
+    min: f64,
+    max: f64,
+    range: &str,
+) -> Result<f64, JsValue> {
     let v = js::get(o, key);
     if v.is_undefined() {
         return Ok(default);
     }
     v.as_f64()
         .filter(|n| n.is_finite() && *n >= min && *n <= max)
-        .ok_or_else(|| invalid(&format!("{key} must be a number from {min} to {max}")))
+        .ok_or_else(|| invalid(&js::cat(&[key, " must be a number ", range])))
 }
 
 fn string_arg(v: &JsValue, name: &str) -> Result<String, JsValue> {
     v.as_string().ok_or_else(|| {
         js::client_error(
             ErrorCode::InvalidRequest,
-            &format!("{name} must be a string"),
+            &js::cat(&[name, " must be a string"]),
         )
     })
 }
@@ -139,12 +171,12 @@ impl BatonClient {
 impl BatonClient {
     /// Creates a client; `emit(name, detail)` receives events.
     pub fn create(options: JsValue, emit: Function) -> Promise {
-        future_to_promise(async move { Self::new(options, emit).await.map(JsValue::from) })
+        promise(async move { Self::new(options, emit).await.map(JsValue::from) })
     }
 
     pub fn register(&self, email: JsValue, password: JsValue) -> Promise {
         let rc = self.rc.clone();
-        future_to_promise(async move {
+        promise(async move {
             let (e, p) = (
                 string_arg(&email, "email")?,
                 string_arg(&password, "password")?,
@@ -155,7 +187,7 @@ impl BatonClient {
 
     pub fn login(&self, email: JsValue, password: JsValue, remember_me: bool) -> Promise {
         let rc = self.rc.clone();
-        future_to_promise(async move {
+        promise(async move {
             let (e, p) = (
                 string_arg(&email, "email")?,
                 string_arg(&password, "password")?,
@@ -166,18 +198,18 @@ impl BatonClient {
 
     pub fn fetch(&self, input: JsValue, init: JsValue) -> Promise {
         let rc = self.rc.clone();
-        future_to_promise(async move { client::fetch(&rc, input, init).await })
+        promise(async move { client::fetch(&rc, input, init).await })
     }
 
     #[wasm_bindgen(js_name = getAccessToken)]
     pub fn get_access_token(&self) -> Promise {
         let rc = self.rc.clone();
-        future_to_promise(async move { client::access_token(&rc, false).await.map(JsValue::from) })
+        promise(async move { client::access_token(&rc, false).await.map(JsValue::from) })
     }
 
     pub fn refresh(&self) -> Promise {
         let rc = self.rc.clone();
-        future_to_promise(async move {
+        promise(async move {
             client::access_token(&rc, true).await?;
             Ok(rc.borrow().session_value())
         })
@@ -185,13 +217,13 @@ impl BatonClient {
 
     pub fn logout(&self) -> Promise {
         let rc = self.rc.clone();
-        future_to_promise(async move { client::logout(&rc).await })
+        promise(async move { client::logout(&rc).await })
     }
 
     #[wasm_bindgen(js_name = logoutAll)]
     pub fn logout_all(&self) -> Promise {
         let rc = self.rc.clone();
-        future_to_promise(async move { client::logout_all(&rc).await })
+        promise(async move { client::logout_all(&rc).await })
     }
 
     /// `{ userId, email, sessionId, expiresAt, refreshExpiresAt }` or `null`.

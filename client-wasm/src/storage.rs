@@ -1,7 +1,8 @@
 //! Where the session lives: `localStorage`, `sessionStorage` or memory.
 
 use crate::js;
-use serde::{Deserialize, Serialize};
+use js_sys::Object;
+use wasm_bindgen::JsValue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -11,8 +12,7 @@ pub(crate) enum Kind {
 }
 
 /// The persisted session, shared between tabs through storage and BroadcastChannel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Stored {
     pub(crate) v: u32,
     pub(crate) access_token: String,
@@ -20,14 +20,12 @@ pub(crate) struct Stored {
     /// Local `Date.now()` when the token response arrived.
     pub(crate) received_at: f64,
     /// Absent in cookie mode: the token is in an HttpOnly cookie.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) refresh_token: Option<String>,
     /// Local time at which the session ends (refresh no longer possible).
     pub(crate) refresh_expires_at: f64,
     pub(crate) user_id: String,
     pub(crate) email: String,
     pub(crate) session_id: String,
-    #[serde(default)]
     pub(crate) skew_ms: Option<f64>,
 }
 
@@ -102,17 +100,49 @@ impl Store {
     }
 }
 
+/// The JS object form (camelCase keys), as stored and broadcast.
+pub(crate) fn to_value(s: &Stored) -> JsValue {
+    let o = Object::new();
+    js::set(&o, "v", s.v);
+    js::set(&o, "accessToken", s.access_token.as_str());
+    js::set(&o, "expiresIn", s.expires_in as f64);
+    js::set(&o, "receivedAt", s.received_at);
+    if let Some(t) = &s.refresh_token {
+        js::set(&o, "refreshToken", t.as_str());
+    }
+    js::set(&o, "refreshExpiresAt", s.refresh_expires_at);
+    js::set(&o, "userId", s.user_id.as_str());
+    js::set(&o, "email", s.email.as_str());
+    js::set(&o, "sessionId", s.session_id.as_str());
+    if let Some(k) = s.skew_ms {
+        js::set(&o, "skewMs", k);
+    }
+    o.into()
+}
+
 pub(crate) fn to_json(s: &Stored) -> Option<String> {
-    let v = serde_wasm_bindgen::to_value(s).ok()?;
-    js_sys::JSON::stringify(&v).ok()?.as_string()
+    js_sys::JSON::stringify(&to_value(s)).ok()?.as_string()
 }
 
 pub(crate) fn from_json(raw: &str) -> Option<Stored> {
-    let v = js_sys::JSON::parse(raw).ok()?;
-    from_value(&v)
+    from_value(&js_sys::JSON::parse(raw).ok()?)
 }
 
-pub(crate) fn from_value(v: &wasm_bindgen::JsValue) -> Option<Stored> {
-    let s: Stored = serde_wasm_bindgen::from_value(v.clone()).ok()?;
-    (s.v == VERSION).then_some(s)
+/// Reads a stored session; anything malformed or from another version is ignored.
+pub(crate) fn from_value(v: &JsValue) -> Option<Stored> {
+    if js::get_f64(v, "v")? as u32 != VERSION {
+        return None;
+    }
+    Some(Stored {
+        v: VERSION,
+        access_token: js::get_str(v, "accessToken")?,
+        expires_in: js::get_f64(v, "expiresIn")? as u64,
+        received_at: js::get_f64(v, "receivedAt")?,
+        refresh_token: js::get_str(v, "refreshToken"),
+        refresh_expires_at: js::get_f64(v, "refreshExpiresAt")?,
+        user_id: js::get_str(v, "userId")?,
+        email: js::get_str(v, "email")?,
+        session_id: js::get_str(v, "sessionId")?,
+        skew_ms: js::get_f64(v, "skewMs"),
+    })
 }

@@ -59,7 +59,20 @@ pub(crate) enum WasmToolchain {
     DebianBuildStd { rustc: PathBuf, rustdoc: PathBuf },
 }
 
+/// Size settings of release builds with the Debian toolchain: std is rebuilt anyway, so it can
+/// be built to abort on panic without unwinding or messages, and without `Debug` formatting.
+const SIZE_RUSTFLAGS: &str = r#"target.wasm32-unknown-unknown.rustflags=["-Zunstable-options","-Cpanic=immediate-abort","-Zfmt-debug=none","-Zlocation-detail=none"]"#;
+
 impl WasmToolchain {
+    /// Like `cargo`, plus the size-only compiler settings where the toolchain allows them.
+    pub(crate) fn cargo_size(&self, args: &[&str]) -> Command {
+        let mut c = self.cargo(args);
+        if matches!(self, Self::DebianBuildStd { .. }) {
+            c.args(["--config", SIZE_RUSTFLAGS]);
+        }
+        c
+    }
+
     /// A cargo command for the wasm target; the native toolchain is left untouched.
     pub(crate) fn cargo(&self, args: &[&str]) -> Command {
         let mut c = util::cargo();
@@ -184,4 +197,28 @@ fn postgres_bindir() -> Option<PathBuf> {
         .collect();
     dirs.sort();
     dirs.pop()
+}
+
+/// The JavaScript tools of `tests/package.json` (wasm-opt, Playwright, Vite), via `npm ci`
+/// when the lockfile is newer than the installation.
+pub(crate) fn npm_tools() -> Result<PathBuf> {
+    let dir = util::root().join("tests");
+    let stamp = dir.join("node_modules/.package-lock.json");
+    let lock = dir.join("package-lock.json");
+    let fresh = match (std::fs::metadata(&stamp), std::fs::metadata(&lock)) {
+        (Ok(s), Ok(l)) => s.modified()? >= l.modified()?,
+        _ => false,
+    };
+    if fresh {
+        println!("  npm tools (tests/node_modules): present");
+    } else {
+        if find_program(&["npm"]).is_none() {
+            apt_install(&["nodejs", "npm"])?;
+        }
+        step("npm ci in tests/ (wasm-opt, Playwright, Vite)");
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir))?;
+    }
+    Ok(dir.join("node_modules/.bin"))
 }

@@ -97,3 +97,16 @@ fn privileged(program: &str) -> Command {
         c
     }
 }
+
+/// Size of `gzip -9` of a file.
+pub(crate) fn gzip_size(path: &std::path::Path) -> Result<u64> {
+    let out = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(path)
+        .output()
+        .context("running gzip")?;
+    if !out.status.success() {
+        bail!("gzip failed on {}", path.display());
+    }
+    Ok(out.stdout.len() as u64)
+}
