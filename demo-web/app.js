@@ -1,0 +1,214 @@
+// The Baton demo: everything here uses the public baton-auth API, as an application would.
+import { Baton, isBatonError } from "baton-auth";
+
+const $ = (id) => document.getElementById(id);
+const PREFS = "baton-demo:prefs";
+const prefs = JSON.parse(localStorage.getItem(PREFS) || "{}");
+const demo = { baton: null, events: [], calls: { ok: 0, failed: 0 } };
+window.__demo = demo; // for the end-to-end tests and for poking around in devtools
+
+function fmtSeconds(ms) {
+  if (ms == null) return "–";
+  const s = Math.max(0, ms / 1000);
+  return s >= 60 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${s.toFixed(1)} s`;
+}
+function fmtTime(unixSeconds) {
+  return new Date(unixSeconds * 1000).toLocaleString();
+}
+function describe(e) {
+  return isBatonError(e) ? `${e.code}${e.status ? ` (${e.status})` : ""}: ${e.message}` : String(e);
+}
+
+function logEvent(name, detail) {
+  demo.events.push({ name, detail, at: Date.now() });
+  const li = document.createElement("li");
+  li.className = `ev-${name}`;
+  const extra = detail && (detail.code || detail.reason || detail.source) ? ` ${detail.code || detail.reason || detail.source}` : "";
+  li.textContent = `${new Date().toLocaleTimeString()}  ${name}${extra}`;
+  $("event-log").prepend(li);
+  while ($("event-log").children.length > 100) $("event-log").lastChild.remove();
+}
+
+async function start(transport) {
+  if (demo.baton) demo.baton.dispose();
+  const baton = await Baton.create({
+    baseUrl: location.origin,
+    refreshTransport: transport,
+    storageKey: `baton-demo:${transport}`,
+  });
+  demo.baton = baton;
+  for (const name of ["signedIn", "refreshed", "signedOut", "sessionExpired", "error"]) {
+    baton.on(name, (detail) => {
+      logEvent(name, detail);
+      if (name === "signedIn" || name === "signedOut") render();
+      if (name === "refreshed") loadLists();
+    });
+  }
+  render();
+}
+
+function render() {
+  const session = demo.baton && demo.baton.session;
+  document.body.dataset.state = session ? "signed-in" : "signed-out";
+  $("auth").hidden = !!session;
+  $("app").hidden = !session;
+  if (session) {
+    $("who").textContent = session.email;
+    $("device-id").textContent = demo.baton.deviceId;
+    $("session-id").textContent = session.sessionId;
+    loadLists();
+  }
+}
+
+function tick() {
+  const b = demo.baton;
+  if (!b || !b.session) return;
+  const st = b.status();
+  const now = Date.now();
+  const left = st.expiresAt ? st.expiresAt - now : null;
+  // The bar spans the token's life as first seen by this page.
+  if (st.expiresAt !== demo.lastExpiry) {
+    demo.lastExpiry = st.expiresAt;
+    demo.life = st.expiresAt - now;
+  }
+  const pct = demo.life > 0 ? Math.max(0, Math.min(100, (left / demo.life) * 100)) : 0;
+  $("countdown-bar").style.width = `${pct}%`;
+  $("countdown-bar").classList.toggle("low", pct < 20);
+  $("expires-in").textContent = fmtSeconds(left);
+  $("next-refresh").textContent = st.refreshing ? "refreshing now…" : st.nextRefreshAt ? `in ${fmtSeconds(st.nextRefreshAt - now)}` : "–";
+  $("refresh-count").textContent = String(st.refreshCount);
+  $("refresh-latency").textContent = st.lastRefreshMs == null ? "–" : `${Math.round(st.lastRefreshMs)} ms`;
+}
+
+async function api(path, init) {
+  const res = await demo.baton.fetch(path, init);
+  const body = res.status === 204 ? null : await res.json().catch(() => null);
+  return { status: res.status, body };
+}
+
+async function ping() {
+  try {
+    const r = await api("/api/ping");
+    if (r.status === 200) demo.calls.ok++; else demo.calls.failed++;
+    $("api-result").textContent = `${r.status} ${JSON.stringify(r.body)}`;
+    return r.status;
+  } catch (e) {
+    demo.calls.failed++;
+    $("api-result").textContent = describe(e);
+    return 0;
+  } finally {
+    $("calls-ok").textContent = demo.calls.ok;
+    $("calls-failed").textContent = demo.calls.failed;
+  }
+}
+
+async function burst() {
+  const started = performance.now();
+  const results = await Promise.all(Array.from({ length: 20 }, () => ping()));
+  const ok = results.filter((s) => s === 200).length;
+  $("api-result").textContent = `20 concurrent calls: ${ok} ok in ${Math.round(performance.now() - started)} ms (one refresh at most)`;
+}
+
+async function loadLists() {
+  if (!demo.baton || !demo.baton.session) return;
+  try {
+    const [s, a] = await Promise.all([api("/auth/sessions"), api("/auth/audit-log?limit=30")]);
+    renderSessions(s.body ? s.body.sessions : []);
+    renderAudit(a.body ? a.body.events : []);
+  } catch (e) {
+    logEvent("error", e);
+  }
+}
+
+function renderSessions(sessions) {
+  const ul = $("sessions-list");
+  ul.replaceChildren();
+  for (const s of sessions) {
+    const li = document.createElement("li");
+    const label = document.createElement("span");
+    label.textContent = `${(s.user_agent || "unknown client").slice(0, 40)} · ${s.ip} · since ${fmtTime(s.created_at)}`;
+    li.append(label);
+    if (s.current) {
+      const tag = document.createElement("span");
+      tag.className = "tag current";
+      tag.textContent = "this tab";
+      li.append(tag);
+    } else {
+      const btn = document.createElement("button");
+      btn.className = "link";
+      btn.textContent = "revoke";
+      btn.dataset.session = s.id;
+      btn.onclick = async () => {
+        await api(`/auth/sessions/${encodeURIComponent(s.id)}`, { method: "DELETE" });
+        loadLists();
+      };
+      li.append(btn);
+    }
+    ul.append(li);
+  }
+}
+
+function renderAudit(events) {
+  const ul = $("audit-list");
+  ul.replaceChildren();
+  for (const e of events) {
+    const li = document.createElement("li");
+    const text = document.createElement("span");
+    text.textContent = `${new Date(e.at * 1000).toLocaleTimeString()} ${e.type} — ${e.detail}`;
+    const tag = document.createElement("span");
+    tag.className = `tag ${e.severity}`;
+    tag.textContent = e.severity;
+    li.append(text, tag);
+    ul.append(li);
+  }
+}
+
+async function submit(register) {
+  const email = $("email").value.trim();
+  const password = $("password").value;
+  const transport = $("transport").value;
+  $("auth-error").textContent = "";
+  try {
+    if (transport !== (prefs.transport || "body")) {
+      prefs.transport = transport;
+      localStorage.setItem(PREFS, JSON.stringify(prefs));
+      await start(transport);
+    }
+    if (register) await demo.baton.register(email, password);
+    await demo.baton.login(email, password, { rememberMe: $("remember").checked });
+    render();
+  } catch (e) {
+    $("auth-error").textContent = describe(e);
+  }
+}
+
+$("auth-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  submit(false);
+});
+$("btn-register").addEventListener("click", () => submit(true));
+$("btn-ping").addEventListener("click", ping);
+$("btn-burst").addEventListener("click", burst);
+$("btn-tab").addEventListener("click", () => window.open(location.href, "_blank"));
+$("btn-logout").addEventListener("click", async () => {
+  await demo.baton.logout();
+  render();
+});
+$("btn-logout-all").addEventListener("click", async () => {
+  try {
+    await demo.baton.logoutAll();
+  } catch (e) {
+    $("api-result").textContent = describe(e);
+  }
+  render();
+});
+$("btn-sessions").addEventListener("click", loadLists);
+$("btn-audit").addEventListener("click", loadLists);
+
+$("transport").value = prefs.transport || "body";
+start(prefs.transport || "body").catch((e) => {
+  document.body.dataset.state = "error";
+  $("auth").hidden = false;
+  $("auth-error").textContent = describe(e);
+});
+setInterval(tick, 250);
