@@ -4,7 +4,8 @@ import { Baton, isBatonError } from "baton-auth";
 const $ = (id) => document.getElementById(id);
 const PREFS = "baton-demo:prefs";
 const prefs = JSON.parse(localStorage.getItem(PREFS) || "{}");
-const demo = { baton: null, events: [], calls: { ok: 0, failed: 0 } };
+const params = new URLSearchParams(location.search);
+const demo = { baton: null, events: [], calls: { ok: 0, failed: 0 }, start: (t) => start(t) };
 window.__demo = demo; // for the end-to-end tests and for poking around in devtools
 
 function fmtSeconds(ms) {
@@ -35,6 +36,8 @@ async function start(transport) {
     baseUrl: location.origin,
     refreshTransport: transport,
     storageKey: `baton-demo:${transport}`,
+    // `?margin=3` shows refreshes early with short-lived tokens.
+    ...(params.has("margin") ? { refreshMargin: Number(params.get("margin")) } : {}),
   });
   demo.baton = baton;
   for (const name of ["signedIn", "refreshed", "signedOut", "sessionExpired", "error"]) {

@@ -9,7 +9,7 @@ mod server;
 mod setup;
 mod util;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::time::Instant;
 
 const USAGE: &str = "\
@@ -130,6 +130,28 @@ fn test() -> Result<()> {
         },
     )?;
     drop(pg);
+    timed(
+        "end-to-end: demo page, baton-server, Chromium, the packed npm package",
+        &mut || {
+            build_wasm(&env.wasm)?;
+            util::run(util::cargo().args(["build", "-p", "baton-server"]))?;
+            let tgz = npm_pack()?;
+            let root = util::root();
+            util::run(
+                std::process::Command::new("node")
+                    .args(["--test", "--test-concurrency=1", "e2e/"])
+                    .current_dir(root.join("tests"))
+                    .env("BATON_SERVER_BIN", root.join("target/debug/baton-server"))
+                    .env("BATON_PACKAGE_TGZ", &tgz)
+                    .env("CHROMIUM", &env.chromium),
+            )?;
+            println!(
+                "  screenshots: {}",
+                root.join("target/e2e-artifacts").display()
+            );
+            Ok(())
+        },
+    )?;
 
     util::step("summary");
     for (name, d) in &timings {
@@ -206,6 +228,24 @@ fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
     Ok(())
 }
 
+/// `npm pack` of npm-package/ into target/npm-pack; returns the tarball path.
+fn npm_pack() -> Result<std::path::PathBuf> {
+    let root = util::root();
+    let out = root.join("target/npm-pack");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let name = util::output(
+        std::process::Command::new("npm")
+            .args(["pack", "--silent", "--pack-destination"])
+            .arg(&out)
+            .current_dir(root.join("npm-package")),
+    )
+    .context("npm pack failed")?;
+    let tgz = out.join(name.trim().lines().last().unwrap_or_default());
+    println!("  packed {}", tgz.display());
+    Ok(tgz)
+}
+
 fn demo(args: &[String]) -> Result<()> {
     let tc = setup::wasm_toolchain()?;
     setup::wasm_bindgen_cli()?;
@@ -224,6 +264,11 @@ fn demo(args: &[String]) -> Result<()> {
         .current_dir(&root)
         .env("BATON_BIND", &bind)
         .env("BATON_COOKIE_SECURE", "false")
+        // Short-lived access tokens make the refreshes visible; set BATON_ACCESS_TTL to change.
+        .env(
+            "BATON_ACCESS_TTL",
+            std::env::var("BATON_ACCESS_TTL").unwrap_or_else(|_| "30s".into()),
+        )
         .env("BATON_STATIC_DIR", root.join("demo-web"))
         .env("BATON_PACKAGE_DIR", root.join("npm-package"))
         .status()?;

@@ -25,6 +25,7 @@ impl Needs {
 #[derive(Debug)]
 pub(crate) struct Env {
     pub(crate) wasm: WasmToolchain,
+    pub(crate) chromium: PathBuf,
     pub(crate) chromedriver: PathBuf,
     pub(crate) postgres: PathBuf,
 }
@@ -33,18 +34,20 @@ pub(crate) fn all(needs: &Needs) -> Result<Env> {
     step("setup: checking what is provisioned");
     let wasm = wasm_toolchain()?;
     wasm_bindgen_cli()?;
-    let chromedriver = if needs.browser {
+    let (chromium, chromedriver) = if needs.browser {
         chromium()?
     } else {
-        PathBuf::new()
+        (PathBuf::new(), PathBuf::new())
     };
     let postgres = if needs.postgres {
         postgres()?
     } else {
         PathBuf::new()
     };
+    npm_tools()?;
     Ok(Env {
         wasm,
+        chromium,
         chromedriver,
         postgres,
     })
@@ -159,8 +162,8 @@ pub(crate) fn wasm_bindgen_cli() -> Result<()> {
     run(Command::new("cargo").args(["install", "wasm-bindgen-cli", "--version", &want, "--force"]))
 }
 
-/// Chromium and its driver; returns the chromedriver path.
-pub(crate) fn chromium() -> Result<PathBuf> {
+/// Chromium and its driver; returns both paths.
+pub(crate) fn chromium() -> Result<(PathBuf, PathBuf)> {
     let browser = [
         "chromium",
         "chromium-browser",
@@ -171,9 +174,10 @@ pub(crate) fn chromium() -> Result<PathBuf> {
     if find_program(&browser).is_none() || find_program(&driver).is_none() {
         apt_install(&["chromium", "chromium-driver"])?;
     }
+    let b = find_program(&browser).context("Chromium not found after installing")?;
     let d = find_program(&driver).context("chromedriver not found after installing")?;
-    println!("  chromedriver: {}", d.display());
-    Ok(d)
+    println!("  chromium: {}, chromedriver: {}", b.display(), d.display());
+    Ok((b, d))
 }
 
 /// PostgreSQL server binaries; returns the directory with `initdb`, `pg_ctl` and `postgres`.

@@ -1,0 +1,119 @@
+// End-to-end harness: a real baton-server process, real headless Chromium (Debian's, driven by
+// playwright-core), and baton-auth as `npm pack` produced it.
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, existsSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+export const ARTIFACTS = join(ROOT, "target/e2e-artifacts");
+mkdirSync(ARTIFACTS, { recursive: true });
+
+/** The tarball made by `npm pack` (BATON_PACKAGE_TGZ, else packed now into target/). */
+export function packedTarball() {
+  if (process.env.BATON_PACKAGE_TGZ) return process.env.BATON_PACKAGE_TGZ;
+  const out = join(ROOT, "target/npm-pack");
+  mkdirSync(out, { recursive: true });
+  const name = execFileSync("npm", ["pack", "--silent", "--pack-destination", out], {
+    cwd: join(ROOT, "npm-package"),
+    encoding: "utf8",
+  }).trim().split("\n").pop();
+  return join(out, name);
+}
+
+let unpacked = null;
+/** The packed package unpacked once (its `package/` folder). */
+export function unpackedPackage() {
+  if (!unpacked) {
+    const dir = mkdtempSync(join(tmpdir(), "baton-pkg-"));
+    execFileSync("tar", ["-xzf", packedTarball(), "-C", dir]);
+    unpacked = join(dir, "package");
+  }
+  return unpacked;
+}
+
+/** Starts baton-server serving demo-web/ and the packed package at /pkg. */
+export async function startServer(env = {}) {
+  const bin = process.env.BATON_SERVER_BIN || join(ROOT, "target/debug/baton-server");
+  if (!existsSync(bin)) throw new Error(`${bin} not found: build baton-server first`);
+  const dir = mkdtempSync(join(tmpdir(), "baton-e2e-"));
+  const child = spawn(bin, [], {
+    env: {
+      ...process.env,
+      BATON_BIND: "127.0.0.1:0",
+      BATON_DATABASE_URL: `sqlite://${join(dir, "baton.db")}`,
+      BATON_COOKIE_SECURE: "false",
+      BATON_STATIC_DIR: join(ROOT, "demo-web"),
+      BATON_PACKAGE_DIR: unpackedPackage(),
+      BATON_LOG: "warn",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url = await new Promise((ok, fail) => {
+    const rl = createInterface({ input: child.stdout });
+    rl.once("line", (line) => {
+      const m = /^listening on (http:\/\/\S+)$/.exec(line.trim());
+      m ? ok(m[1]) : fail(new Error(`unexpected first line: ${line}`));
+    });
+    child.once("exit", (code) => fail(new Error(`baton-server exited with ${code}`)));
+  });
+  return {
+    url,
+    async stop() {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    },
+  };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: [
+      "--headless=new",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
+
+/** Registers and signs in through the demo page's form. */
+export async function signIn(page, email, { register = true, transport = "body", remember = false } = {}) {
+  await page.waitForFunction(() => document.body.dataset.state === "signed-out");
+  await page.fill("#email", email);
+  await page.fill("#password", "correct horse battery");
+  await page.selectOption("#transport", transport);
+  if (remember) await page.check("#remember");
+  await page.click(register ? "#btn-register" : "#btn-login");
+  await page.waitForFunction(() => document.body.dataset.state === "signed-in", null, { timeout: 15000 });
+}
+
+export function uniqueEmail(tag) {
+  return `${tag}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}@example.com`;
+}
+
+/** Counts requests to a path made by a page (and its workers), from the browser's side. */
+export function countRequests(context, path) {
+  const counter = { n: 0 };
+  context.on("request", (req) => {
+    if (new URL(req.url()).pathname === path && req.method() === "POST") counter.n++;
+  });
+  return counter;
+}
+
+export async function screenshot(page, name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+export function listArtifacts() {
+  return readdirSync(ARTIFACTS);
+}
