@@ -71,6 +71,10 @@ pub struct Config {
     #[arg(long, env = "BATON_TRUSTED_PROXIES", default_value = "", value_parser = proxies)]
     pub trusted_proxies: TrustedProxies,
 
+    /// How long five consecutive failed logins lock an account.
+    #[arg(long, env = "BATON_LOCKOUT_DURATION", default_value = "15m", value_parser = duration)]
+    pub lockout_duration: Duration,
+
     /// Bearer token that grants `/metrics` to non-loopback peers (empty: loopback only).
     #[arg(
         long,

@@ -97,7 +97,10 @@ impl Store {
             );
         };
         let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let busy_ms = acquire_timeout.as_millis().min(60_000) as i64;
+        // A statement blocked by a lock gives up at half the request timeout, so it fails
+        // (503) before the request's deadline instead of completing after the client was
+        // told it failed.
+        let busy_ms = (acquire_timeout.as_millis() / 2).clamp(1, 30_000) as i64;
         let mut opts = AnyPoolOptions::new()
             .acquire_timeout(acquire_timeout)
             .after_connect(move |conn, _meta| {
@@ -148,11 +151,17 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Whether the database can serve requests. On SQLite this takes (and releases) the write
+    /// lock, so a file whose write lock another process holds reads as not ready.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        let mut conn = self.pool.acquire().await?;
+        match self.backend {
+            Backend::Postgres => conn.execute("SELECT 1").await.map(|_| ()),
+            Backend::Sqlite => {
+                conn.execute("BEGIN IMMEDIATE").await?;
+                conn.execute("ROLLBACK").await.map(|_| ())
+            }
+        }
     }
 
     // ---- users ---------------------------------------------------------------------------
@@ -389,6 +398,52 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok((s.rows_affected(), a.rows_affected()))
+    }
+
+    // ---- rate limits ---------------------------------------------------------------------
+
+    pub async fn insert_hit(&self, key: &str, at: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("INSERT INTO rate_hits (key, at) VALUES ($1, $2) RETURNING id")
+            .bind(key)
+            .bind(at)
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// Hits of `key` after `since` with an id below `before`: their count and the oldest time.
+    pub async fn hits_before(
+        &self,
+        key: &str,
+        since: i64,
+        before: i64,
+    ) -> Result<(i64, Option<i64>), sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM rate_hits \
+             WHERE key = $1 AND at > $2 AND id < $3",
+        )
+        .bind(key)
+        .bind(since)
+        .bind(before)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("oldest")?))
+    }
+
+    pub async fn delete_hit(&self, id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM rate_hits WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    /// Drops rate-limit rows older than every window.
+    pub async fn purge_hits(&self, before: i64) -> Result<u64, sqlx::Error> {
+        sqlx::query("DELETE FROM rate_hits WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected())
     }
 
     // ---- audit ---------------------------------------------------------------------------

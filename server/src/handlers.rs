@@ -5,7 +5,7 @@ use crate::db::{SessionRow, UserRow};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{bearer, peer, ApiJson, AuthUser, ClientIp, DeviceId};
 use crate::sessions::{self, audit, token_response, user_json, Caller};
-use crate::{now_ms, AppState};
+use crate::{limits, now_ms, AppState};
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::extract::{Path, Query, State};
@@ -212,6 +212,8 @@ pub async fn login(
         Some(e) => state.store.user_by_email(e).await?,
         None => None,
     };
+    let known_id = user.as_ref().map(|u| u.id.clone());
+    check_login_limits(&state, user.as_ref(), &c, now).await?;
     // Always one argon2 verification, so unknown emails and wrong passwords take the same time.
     let ok = state
         .password
@@ -220,7 +222,6 @@ pub async fn login(
             user.as_ref().map(|u| u.password_hash.clone()),
         )
         .await?;
-    let known_id = user.as_ref().map(|u| u.id.clone());
     let Some(user) = user.filter(|_| ok) else {
         state.metrics.login("failure");
         audit(
@@ -233,6 +234,9 @@ pub async fn login(
             "wrong email or password",
         )
         .await;
+        if let Some(id) = &known_id {
+            record_failure(&state, id, &c, now).await?;
+        }
         return Err(ApiError::unauthorized(
             ErrorCode::InvalidCredentials,
             "wrong email or password",
@@ -293,8 +297,138 @@ pub async fn login(
         )
         .await;
     }
+    flag_suspicious(&state, &user.id, &session.id, &c, now).await?;
     let body = token_response(&state, &session, &user, session.generation, now)?;
     respond_tokens(&state, &session, session.generation, body)
+}
+
+/// The login limits in order: a locked account, attempts per IP, failures per account.
+async fn check_login_limits(
+    state: &AppState,
+    user: Option<&UserRow>,
+    c: &Caller,
+    now: i64,
+) -> ApiResult<()> {
+    let limits = &state.limits;
+    if !limits.enabled {
+        return Ok(());
+    }
+    let user_id = user.map(|u| u.id.as_str());
+    if let Some(until) = user.and_then(|u| u.locked_until).filter(|t| *t > now) {
+        state.metrics.rate_limited("account_locked");
+        let wait = ((until - now) as u64).div_ceil(1000);
+        return Err(ApiError::too_many(ErrorCode::AccountLocked, wait));
+    }
+    let by_ip = limits
+        .hit(
+            &state.store,
+            &limits::login_ip_key(&c.ip),
+            limits::LOGIN_PER_IP,
+            now,
+        )
+        .await?;
+    let by_account = match (by_ip, user_id) {
+        (Ok(()), Some(id)) => {
+            limits
+                .check(
+                    &state.store,
+                    &limits::failures_key(id),
+                    limits::FAILURES_PER_ACCOUNT,
+                    now,
+                )
+                .await?
+        }
+        (other, _) => other,
+    };
+    if let Err(refused) = by_account {
+        let which = if by_ip.is_err() {
+            "login_ip"
+        } else {
+            "login_account"
+        };
+        state.metrics.rate_limited(which);
+        audit(
+            state,
+            user_id,
+            "rate_limited",
+            "warning",
+            None,
+            c,
+            &format!("login refused: {which} limit"),
+        )
+        .await;
+        return Err(ApiError::too_many(
+            ErrorCode::RateLimited,
+            refused.retry_after,
+        ));
+    }
+    Ok(())
+}
+
+/// Counts a failed login against the account; the fifth in a row locks it.
+async fn record_failure(state: &AppState, user_id: &str, c: &Caller, now: i64) -> ApiResult<()> {
+    let limits = &state.limits;
+    limits
+        .record(&state.store, &limits::failures_key(user_id), now)
+        .await?;
+    let consecutive = state.store.record_failed_login(user_id).await?;
+    if limits.enabled && consecutive >= limits::LOCK_AFTER {
+        let until = now + limits.lockout.as_millis() as i64;
+        state.store.lock_user(user_id, until).await?;
+        state.metrics.anomaly("account_locked");
+        audit(
+            state,
+            Some(user_id),
+            "account_locked",
+            "critical",
+            None,
+            c,
+            &format!(
+                "{consecutive} failed logins in a row: locked for {}",
+                humantime::format_duration(limits.lockout)
+            ),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Records `suspicious_activity` when an account logs in unusually often or from many IPs.
+async fn flag_suspicious(
+    state: &AppState,
+    user_id: &str,
+    session_id: &str,
+    c: &Caller,
+    now: i64,
+) -> ApiResult<()> {
+    let hour_ago = now - 3_600_000;
+    let logins = state
+        .store
+        .count_events(user_id, "login_succeeded", hour_ago)
+        .await?;
+    let ips = state
+        .store
+        .count_distinct_ips(user_id, "login_succeeded", hour_ago)
+        .await?;
+    let reason = if logins > limits::SUSPICIOUS_LOGINS {
+        format!("{logins} logins in the last hour")
+    } else if ips > limits::SUSPICIOUS_IPS {
+        format!("logins from {ips} different IPs in the last hour")
+    } else {
+        return Ok(());
+    };
+    state.metrics.anomaly("suspicious_activity");
+    audit(
+        state,
+        Some(user_id),
+        "suspicious_activity",
+        "warning",
+        Some(session_id),
+        c,
+        &reason,
+    )
+    .await;
+    Ok(())
 }
 
 fn respond_tokens(

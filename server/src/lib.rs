@@ -6,6 +6,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod limits;
 pub mod metrics;
 pub mod revocation;
 pub mod sessions;
@@ -44,6 +45,7 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     pub revoked: Arc<RevocationView>,
     pub metrics: Arc<Metrics>,
+    pub limits: Arc<limits::Limits>,
     pub password: Arc<handlers::PasswordHasher>,
 }
 
@@ -55,6 +57,7 @@ impl AppState {
         let revoked = RevocationView::new(config.access_ttl);
         revoked.sync(&store, revoked.initial_since()).await?;
         Ok(Self {
+            limits: Arc::new(limits::Limits::new(&config)),
             config: Arc::new(config),
             store,
             keys: Arc::new(keys),
@@ -183,8 +186,17 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(revocation::POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_purge = std::time::Instant::now();
+        let mut last_hits_purge = std::time::Instant::now();
         loop {
             tick.tick().await;
+            if last_hits_purge.elapsed() >= Duration::from_secs(60) {
+                last_hits_purge = std::time::Instant::now();
+                // Every rate-limit window is at most an hour long.
+                let before = now_ms() - 3_600_000;
+                if let Err(e) = state.store.purge_hits(before).await {
+                    tracing::debug!(error = %e, "rate-limit purge failed");
+                }
+            }
             match tokio::time::timeout(
                 Duration::from_secs(2),
                 state.revoked.sync(&state.store, since),

@@ -109,6 +109,29 @@ pub async fn resolve(state: &AppState, token: &str) -> ApiResult<(SessionRow, i6
 pub async fn refresh(state: &AppState, token: &str, caller: &Caller) -> ApiResult<Refreshed> {
     let (mut session, presented) = resolve(state, token).await?;
     let now = now_ms();
+    let limits = &state.limits;
+    let key = crate::limits::refresh_key(&session.id);
+    if let Err(refused) = limits
+        .hit(&state.store, &key, crate::limits::REFRESH_PER_SESSION, now)
+        .await?
+    {
+        state.metrics.refresh("rate_limited");
+        state.metrics.rate_limited("refresh_session");
+        audit(
+            state,
+            Some(&session.user_id),
+            "rate_limited",
+            "warning",
+            Some(&session.id),
+            caller,
+            "refresh refused: more than 60 per session per minute",
+        )
+        .await;
+        return Err(ApiError::too_many(
+            ErrorCode::RateLimited,
+            refused.retry_after,
+        ));
+    }
     if presented > session.generation {
         return Err(invalid());
     }

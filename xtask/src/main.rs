@@ -94,7 +94,8 @@ fn test() -> Result<()> {
             util::cargo()
                 .args(["test", "-p", "baton-server"])
                 .env("BATON_TEST_DB", "postgres")
-                .env("BATON_TEST_POSTGRES_URL", pg.admin_url()),
+                .env("BATON_TEST_POSTGRES_URL", pg.admin_url())
+                .env("BATON_TEST_PG_DATA", pg.data_dir()),
         )
     })?;
     timed(

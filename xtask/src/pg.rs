@@ -87,6 +87,10 @@ impl Cluster {
         format!("postgres://baton:baton@127.0.0.1:{}/postgres", self.port)
     }
 
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
     fn pg_ctl(&self, args: &[&str]) -> Command {
         let mut full = vec!["-D", self.data.to_str().unwrap_or_default()];
         full.extend_from_slice(args);

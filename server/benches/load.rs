@@ -1,0 +1,490 @@
+//! `cargo xtask bench` (or `cargo bench -p baton-server --bench load`): starts the release
+//! `baton-server` as a separate process and drives it over loopback from this process.
+//! Prints tables of figures; asserts nothing about speed.
+//!
+//! Environment: `BATON_BENCH_POSTGRES_URL` (an admin URL; a database is created per run) adds the
+//! PostgreSQL and two-instance figures; `BATON_BENCH_SECONDS` sets each phase's length (default 5).
+
+use reqwest::Client;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "bench password 1";
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(database_url: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton-server"))
+            .env("BATON_BIND", "127.0.0.1:0")
+            .env("BATON_DATABASE_URL", database_url)
+            .env("BATON_RATE_LIMITS", "off")
+            .env("BATON_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start baton-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim().strip_prefix("listening on ").expect("listening line").to_owned();
+        Server { child, url }
+    }
+
+    /// Peak resident set size (VmHWM) in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Latencies in microseconds.
+#[derive(Default)]
+struct Stats {
+    lat: Vec<u32>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+impl Stats {
+    fn merge(mut self, o: Stats) -> Stats {
+        self.lat.extend(o.lat);
+        self.errors += o.errors;
+        self
+    }
+    fn pct(&mut self, p: f64) -> f64 {
+        if self.lat.is_empty() {
+            return 0.0;
+        }
+        self.lat.sort_unstable();
+        let i = ((self.lat.len() as f64 - 1.0) * p).round() as usize;
+        self.lat[i] as f64 / 1000.0
+    }
+    fn rate(&self) -> f64 {
+        self.lat.len() as f64 / self.elapsed.as_secs_f64()
+    }
+    fn row(&mut self, name: &str) {
+        println!(
+            "| {name:<44} | {:>9.0} | {:>7.2} | {:>7.2} | {:>6} |",
+            self.rate(),
+            self.pct(0.50),
+            self.pct(0.99),
+            self.errors
+        );
+    }
+}
+
+fn header(title: &str) {
+    println!("\n{title}\n");
+    println!("| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} |", "workload", "req/s", "p50 ms", "p99 ms", "errors");
+    println!("|{:-<46}|{:->11}|{:->9}|{:->9}|{:->8}|", "", "", "", "", "");
+}
+
+fn client() -> Client {
+    Client::builder().pool_max_idle_per_host(256).build().unwrap()
+}
+
+async fn register(c: &Client, url: &str, email: &str) {
+    let r = c
+        .post(format!("{url}/auth/register"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status() == 201 || r.status() == 409, "register: {}", r.status());
+}
+
+/// A logged-in virtual user: (access token, refresh token, device id).
+async fn session(c: &Client, url: &str, email: &str, device: &str) -> (String, String) {
+    let v: Value = c
+        .post(format!("{url}/auth/login"))
+        .header("x-device-id", device)
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        v["access_token"].as_str().expect("login").to_owned(),
+        v["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn sessions(c: &Client, url: &str, n: usize, tag: &str) -> Vec<(String, String, String)> {
+    let email = format!("{tag}@bench.example");
+    register(c, url, &email).await;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let device = format!("{tag}-dev-{i}");
+        let (a, r) = session(c, url, &email, &device).await;
+        out.push((a, r, device));
+    }
+    out
+}
+
+/// Each virtual user refreshes with the token it was just given, for `secs`; `urls` are used
+/// round-robin per request (several instances).
+async fn refresh_load(c: &Client, urls: &[String], users: Vec<(String, String, String)>, secs: f64) -> Stats {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let tasks = users.into_iter().enumerate().map(|(u, (_, mut token, device))| {
+        let c = c.clone();
+        let urls = urls.to_vec();
+        tokio::spawn(async move {
+            let mut s = Stats::default();
+            let mut i = u;
+            while Instant::now() < deadline {
+                let url = &urls[i % urls.len()];
+                i += 1;
+                let t = Instant::now();
+                let r = c
+                    .post(format!("{url}/auth/refresh"))
+                    .header("x-device-id", &device)
+                    .json(&json!({"refresh_token": token}))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => {
+                        let v: Value = r.json().await.unwrap();
+                        token = v["refresh_token"].as_str().unwrap().to_owned();
+                        s.lat.push(t.elapsed().as_micros() as u32);
+                    }
+                    _ => s.errors += 1,
+                }
+            }
+            s
+        })
+    });
+    let mut total = Stats::default();
+    for t in tasks.collect::<Vec<_>>() {
+        total = total.merge(t.await.unwrap());
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+async fn ping_load(c: &Client, url: &str, access: &str, conc: usize, secs: f64) -> Stats {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..conc)
+        .map(|_| {
+            let c = c.clone();
+            let url = format!("{url}/api/ping");
+            let access = access.to_owned();
+            tokio::spawn(async move {
+                let mut s = Stats::default();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    match c.get(&url).bearer_auth(&access).send().await {
+                        Ok(r) if r.status() == 200 => {
+                            let _ = r.bytes().await;
+                            s.lat.push(t.elapsed().as_micros() as u32);
+                        }
+                        _ => s.errors += 1,
+                    }
+                }
+                s
+            })
+        })
+        .collect();
+    let mut total = Stats::default();
+    for t in tasks {
+        total = total.merge(t.await.unwrap());
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+async fn login_load(c: &Client, url: &str, email: &str, conc: usize, stop: Arc<AtomicBool>) -> Stats {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..conc)
+        .map(|i| {
+            let c = c.clone();
+            let url = format!("{url}/auth/login");
+            let email = email.to_owned();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut s = Stats::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let r = c
+                        .post(&url)
+                        .header("x-device-id", format!("login-{i}"))
+                        .json(&json!({"email": email, "password": PASSWORD}))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 200 => {
+                            let _ = r.bytes().await;
+                            s.lat.push(t.elapsed().as_micros() as u32);
+                        }
+                        _ => s.errors += 1,
+                    }
+                }
+                s
+            })
+        })
+        .collect();
+    let mut total = Stats::default();
+    for t in tasks {
+        total = total.merge(t.await.unwrap());
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+fn db_bytes(database_url: &str) -> Option<u64> {
+    let path = database_url.strip_prefix("sqlite://")?;
+    Some(
+        ["", "-wal"]
+            .iter()
+            .filter_map(|s| std::fs::metadata(format!("{path}{s}")).ok())
+            .map(|m| m.len())
+            .sum(),
+    )
+}
+
+async fn pg_bytes(admin_url: &str, db: &str) -> Option<u64> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin_url).await.ok()?;
+    let n: i64 = sqlx::query_scalar("SELECT pg_database_size($1)")
+        .bind(db)
+        .fetch_one(&mut conn)
+        .await
+        .ok()?;
+    Some(n as u64)
+}
+
+/// Every figure for one database.
+async fn suite(label: &str, database_url: &str, pg: Option<(&str, &str)>, secs: f64) {
+    let server = Server::start(database_url);
+    let url = server.url.clone();
+    let c = client();
+    header(&format!("### {label}"));
+    for conc in [1usize, 16, 64] {
+        let users = sessions(&c, &url, conc, &format!("r{conc}")).await;
+        refresh_load(&c, std::slice::from_ref(&url), users, secs)
+            .await
+            .row(&format!("refresh, {conc} concurrent sessions"));
+    }
+    let (access, _, _) = sessions(&c, &url, 1, "ping").await.remove(0);
+    ping_load(&c, &url, &access, 64, secs)
+        .await
+        .row("/api/ping (token verification), 64 concurrent");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let logins = tokio::spawn({
+        let c = c.clone();
+        let url = url.clone();
+        let stop = stop.clone();
+        async move { login_load(&c, &url, "r1@bench.example", 8, stop).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let users = sessions(&c, &url, 16, "mixed").await;
+    let mut mixed = refresh_load(&c, std::slice::from_ref(&url), users, secs).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut logins = logins.await.unwrap();
+    logins.row("login (argon2id), 8 concurrent");
+    mixed.row("refresh, 16 sessions, while those logins run");
+
+    // Database growth per 10,000 refreshes.
+    let users = sessions(&c, &url, 16, "growth").await;
+    let before = match pg {
+        Some((admin, db)) => pg_bytes(admin, db).await,
+        None => db_bytes(database_url),
+    };
+    let mut done = 0usize;
+    let mut users = users;
+    while done < 10_000 {
+        let per = (10_000 - done).div_ceil(users.len()).min(200);
+        let tasks = users.into_iter().map(|(a, mut token, device)| {
+            let c = c.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                for _ in 0..per {
+                    let v: Value = c
+                        .post(format!("{url}/auth/refresh"))
+                        .header("x-device-id", &device)
+                        .json(&json!({"refresh_token": token}))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    token = v["refresh_token"].as_str().unwrap().to_owned();
+                }
+                (a, token, device)
+            })
+        });
+        let mut next = Vec::new();
+        for t in tasks.collect::<Vec<_>>() {
+            next.push(t.await.unwrap());
+        }
+        done += per * next.len();
+        users = next;
+    }
+    let after = match pg {
+        Some((admin, db)) => pg_bytes(admin, db).await,
+        None => db_bytes(database_url),
+    };
+    if let (Some(b), Some(a)) = (before, after) {
+        println!(
+            "\n- database growth per 10,000 refreshes: {:.1} KiB ({} refreshes measured; sessions are one row each, the audit log adds one row per refresh)",
+            (a.saturating_sub(b)) as f64 / 1024.0 * 10_000.0 / done as f64,
+            done
+        );
+    }
+    println!("- server peak RSS: {:.1} MiB", server.peak_rss_mib());
+}
+
+/// Two instances on one PostgreSQL: split load, then correctness checks across instances.
+async fn two_instances(database_url: &str, secs: f64) {
+    let a = Server::start(database_url);
+    let b = Server::start(database_url);
+    let urls = vec![a.url.clone(), b.url.clone()];
+    let c = client();
+    header("### Two instances on one PostgreSQL (requests alternate between them)");
+    let users = sessions(&c, &a.url, 64, "two").await;
+    refresh_load(&c, &urls, users, secs)
+        .await
+        .row("refresh, 64 sessions across 2 instances");
+
+    // Correctness: 200 tokens, each refreshed concurrently on both instances, must yield one
+    // successor each; replaying a token two rotations old on the other instance is detected.
+    let users = sessions(&c, &a.url, 50, "race").await;
+    let mut split_successors = 0;
+    let mut detected = 0;
+    for (_, token, device) in users {
+        let send = |url: String, t: String, d: String, c: Client| async move {
+            let r = c
+                .post(format!("{url}/auth/refresh"))
+                .header("x-device-id", d)
+                .json(&json!({"refresh_token": t}))
+                .send()
+                .await
+                .unwrap();
+            let v: Value = r.json().await.unwrap();
+            v["refresh_token"].as_str().map(str::to_owned)
+        };
+        let (x, y) = tokio::join!(
+            send(a.url.clone(), token.clone(), device.clone(), c.clone()),
+            send(b.url.clone(), token.clone(), device.clone(), c.clone())
+        );
+        let (x, y) = (x.expect("refresh on A"), y.expect("refresh on B"));
+        if x != y {
+            split_successors += 1;
+        }
+        let next = send(a.url.clone(), x.clone(), device.clone(), c.clone()).await.unwrap();
+        let _ = next;
+        let replay = c
+            .post(format!("{}/auth/refresh", b.url))
+            .header("x-device-id", &device)
+            .json(&json!({"refresh_token": token}))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = replay.json().await.unwrap();
+        if v["error"]["code"] == "refresh_token_reused" {
+            detected += 1;
+        }
+    }
+    println!("\n- concurrent refreshes of one token split across the instances: 50 tokens, {split_successors} yielded two different successors (must be 0)");
+    println!("- replays on the other instance detected as reuse: {detected} of 50 (must be 50)");
+    println!("- peak RSS: instance A {:.1} MiB, instance B {:.1} MiB", a.peak_rss_mib(), b.peak_rss_mib());
+}
+
+/// Login time for an unknown email and for a wrong password, sequentially.
+async fn login_timing(database_url: &str) {
+    let server = Server::start(database_url);
+    let c = client();
+    register(&c, &server.url, "timing@bench.example").await;
+    let mut unknown = Stats::default();
+    let mut wrong = Stats::default();
+    for i in 0..200 {
+        for (email, stats) in [
+            (format!("nobody{i}@bench.example"), &mut unknown),
+            ("timing@bench.example".to_owned(), &mut wrong),
+        ] {
+            let t = Instant::now();
+            let r = c
+                .post(format!("{}/auth/login", server.url))
+                .json(&json!({"email": email, "password": "not the password"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401);
+            stats.lat.push(t.elapsed().as_micros() as u32);
+        }
+    }
+    println!("\n### Login timing: unknown email vs wrong password (200 sequential samples each, ms)\n");
+    println!("| case | min | p10 | p50 | p90 | p99 | max | mean |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, s) in [("unknown email", &mut unknown), ("wrong password", &mut wrong)] {
+        let mean = s.lat.iter().map(|v| *v as f64).sum::<f64>() / s.lat.len() as f64 / 1000.0;
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {mean:.2} |",
+            s.pct(0.0),
+            s.pct(0.10),
+            s.pct(0.50),
+            s.pct(0.90),
+            s.pct(0.99),
+            s.pct(1.0)
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; any other argument filters nothing here.
+    let secs: f64 = std::env::var("BATON_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5.0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = std::env::temp_dir().join(format!("baton-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sqlite = format!("sqlite://{}", dir.join("bench.db").display());
+        suite("SQLite (embedded, WAL)", &sqlite, None, secs).await;
+        login_timing(&format!("sqlite://{}", dir.join("timing.db").display())).await;
+        if let Ok(admin) = std::env::var("BATON_BENCH_POSTGRES_URL") {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL");
+            let base = admin.rsplit_once('/').unwrap().0.to_owned();
+            for db in ["baton_bench", "baton_bench_two"] {
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {db}")).execute(&mut conn).await.unwrap();
+                sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut conn).await.unwrap();
+            }
+            suite("PostgreSQL 15 (loopback)", &format!("{base}/baton_bench"), Some((&admin, "baton_bench")), secs).await;
+            two_instances(&format!("{base}/baton_bench_two"), secs).await;
+        } else {
+            println!("\n(PostgreSQL figures skipped: BATON_BENCH_POSTGRES_URL is not set; `cargo xtask bench` sets it)");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
