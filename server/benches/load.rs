@@ -35,13 +35,18 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let url = line.trim().strip_prefix("listening on ").expect("listening line").to_owned();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_owned();
         Server { child, url }
     }
 
     /// Peak resident set size (VmHWM) in MiB.
     fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -95,12 +100,18 @@ impl Stats {
 
 fn header(title: &str) {
     println!("\n{title}\n");
-    println!("| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} |", "workload", "req/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} |",
+        "workload", "req/s", "p50 ms", "p99 ms", "errors"
+    );
     println!("|{:-<46}|{:->11}|{:->9}|{:->9}|{:->8}|", "", "", "", "", "");
 }
 
 fn client() -> Client {
-    Client::builder().pool_max_idle_per_host(256).build().unwrap()
+    Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap()
 }
 
 async fn register(c: &Client, url: &str, email: &str) {
@@ -110,7 +121,11 @@ async fn register(c: &Client, url: &str, email: &str) {
         .send()
         .await
         .unwrap();
-    assert!(r.status() == 201 || r.status() == 409, "register: {}", r.status());
+    assert!(
+        r.status() == 201 || r.status() == 409,
+        "register: {}",
+        r.status()
+    );
 }
 
 /// A logged-in virtual user: (access token, refresh token, device id).
@@ -145,37 +160,45 @@ async fn sessions(c: &Client, url: &str, n: usize, tag: &str) -> Vec<(String, St
 
 /// Each virtual user refreshes with the token it was just given, for `secs`; `urls` are used
 /// round-robin per request (several instances).
-async fn refresh_load(c: &Client, urls: &[String], users: Vec<(String, String, String)>, secs: f64) -> Stats {
+async fn refresh_load(
+    c: &Client,
+    urls: &[String],
+    users: Vec<(String, String, String)>,
+    secs: f64,
+) -> Stats {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
-    let tasks = users.into_iter().enumerate().map(|(u, (_, mut token, device))| {
-        let c = c.clone();
-        let urls = urls.to_vec();
-        tokio::spawn(async move {
-            let mut s = Stats::default();
-            let mut i = u;
-            while Instant::now() < deadline {
-                let url = &urls[i % urls.len()];
-                i += 1;
-                let t = Instant::now();
-                let r = c
-                    .post(format!("{url}/auth/refresh"))
-                    .header("x-device-id", &device)
-                    .json(&json!({"refresh_token": token}))
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status() == 200 => {
-                        let v: Value = r.json().await.unwrap();
-                        token = v["refresh_token"].as_str().unwrap().to_owned();
-                        s.lat.push(t.elapsed().as_micros() as u32);
+    let tasks = users
+        .into_iter()
+        .enumerate()
+        .map(|(u, (_, mut token, device))| {
+            let c = c.clone();
+            let urls = urls.to_vec();
+            tokio::spawn(async move {
+                let mut s = Stats::default();
+                let mut i = u;
+                while Instant::now() < deadline {
+                    let url = &urls[i % urls.len()];
+                    i += 1;
+                    let t = Instant::now();
+                    let r = c
+                        .post(format!("{url}/auth/refresh"))
+                        .header("x-device-id", &device)
+                        .json(&json!({"refresh_token": token}))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 200 => {
+                            let v: Value = r.json().await.unwrap();
+                            token = v["refresh_token"].as_str().unwrap().to_owned();
+                            s.lat.push(t.elapsed().as_micros() as u32);
+                        }
+                        _ => s.errors += 1,
                     }
-                    _ => s.errors += 1,
                 }
-            }
-            s
-        })
-    });
+                s
+            })
+        });
     let mut total = Stats::default();
     for t in tasks.collect::<Vec<_>>() {
         total = total.merge(t.await.unwrap());
@@ -216,7 +239,13 @@ async fn ping_load(c: &Client, url: &str, access: &str, conc: usize, secs: f64) 
     total
 }
 
-async fn login_load(c: &Client, url: &str, email: &str, conc: usize, stop: Arc<AtomicBool>) -> Stats {
+async fn login_load(
+    c: &Client,
+    url: &str,
+    email: &str,
+    conc: usize,
+    stop: Arc<AtomicBool>,
+) -> Stats {
     let started = Instant::now();
     let tasks: Vec<_> = (0..conc)
         .map(|i| {
@@ -396,7 +425,9 @@ async fn two_instances(database_url: &str, secs: f64) {
         if x != y {
             split_successors += 1;
         }
-        let next = send(a.url.clone(), x.clone(), device.clone(), c.clone()).await.unwrap();
+        let next = send(a.url.clone(), x.clone(), device.clone(), c.clone())
+            .await
+            .unwrap();
         let _ = next;
         let replay = c
             .post(format!("{}/auth/refresh", b.url))
@@ -412,7 +443,11 @@ async fn two_instances(database_url: &str, secs: f64) {
     }
     println!("\n- concurrent refreshes of one token split across the instances: 50 tokens, {split_successors} yielded two different successors (must be 0)");
     println!("- replays on the other instance detected as reuse: {detected} of 50 (must be 50)");
-    println!("- peak RSS: instance A {:.1} MiB, instance B {:.1} MiB", a.peak_rss_mib(), b.peak_rss_mib());
+    println!(
+        "- peak RSS: instance A {:.1} MiB, instance B {:.1} MiB",
+        a.peak_rss_mib(),
+        b.peak_rss_mib()
+    );
 }
 
 /// Login time for an unknown email and for a wrong password, sequentially.
@@ -438,10 +473,15 @@ async fn login_timing(database_url: &str) {
             stats.lat.push(t.elapsed().as_micros() as u32);
         }
     }
-    println!("\n### Login timing: unknown email vs wrong password (200 sequential samples each, ms)\n");
+    println!(
+        "\n### Login timing: unknown email vs wrong password (200 sequential samples each, ms)\n"
+    );
     println!("| case | min | p10 | p50 | p90 | p99 | max | mean |");
     println!("|---|---|---|---|---|---|---|---|");
-    for (name, s) in [("unknown email", &mut unknown), ("wrong password", &mut wrong)] {
+    for (name, s) in [
+        ("unknown email", &mut unknown),
+        ("wrong password", &mut wrong),
+    ] {
         let mean = s.lat.iter().map(|v| *v as f64).sum::<f64>() / s.lat.len() as f64 / 1000.0;
         println!(
             "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {mean:.2} |",

@@ -12,7 +12,11 @@ pub enum Backend {
 
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Reads. On SQLite, WAL lets many readers run beside the one writer.
     pool: AnyPool,
+    /// Writes. On SQLite a single connection: writers queue here instead of colliding on the
+    /// file lock and sleeping in SQLite's busy handler. On PostgreSQL the same pool as reads.
+    writer: AnyPool,
     pub backend: Backend,
 }
 
@@ -85,7 +89,7 @@ const SESSION_COLUMNS: &str = "id, user_id, generation, nonce, device_id, user_a
 
 impl Store {
     /// Connects, creating the SQLite file if needed, and runs the migrations.
-    pub async fn connect(url: &str, acquire_timeout: Duration) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str, request_timeout: Duration) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
@@ -97,11 +101,12 @@ impl Store {
             );
         };
         let memory = url.contains(":memory:") || url.contains("mode=memory");
-        // A statement blocked by a lock gives up at half the request timeout, so it fails
-        // (503) before the request's deadline instead of completing after the client was
-        // told it failed.
-        let busy_ms = (acquire_timeout.as_millis() / 2).clamp(1, 30_000) as i64;
-        let mut opts = AnyPoolOptions::new()
+        // Waiting for a connection and waiting for a lock each give up at 40 % of the request
+        // timeout, so a blocked statement fails (503) before the request's deadline instead of
+        // completing after the client was told it failed.
+        let busy_ms = (request_timeout.as_millis() * 2 / 5).clamp(1, 30_000) as i64;
+        let acquire_timeout = Duration::from_millis(busy_ms as u64);
+        let opts = AnyPoolOptions::new()
             .acquire_timeout(acquire_timeout)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
@@ -119,28 +124,46 @@ impl Store {
                     Ok(())
                 })
             });
-        opts = match (backend, memory) {
-            // Each connection to `:memory:` is its own database: keep exactly one, forever.
-            (Backend::Sqlite, true) => opts
-                .max_connections(1)
+        let single = |o: AnyPoolOptions| {
+            o.max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
-                .max_lifetime(None),
-            (Backend::Sqlite, false) => opts.max_connections(8),
-            (Backend::Postgres, _) => opts.max_connections(32),
+                .max_lifetime(None)
         };
-        let pool = opts.connect(&url).await?;
-        let store = Self { pool, backend };
+        let (pool, writer) = match (backend, memory) {
+            // Each connection to `:memory:` is its own database: exactly one, forever.
+            (Backend::Sqlite, true) => {
+                let p = single(opts).connect(&url).await?;
+                (p.clone(), p)
+            }
+            (Backend::Sqlite, false) => {
+                let writer = single(opts.clone()).connect(&url).await?;
+                (opts.max_connections(8).connect(&url).await?, writer)
+            }
+            (Backend::Postgres, _) => {
+                let p = opts.max_connections(32).connect(&url).await?;
+                (p.clone(), p)
+            }
+        };
+        let store = Self {
+            pool,
+            writer,
+            backend,
+        };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
         match self.backend {
-            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
+            Backend::Sqlite => {
+                sqlx::migrate!("migrations/sqlite")
+                    .run(&self.writer)
+                    .await?
+            }
             Backend::Postgres => {
                 sqlx::migrate!("migrations/postgres")
-                    .run(&self.pool)
+                    .run(&self.writer)
                     .await?
             }
         }
@@ -149,12 +172,13 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// Whether the database can serve requests. On SQLite this takes (and releases) the write
     /// lock, so a file whose write lock another process holds reads as not ready.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         match self.backend {
             Backend::Postgres => conn.execute("SELECT 1").await.map(|_| ()),
             Backend::Sqlite => {
@@ -176,7 +200,7 @@ impl Store {
         .bind(&u.email)
         .bind(&u.password_hash)
         .bind(u.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         match r {
             Ok(_) => Ok(true),
@@ -216,7 +240,7 @@ impl Store {
              RETURNING failed_logins",
         )
         .bind(user_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
     }
 
@@ -224,7 +248,7 @@ impl Store {
         sqlx::query("UPDATE users SET locked_until = $1, failed_logins = 0 WHERE id = $2")
             .bind(until)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|_| ())
     }
@@ -235,7 +259,7 @@ impl Store {
              WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)",
         )
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
     }
@@ -264,7 +288,7 @@ impl Store {
         .bind(&s.rotated_by_device)
         .bind(s.idle_expires_at)
         .bind(s.absolute_expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
     }
@@ -286,7 +310,8 @@ impl Store {
             "UPDATE sessions SET generation = generation + 1, rotated_at = $1, \
              rotated_by_device = $2, last_used_at = $1, idle_expires_at = $3, ip = $4, \
              user_agent = $5 \
-             WHERE id = $6 AND generation = $7 AND revoked_at IS NULL",
+             WHERE id = $6 AND generation = $7 AND revoked_at IS NULL \
+             AND idle_expires_at > $1 AND absolute_expires_at > $1",
         )
         .bind(r.now)
         .bind(r.device_id)
@@ -295,9 +320,57 @@ impl Store {
         .bind(r.user_agent)
         .bind(r.session_id)
         .bind(r.generation)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Many rotations in one statement (group commit); returns the ids that rotated. Each
+    /// session id may appear once.
+    pub async fn rotate_many(
+        &self,
+        batch: &[OwnedRotation],
+    ) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+        let mut rows = String::new();
+        for i in 0..batch.len() {
+            let b = i * 7;
+            if i > 0 {
+                rows.push_str(" UNION ALL ");
+            }
+            rows.push_str(&format!(
+                "SELECT CAST(${} AS TEXT) AS id, CAST(${} AS BIGINT) AS gen, \
+                 CAST(${} AS BIGINT) AS now, CAST(${} AS TEXT) AS dev, \
+                 CAST(${} AS BIGINT) AS idle, CAST(${} AS TEXT) AS ip, CAST(${} AS TEXT) AS ua",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            ));
+        }
+        let sql = format!(
+            "UPDATE sessions SET generation = sessions.generation + 1, rotated_at = v.now, \
+             rotated_by_device = v.dev, last_used_at = v.now, idle_expires_at = v.idle, \
+             ip = v.ip, user_agent = v.ua \
+             FROM ({rows}) AS v \
+             WHERE sessions.id = v.id AND sessions.generation = v.gen \
+             AND sessions.revoked_at IS NULL AND sessions.idle_expires_at > v.now \
+             AND sessions.absolute_expires_at > v.now RETURNING sessions.id"
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for r in batch {
+            q = q
+                .bind(&r.session_id)
+                .bind(r.generation)
+                .bind(r.now)
+                .bind(&r.device_id)
+                .bind(r.idle_expires_at)
+                .bind(&r.ip)
+                .bind(&r.user_agent);
+        }
+        Ok(q.fetch_all(&self.writer).await?.into_iter().collect())
     }
 
     /// Ends a session for good; `false` when it had already ended.
@@ -309,7 +382,7 @@ impl Store {
         .bind(now)
         .bind(reason)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -328,7 +401,7 @@ impl Store {
         .bind(now)
         .bind(reason)
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
     }
 
@@ -391,11 +464,11 @@ impl Store {
              OR idle_expires_at < $1 OR absolute_expires_at < $1",
         )
         .bind(cutoff)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let a = sqlx::query("DELETE FROM audit_events WHERE at < $1")
             .bind(audit_cutoff)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok((s.rows_affected(), a.rows_affected()))
     }
@@ -406,7 +479,7 @@ impl Store {
         sqlx::query_scalar("INSERT INTO rate_hits (key, at) VALUES ($1, $2) RETURNING id")
             .bind(key)
             .bind(at)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await
     }
 
@@ -432,7 +505,7 @@ impl Store {
     pub async fn delete_hit(&self, id: i64) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM rate_hits WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|_| ())
     }
@@ -441,7 +514,7 @@ impl Store {
     pub async fn purge_hits(&self, before: i64) -> Result<u64, sqlx::Error> {
         sqlx::query("DELETE FROM rate_hits WHERE at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected())
     }
@@ -461,9 +534,50 @@ impl Store {
         .bind(&e.device_id)
         .bind(&e.ip)
         .bind(&e.detail)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
+    }
+
+    /// Inserts many events with few statements (the audit writer's batches).
+    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+        for chunk in events.chunks(100) {
+            let mut sql = String::from(
+                "INSERT INTO audit_events (user_id, at, type, severity, session_id, device_id, \
+                 ip, detail) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 8;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
+                ));
+            }
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(&e.user_id)
+                    .bind(e.at)
+                    .bind(e.kind)
+                    .bind(e.severity)
+                    .bind(&e.session_id)
+                    .bind(&e.device_id)
+                    .bind(&e.ip)
+                    .bind(&e.detail);
+            }
+            q.execute(&self.writer).await?;
+        }
+        Ok(())
     }
 
     pub async fn events_for_user(
@@ -549,11 +663,11 @@ impl Store {
         .bind(kid)
         .bind(secret)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let row = sqlx::query("SELECT kid, secret FROM server_keys WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await?;
         Ok((row.try_get("kid")?, row.try_get("secret")?))
     }
@@ -569,6 +683,18 @@ pub struct Rotation<'a> {
     pub idle_expires_at: i64,
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
+}
+
+/// A rotation that can wait in a queue.
+#[derive(Debug, Clone)]
+pub struct OwnedRotation {
+    pub session_id: String,
+    pub generation: i64,
+    pub now: i64,
+    pub device_id: Option<String>,
+    pub idle_expires_at: i64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 /// `sqlite://baton.db` → create the file when missing.

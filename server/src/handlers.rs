@@ -23,6 +23,9 @@ const REFRESH_COOKIE: &str = "baton_refresh";
 /// same time as wrong passwords.
 pub struct PasswordHasher {
     dummy: String,
+    /// Hashes at once: one core stays free for refreshes and token checks, and memory stays
+    /// bounded (argon2id takes 19 MiB per hash).
+    permits: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -39,15 +42,30 @@ impl Default for PasswordHasher {
 
 impl PasswordHasher {
     pub fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             dummy: hash_now("baton-dummy-password").unwrap_or_default(),
+            permits: tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)),
         }
     }
 
-    pub async fn hash(&self, password: String) -> ApiResult<String> {
-        tokio::task::spawn_blocking(move || hash_now(&password))
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> ApiResult<T> {
+        let _permit = self
+            .permits
+            .acquire()
             .await
-            .map_err(|_| ApiError::internal())?
+            .map_err(|_| ApiError::internal())?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|_| ApiError::internal())
+    }
+
+    pub async fn hash(&self, password: String) -> ApiResult<String> {
+        self.blocking(move || hash_now(&password))
+            .await?
             .ok_or_else(ApiError::internal)
     }
 
@@ -55,17 +73,17 @@ impl PasswordHasher {
     pub async fn verify(&self, password: String, hash: Option<String>) -> ApiResult<bool> {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy.clone());
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|h| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        })
-        .await
-        .map_err(|_| ApiError::internal())?;
+        let ok = self
+            .blocking(move || {
+                PasswordHash::new(&hash)
+                    .map(|h| {
+                        Argon2::default()
+                            .verify_password(password.as_bytes(), &h)
+                            .is_ok()
+                    })
+                    .unwrap_or(false)
+            })
+            .await?;
         Ok(ok && known)
     }
 }
@@ -695,6 +713,7 @@ pub async fn audit_log(
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| ApiError::bad_request("limit must be an integer from 1 to 1000"))?,
     };
+    state.audit_writer.flush().await;
     let events = state.store.events_for_user(&auth.claims.sub, limit).await?;
     let list: Vec<_> = events
         .iter()

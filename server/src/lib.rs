@@ -46,6 +46,9 @@ pub struct AppState {
     pub revoked: Arc<RevocationView>,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<limits::Limits>,
+    pub session_cache: Arc<sessions::SessionCache>,
+    pub audit_writer: sessions::AuditWriter,
+    pub rotator: sessions::Rotator,
     pub password: Arc<handlers::PasswordHasher>,
 }
 
@@ -58,6 +61,9 @@ impl AppState {
         revoked.sync(&store, revoked.initial_since()).await?;
         Ok(Self {
             limits: Arc::new(limits::Limits::new(&config)),
+            session_cache: Arc::default(),
+            audit_writer: sessions::AuditWriter::spawn(store.clone()),
+            rotator: sessions::Rotator::spawn(store.clone()),
             config: Arc::new(config),
             store,
             keys: Arc::new(keys),
@@ -249,6 +255,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, backend = ?state.store.backend, "baton-server started");
     let store = state.store.clone();
+    let audit_writer = state.audit_writer.clone();
     axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -256,6 +263,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     background.abort();
+    audit_writer.flush().await;
     store.close().await;
     tracing::info!("baton-server stopped");
     Ok(())

@@ -1,7 +1,7 @@
 //! Sessions: issuing token responses, rotation with reuse detection, revocation, audit events.
 
 use crate::config::DeviceBinding;
-use crate::db::{NewEvent, Rotation, SessionRow, UserRow};
+use crate::db::{NewEvent, OwnedRotation, Rotation, SessionRow, UserRow};
 use crate::error::{ApiError, ApiResult};
 use crate::tokens::{AccessClaims, Keys};
 use crate::{now_ms, AppState};
@@ -106,11 +106,36 @@ pub async fn resolve(state: &AppState, token: &str) -> ApiResult<(SessionRow, i6
 }
 
 /// `POST /auth/refresh` after the token was read: rotation, grace, reuse, expiry, binding.
+///
+/// The common case costs one database statement: the session's immutable part (nonce, user,
+/// device, absolute end) comes from this instance's cache, and the rotation's compare-and-swap
+/// also checks revocation and both expiries. Anything else (a spent token, a revoked or expired
+/// session, another device) falls through to the careful path, which reads the row.
 pub async fn refresh(state: &AppState, token: &str, caller: &Caller) -> ApiResult<Refreshed> {
-    let (mut session, presented) = resolve(state, token).await?;
+    let (sid, presented, mac) = Keys::parse_refresh(token).ok_or_else(invalid)?;
+    let sid_s = sid.to_string();
+    let snapshot = match state.session_cache.get(&sid_s) {
+        Some(s) => s,
+        None => {
+            let session = state.store.session(&sid_s).await?.ok_or_else(invalid)?;
+            let user = state
+                .store
+                .user_by_id(&session.user_id)
+                .await?
+                .ok_or_else(invalid)?;
+            state.session_cache.insert(session, user)
+        }
+    };
+    let (cached, user) = (&snapshot.0, &snapshot.1);
+    if !state
+        .keys
+        .refresh_mac_ok(&sid, presented, &cached.nonce, &mac)
+    {
+        return Err(invalid());
+    }
     let now = now_ms();
     let limits = &state.limits;
-    let key = crate::limits::refresh_key(&session.id);
+    let key = crate::limits::refresh_key(&sid_s);
     if let Err(refused) = limits
         .hit(&state.store, &key, crate::limits::REFRESH_PER_SESSION, now)
         .await?
@@ -119,10 +144,10 @@ pub async fn refresh(state: &AppState, token: &str, caller: &Caller) -> ApiResul
         state.metrics.rate_limited("refresh_session");
         audit(
             state,
-            Some(&session.user_id),
+            Some(&cached.user_id),
             "rate_limited",
             "warning",
-            Some(&session.id),
+            Some(&sid_s),
             caller,
             "refresh refused: more than 60 per session per minute",
         )
@@ -132,6 +157,44 @@ pub async fn refresh(state: &AppState, token: &str, caller: &Caller) -> ApiResul
             refused.retry_after,
         ));
     }
+    let device_ok =
+        state.config.device_binding == DeviceBinding::Off || cached.device_id == caller.device_id;
+    if device_ok {
+        let idle_expires_at = now + state.config.refresh_idle_ttl.as_millis() as i64;
+        let rotated = state
+            .rotator
+            .rotate(OwnedRotation {
+                session_id: sid_s.clone(),
+                generation: presented,
+                now,
+                device_id: caller.device_id.clone(),
+                idle_expires_at,
+                ip: Some(caller.ip.clone()),
+                user_agent: caller.user_agent.clone(),
+            })
+            .await?;
+        if rotated {
+            let mut session = cached.clone();
+            session.generation = presented + 1;
+            session.idle_expires_at = idle_expires_at;
+            session.last_used_at = now;
+            session.rotated_at = now;
+            return finish(state, session, user, caller, now, "success").await;
+        }
+    }
+    let session = state.store.session(&sid_s).await?.ok_or_else(invalid)?;
+    careful(state, session, user, presented, caller, now).await
+}
+
+/// The refresh of a token that did not rotate on the first try, judged on the current row.
+async fn careful(
+    state: &AppState,
+    mut session: SessionRow,
+    user: &UserRow,
+    presented: i64,
+    caller: &Caller,
+    now: i64,
+) -> ApiResult<Refreshed> {
     if presented > session.generation {
         return Err(invalid());
     }
@@ -168,7 +231,7 @@ pub async fn refresh(state: &AppState, token: &str, caller: &Caller) -> ApiResul
                 session.generation = presented + 1;
                 session.idle_expires_at = idle_expires_at;
                 session.last_used_at = now;
-                return finish(state, session, caller, now, "success").await;
+                return finish(state, session, user, caller, now, "success").await;
             }
             session = state
                 .store
@@ -191,7 +254,7 @@ pub async fn refresh(state: &AppState, token: &str, caller: &Caller) -> ApiResul
             && now - session.rotated_at <= state.config.reuse_grace.as_millis() as i64
             && session.rotated_by_device == caller.device_id;
         if in_grace {
-            return finish(state, session, caller, now, "grace").await;
+            return finish(state, session, user, caller, now, "grace").await;
         }
         return Err(reuse_detected(state, &session, caller, now).await);
     }
@@ -201,19 +264,15 @@ pub async fn refresh(state: &AppState, token: &str, caller: &Caller) -> ApiResul
 async fn finish(
     state: &AppState,
     session: SessionRow,
+    user: &UserRow,
     caller: &Caller,
     now: i64,
     status: &'static str,
 ) -> ApiResult<Refreshed> {
-    let user = state
-        .store
-        .user_by_id(&session.user_id)
-        .await?
-        .ok_or_else(invalid)?;
-    let body = token_response(state, &session, &user, session.generation, now)?;
+    let body = token_response(state, &session, user, session.generation, now)?;
     state.metrics.refresh(status);
-    audit(
-        state,
+    // The most frequent event: written in batches (see `AuditWriter`).
+    state.audit_writer.push(event(
         Some(&session.user_id),
         "token_refreshed",
         "info",
@@ -224,8 +283,7 @@ async fn finish(
         } else {
             "refresh token rotated"
         },
-    )
-    .await;
+    ));
     let generation = session.generation;
     Ok(Refreshed {
         body,
@@ -369,7 +427,21 @@ pub async fn audit(
     caller: &Caller,
     detail: &str,
 ) {
-    let event = NewEvent {
+    let event = event(user_id, kind, severity, session_id, caller, detail);
+    if let Err(e) = state.store.insert_event(&event).await {
+        tracing::warn!(error = %e, kind, "could not record audit event");
+    }
+}
+
+fn event(
+    user_id: Option<&str>,
+    kind: &'static str,
+    severity: &'static str,
+    session_id: Option<&str>,
+    caller: &Caller,
+    detail: &str,
+) -> NewEvent {
+    NewEvent {
         user_id: user_id.map(str::to_owned),
         at: now_ms(),
         kind,
@@ -378,8 +450,175 @@ pub async fn audit(
         device_id: caller.device_id.clone(),
         ip: Some(caller.ip.clone()),
         detail: detail.to_owned(),
-    };
-    if let Err(e) = state.store.insert_event(&event).await {
-        tracing::warn!(error = %e, kind, "could not record audit event");
+    }
+}
+
+/// Immutable parts of sessions (and their users) seen by this instance, so a refresh can check
+/// the token's MAC without reading the row. Never stale: nothing cached here ever changes.
+#[derive(Debug, Default)]
+pub struct SessionCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<(SessionRow, UserRow)>>>,
+}
+
+const SESSION_CACHE_MAX: usize = 100_000;
+
+impl SessionCache {
+    pub fn get(&self, id: &str) -> Option<std::sync::Arc<(SessionRow, UserRow)>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub fn insert(&self, s: SessionRow, u: UserRow) -> std::sync::Arc<(SessionRow, UserRow)> {
+        let entry = std::sync::Arc::new((s, u));
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= SESSION_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(entry.0.id.clone(), entry.clone());
+        entry
+    }
+}
+
+/// Writes `token_refreshed` events in batches from a background task. `flush` waits until
+/// everything pushed before it is stored (the audit-log endpoint and shutdown call it).
+#[derive(Debug, Clone)]
+pub struct AuditWriter {
+    tx: tokio::sync::mpsc::Sender<AuditMsg>,
+}
+
+#[derive(Debug)]
+enum AuditMsg {
+    Event(NewEvent),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+impl AuditWriter {
+    pub fn spawn(store: crate::db::Store) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<AuditMsg>(65_536);
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            let mut waiting = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
+                    match msg {
+                        AuditMsg::Event(e) => batch.push(e),
+                        AuditMsg::Flush(done) => waiting.push(done),
+                    }
+                    if batch.len() >= 1_000 {
+                        break;
+                    }
+                }
+                while !batch.is_empty() {
+                    match store.insert_events(&batch).await {
+                        Ok(()) => batch.clear(),
+                        Err(e) => {
+                            // Kept and retried: the database may be briefly unavailable.
+                            tracing::warn!(error = %e, pending = batch.len(), "audit batch not stored yet");
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+                for done in waiting.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    pub fn push(&self, e: NewEvent) {
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(AuditMsg::Event(e))) =
+            self.tx.try_send(AuditMsg::Event(e))
+        {
+            // Backlog full: wait for room rather than drop the event.
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(AuditMsg::Event(e)).await;
+            });
+        }
+    }
+
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(AuditMsg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// Group commit for rotations: concurrent refreshes queue here and go to the database as one
+/// statement per batch, so the database's per-statement cost is paid once per batch.
+#[derive(Debug, Clone)]
+pub struct Rotator {
+    tx: tokio::sync::mpsc::Sender<(
+        OwnedRotation,
+        tokio::sync::oneshot::Sender<Result<bool, bool>>,
+    )>,
+}
+
+const ROTATION_BATCH: usize = 64;
+
+impl Rotator {
+    pub fn spawn(store: crate::db::Store) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+            OwnedRotation,
+            tokio::sync::oneshot::Sender<Result<bool, bool>>,
+        )>(4_096);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < ROTATION_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                // One rotation per session per batch: a second one for the same session
+                // lost the race and is judged by the careful path (grace or reuse).
+                let mut seen = std::collections::HashSet::new();
+                let (unique, duplicate): (Vec<_>, Vec<_>) = batch
+                    .into_iter()
+                    .partition(|(r, _)| seen.insert(r.session_id.clone()));
+                for (_, done) in duplicate {
+                    let _ = done.send(Ok(false));
+                }
+                let rows: Vec<OwnedRotation> = unique.iter().map(|(r, _)| r.clone()).collect();
+                match store.rotate_many(&rows).await {
+                    Ok(rotated) => {
+                        for (r, done) in unique {
+                            let _ = done.send(Ok(rotated.contains(&r.session_id)));
+                        }
+                    }
+                    Err(e) => {
+                        let unavailable = crate::error::is_unavailable(&e);
+                        if !unavailable {
+                            tracing::error!(error = %e, "rotation batch failed");
+                        }
+                        for (_, done) in unique {
+                            let _ = done.send(Err(unavailable));
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Whether the rotation happened (the compare-and-swap matched).
+    pub async fn rotate(&self, r: OwnedRotation) -> ApiResult<bool> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((r, done))
+            .await
+            .map_err(|_| ApiError::unavailable())?;
+        match wait.await {
+            Ok(Ok(rotated)) => Ok(rotated),
+            Ok(Err(true)) | Err(_) => Err(ApiError::unavailable()),
+            Ok(Err(false)) => Err(ApiError::internal()),
+        }
     }
 }

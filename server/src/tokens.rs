@@ -21,7 +21,13 @@ pub struct Keys {
     public_x: String,
     refresh_mac: [u8; 32],
     validation: Validation,
+    /// Tokens whose signature and claims were verified, by their exact text: the same token is
+    /// presented many times during its life, and only `exp` can change its verdict.
+    verified: std::sync::Mutex<std::collections::HashMap<String, AccessClaims>>,
 }
+
+const VERIFIED_MAX: usize = 50_000;
+const LEEWAY_SECS: i64 = 5;
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,7 +91,7 @@ impl Keys {
 
         // The algorithm is pinned: a token claiming any other `alg` is refused.
         let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS as u64;
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
@@ -98,6 +104,7 @@ impl Keys {
             public_x,
             refresh_mac,
             validation,
+            verified: Default::default(),
         })
     }
 
@@ -128,6 +135,30 @@ impl Keys {
 
     /// Verifies signature, `alg`, `typ`, `kid`, `iss`, `aud` and `exp` (5 s leeway).
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, AccessError> {
+        let now = crate::now_ms() / 1000;
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned();
+        if let Some(claims) = cached {
+            return if claims.exp + LEEWAY_SECS < now {
+                Err(AccessError::Expired)
+            } else {
+                Ok(claims)
+            };
+        }
+        let claims = self.verify_uncached(token)?;
+        let mut map = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= VERIFIED_MAX {
+            map.clear();
+        }
+        map.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<AccessClaims, AccessError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AccessError::Invalid)?;
         if header.alg != Algorithm::EdDSA
             || header.typ.as_deref() != Some(ACCESS_TYP)

@@ -22,6 +22,8 @@ commands:
   demo         build the npm package, start baton-server (embedded SQLite) serving demo-web/
   build-wasm   build the wasm client and the npm package (npm-package/dist)
   lint         cargo fmt --check and cargo clippy -D warnings on every crate
+  bench        benchmark figures: baton-server on SQLite, PostgreSQL and two instances (release,
+               separate load process), login timing, and the client in headless Chromium
 ";
 
 fn main() -> Result<()> {
@@ -43,6 +45,7 @@ fn main() -> Result<()> {
             build_wasm(&tc)?;
         }
         "lint" => lint()?,
+        "bench" => bench()?,
         "help" | "--help" | "-h" => print!("{USAGE}"),
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
@@ -226,6 +229,33 @@ fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
         total as f64 / 1024.0
     );
     std::fs::write(root.join("target/package-size.txt"), format!("{total}\n"))?;
+    Ok(())
+}
+
+/// Every benchmark figure; the output is what BENCHMARKS.md records.
+fn bench() -> Result<()> {
+    let env = setup::all(&setup::Needs::everything())?;
+    let pg = pg::Cluster::start(&env.postgres)?;
+    util::step("baton-server benchmark (release build, load from a separate process)");
+    util::run(
+        util::cargo()
+            .args(["bench", "-p", "baton-server", "--bench", "load"])
+            .env("BATON_BENCH_POSTGRES_URL", pg.admin_url()),
+    )?;
+    drop(pg);
+    util::step("client benchmark (headless Chromium)");
+    build_wasm(&env.wasm)?;
+    util::run(util::cargo().args(["build", "--release", "-p", "baton-server"]))?;
+    let tgz = npm_pack()?;
+    let root = util::root();
+    util::run(
+        std::process::Command::new("node")
+            .arg("bench/fetch-overhead.mjs")
+            .current_dir(root.join("tests"))
+            .env("BATON_SERVER_BIN", root.join("target/release/baton-server"))
+            .env("BATON_PACKAGE_TGZ", &tgz)
+            .env("CHROMIUM", &env.chromium),
+    )?;
     Ok(())
 }
 
