@@ -331,25 +331,15 @@ impl Store {
         &self,
         batch: &[OwnedRotation],
     ) -> Result<std::collections::HashSet<String>, sqlx::Error> {
-        let mut rows = String::new();
-        for i in 0..batch.len() {
-            let b = i * 7;
-            if i > 0 {
-                rows.push_str(" UNION ALL ");
-            }
-            rows.push_str(&format!(
-                "SELECT CAST(${} AS TEXT) AS id, CAST(${} AS BIGINT) AS gen, \
-                 CAST(${} AS BIGINT) AS now, CAST(${} AS TEXT) AS dev, \
-                 CAST(${} AS BIGINT) AS idle, CAST(${} AS TEXT) AS ip, CAST(${} AS TEXT) AS ua",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7
-            ));
-        }
+        let rows = placeholder_rows(batch.len(), 7, |p| {
+            format!(
+                "SELECT CAST({} AS TEXT) AS id, CAST({} AS BIGINT) AS gen, \
+                 CAST({} AS BIGINT) AS now, CAST({} AS TEXT) AS dev, \
+                 CAST({} AS BIGINT) AS idle, CAST({} AS TEXT) AS ip, CAST({} AS TEXT) AS ua",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+            )
+        })
+        .join(" UNION ALL ");
         let sql = format!(
             "UPDATE sessions SET generation = sessions.generation + 1, rotated_at = v.now, \
              rotated_by_device = v.dev, last_used_at = v.now, idle_expires_at = v.idle, \
@@ -542,27 +532,12 @@ impl Store {
     /// Inserts many events with few statements (the audit writer's batches).
     pub async fn insert_events(&self, events: &[NewEvent]) -> Result<(), sqlx::Error> {
         for chunk in events.chunks(100) {
-            let mut sql = String::from(
+            let rows = placeholder_rows(chunk.len(), 8, |p| format!("({})", p.join(", ")));
+            let sql = format!(
                 "INSERT INTO audit_events (user_id, at, type, severity, session_id, device_id, \
-                 ip, detail) VALUES ",
+                 ip, detail) VALUES {}",
+                rows.join(", ")
             );
-            for i in 0..chunk.len() {
-                let b = i * 8;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8
-                ));
-            }
             let mut q = sqlx::query(&sql);
             for e in chunk {
                 q = q
@@ -683,6 +658,17 @@ pub struct Rotation<'a> {
     pub idle_expires_at: i64,
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
+}
+
+/// One SQL fragment per row of a multi-row statement: `row(["$1", ...])` receives one row's
+/// placeholders (`cols` per row, numbered across rows).
+fn placeholder_rows(rows: usize, cols: usize, row: impl Fn(&[String]) -> String) -> Vec<String> {
+    (0..rows)
+        .map(|i| {
+            let p: Vec<String> = (1..=cols).map(|c| format!("${}", i * cols + c)).collect();
+            row(&p)
+        })
+        .collect()
 }
 
 /// A rotation that can wait in a queue.

@@ -56,14 +56,11 @@ impl Limits {
         let window_ms = window.as_millis() as i64;
         let id = store.insert_hit(key, now).await?;
         let (earlier, oldest) = store.hits_before(key, now - window_ms, id).await?;
-        if earlier < limit {
-            return Ok(Ok(()));
+        let verdict = judge(earlier, oldest, limit, window_ms, now);
+        if verdict.is_err() {
+            store.delete_hit(id).await?;
         }
-        store.delete_hit(id).await?;
-        let wait_ms = (oldest.unwrap_or(now) + window_ms - now).max(1);
-        Ok(Err(Refused {
-            retry_after: (wait_ms as u64).div_ceil(1000),
-        }))
+        Ok(verdict)
     }
 
     /// Refuses when `limit` attempts under `key` fall in the window, without counting one.
@@ -79,13 +76,7 @@ impl Limits {
         }
         let window_ms = window.as_millis() as i64;
         let (count, oldest) = store.hits_before(key, now - window_ms, i64::MAX).await?;
-        if count < limit {
-            return Ok(Ok(()));
-        }
-        let wait_ms = (oldest.unwrap_or(now) + window_ms - now).max(1);
-        Ok(Err(Refused {
-            retry_after: (wait_ms as u64).div_ceil(1000),
-        }))
+        Ok(judge(count, oldest, limit, window_ms, now))
     }
 
     /// Records an attempt under `key` without checking (failed logins, counted after the fact).
@@ -95,6 +86,23 @@ impl Limits {
         }
         Ok(())
     }
+}
+
+/// Allowed below `limit`; otherwise refused until the oldest counted attempt leaves the window.
+fn judge(
+    count: i64,
+    oldest: Option<i64>,
+    limit: i64,
+    window_ms: i64,
+    now: i64,
+) -> Result<(), Refused> {
+    if count < limit {
+        return Ok(());
+    }
+    let wait_ms = (oldest.unwrap_or(now) + window_ms - now).max(1);
+    Err(Refused {
+        retry_after: (wait_ms as u64).div_ceil(1000),
+    })
 }
 
 pub fn login_ip_key(ip: &str) -> String {
