@@ -142,7 +142,8 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Every request: refuse oversized bodies early, bound the time, record the duration.
+/// Every request: refuse oversized bodies and bad device ids early, bound the time, record the
+/// duration.
 async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
@@ -151,6 +152,10 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > extract::MAX_BODY as u64) {
         return extract::payload_too_large().into_response();
+    }
+    // API.md: an invalid X-Device-ID is 400 on every request, not only where it is used.
+    if let Err(e) = extract::device_id(req.headers()) {
+        return e.into_response();
     }
     let endpoint = endpoint_label(req.extensions().get::<MatchedPath>());
     let started = std::time::Instant::now();

@@ -370,6 +370,15 @@ async fn missing_and_junk_credentials_get_stable_codes() {
             .await;
         expect_error(r, 400, "invalid_request").await;
     }
+    for path in ["/api/ping", "/auth/me", "/healthz"] {
+        let r = s
+            .req(Method::GET, path)
+            .header("x-device-id", "not valid!")
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, 400, "invalid_request").await;
+    }
     let r = s.req(Method::GET, "/no/such/path").send().await.unwrap();
     expect_error(r, 404, "not_found").await;
     let r = s.req(Method::GET, "/auth/login").send().await.unwrap();
