@@ -58,7 +58,7 @@ impl AppState {
         let store = Store::connect(&config.database_url, config.request_timeout).await?;
         let keys = Keys::load(&store, &config.issuer, &config.audience).await?;
         let revoked = RevocationView::new(config.access_ttl);
-        revoked.sync(&store, revoked.initial_since()).await?;
+        revoked.sync(&store).await?;
         Ok(Self {
             limits: Arc::new(limits::Limits::new(&config)),
             session_cache: Arc::default(),
@@ -193,7 +193,6 @@ fn endpoint_label(path: Option<&MatchedPath>) -> Option<&'static str> {
 pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
     let state = state.clone();
     tokio::spawn(async move {
-        let mut since = state.revoked.initial_since();
         let mut tick = tokio::time::interval(revocation::POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_purge = std::time::Instant::now();
@@ -208,13 +207,10 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
                     tracing::debug!(error = %e, "rate-limit purge failed");
                 }
             }
-            match tokio::time::timeout(
-                Duration::from_secs(2),
-                state.revoked.sync(&state.store, since),
-            )
-            .await
+            match tokio::time::timeout(Duration::from_secs(2), state.revoked.sync(&state.store))
+                .await
             {
-                Ok(Ok(next)) => since = next,
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(error = %e, "revocation sync failed"),
                 Err(_) => tracing::debug!("revocation sync timed out"),
             }

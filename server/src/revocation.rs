@@ -2,8 +2,9 @@
 //!
 //! Every instance keeps the set in memory. Revocations made here are inserted at once; those made
 //! by other instances sharing the database arrive by polling every 250 ms, so the view is at most
-//! about a second stale anywhere. Entries older than the access-token lifetime are dropped: every
-//! token issued before them has expired by then.
+//! about a second stale anywhere. Each poll reads every revocation younger than the access-token
+//! lifetime (older ones cannot matter: every token issued before them has expired), so no
+//! instance depends on the others' clocks agreeing with its own.
 
 use crate::db::Store;
 use std::collections::HashMap;
@@ -11,8 +12,6 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
-/// Overlap between polls, absorbing clock differences between instances.
-const OVERLAP_MS: i64 = 5_000;
 
 #[derive(Debug)]
 pub struct RevocationView {
@@ -42,20 +41,14 @@ impl RevocationView {
             .insert(sid.to_owned(), at);
     }
 
-    /// Loads revocations since `since`; returns the next `since`.
-    pub async fn sync(&self, store: &Store, since: i64) -> Result<i64, sqlx::Error> {
-        let now = crate::now_ms();
-        let rows = store.revoked_since(since).await?;
+    /// Replaces the view with the revocations of the last access-token lifetime, keeping those
+    /// made here meanwhile.
+    pub async fn sync(&self, store: &Store) -> Result<(), sqlx::Error> {
+        let horizon = crate::now_ms() - self.keep_ms;
+        let rows = store.revoked_since(horizon).await?;
         let mut set = self.revoked.write().unwrap_or_else(|e| e.into_inner());
-        for (id, at) in rows {
-            set.insert(id, at);
-        }
-        let horizon = now - self.keep_ms;
         set.retain(|_, at| *at >= horizon);
-        Ok(now - OVERLAP_MS)
-    }
-
-    pub fn initial_since(&self) -> i64 {
-        crate::now_ms() - self.keep_ms
+        set.extend(rows);
+        Ok(())
     }
 }

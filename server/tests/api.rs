@@ -1162,3 +1162,24 @@ async fn two_instances_share_one_database() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_from_an_instance_with_a_slow_clock_are_seen() {
+    let s = Server::start(&[]).await;
+    let (_, t) = s.user("d").await;
+    // Another instance, its clock a minute behind, revokes the session in the shared database
+    // (this instance's in-memory view is not told).
+    let behind = baton_server::now_ms() - 60_000;
+    assert!(s
+        .state
+        .store
+        .revoke(&t.session_id, "logout", behind)
+        .await
+        .unwrap());
+    let took = eventually(Duration::from_secs(1), || async {
+        s.get_auth("/api/ping", &t.access).await.status() == 401
+    })
+    .await;
+    assert!(took.is_some(), "revocation not seen within 1 s");
+    s.stop().await;
+}
