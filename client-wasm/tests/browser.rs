@@ -63,6 +63,17 @@ export function storageGet(kind, key) { return (kind === "session" ? sessionStor
 export function storageSet(kind, key, value) { (kind === "session" ? sessionStorage : localStorage).setItem(key, value); }
 export function cookies() { return document.cookie; }
 export function dropSalt() { localStorage.removeItem("baton-auth:device-salt"); }
+let saved = null;
+export function removeCoordinationApis() {
+  saved = { bc: globalThis.BroadcastChannel };
+  Object.defineProperty(navigator, "locks", { value: undefined, configurable: true });
+  delete globalThis.BroadcastChannel;
+  return navigator.locks === undefined && typeof BroadcastChannel === "undefined";
+}
+export function restoreCoordinationApis() {
+  delete navigator.locks; // the prototype's getter shows through again
+  globalThis.BroadcastChannel = saved.bc;
+}
 "#)]
 extern "C" {
     fn spyInstall();
@@ -87,6 +98,10 @@ extern "C" {
     fn cookies() -> String;
     #[wasm_bindgen(js_name = dropSalt)]
     fn drop_salt();
+    #[wasm_bindgen(js_name = removeCoordinationApis)]
+    fn remove_coordination_apis() -> bool;
+    #[wasm_bindgen(js_name = restoreCoordinationApis)]
+    fn restore_coordination_apis();
 }
 
 const PASSWORD: &str = "correct horse battery";
@@ -534,4 +549,46 @@ async fn raw_login_matches_the_contract() {
         Some("Bearer")
     );
     c.dispose();
+}
+
+#[wasm_bindgen_test]
+async fn works_without_web_locks_and_broadcast_channel() {
+    spyInstall();
+    spyReset();
+    assert!(remove_coordination_apis(), "APIs removed for this test");
+    let k = key();
+    let (ra, rb) = (recorder(), recorder());
+    let a = client(options(&[("storageKey", k.clone().into())]), &ra).await;
+    let email = unique_email();
+    wait(a.register(email.clone().into(), PASSWORD.into()))
+        .await
+        .unwrap();
+    wait(a.login(email.into(), PASSWORD.into(), false))
+        .await
+        .unwrap();
+    // A second tab still finds the session in shared storage.
+    let b = client(options(&[("storageKey", k.into())]), &rb).await;
+    assert_eq!(
+        get(&b.session(), "sessionId"),
+        get(&a.session(), "sessionId")
+    );
+    wait(a.refresh()).await.expect("refresh without Web Locks");
+    // Without a channel, B learns of A's refresh from storage when its own refresh is due.
+    nap(2_200).await;
+    let res: web_sys::Response =
+        wait(b.fetch(format!("{SERVER}/api/ping").into(), JsValue::UNDEFINED))
+            .await
+            .unwrap()
+            .unchecked_into();
+    assert_eq!(res.status(), 200);
+    assert!(
+        !b.session().is_null(),
+        "tab B was not signed out by reuse detection"
+    );
+    wait(a.logout()).await.unwrap();
+    nap(0).await;
+    assert_eq!(count(&ra, "error") + count(&rb, "error"), 0);
+    a.dispose();
+    b.dispose();
+    restore_coordination_apis();
 }
