@@ -525,14 +525,7 @@ async fn reuse_after_grace_revokes_only_that_session_within_a_second() {
     );
     let log = types(&events(&s, &other.access).await);
     assert!(log.contains(&"refresh_reused".to_owned()), "{log:?}");
-    let metrics = s
-        .req(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("auth_refresh_reuse_detected_total 1"),
         "{metrics}"
@@ -658,6 +651,20 @@ async fn absolute_lifetime_ends_the_session_despite_refreshes() {
     s.stop().await;
 }
 
+/// A POST authenticated by the refresh cookie alone, with or without `X-Device-ID`.
+async fn cookie_post(
+    s: &Server,
+    path: &str,
+    cookie: &str,
+    device: Option<&str>,
+) -> reqwest::Response {
+    let mut r = s.req(Method::POST, path).header("cookie", cookie);
+    if let Some(d) = device {
+        r = r.header("x-device-id", d);
+    }
+    r.send().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_transport_keeps_the_refresh_token_out_of_bodies() {
     let s = Server::start(&[]).await;
@@ -686,20 +693,9 @@ async fn cookie_transport_keeps_the_refresh_token_out_of_bodies() {
     let pair = cookie.split(';').next().unwrap().to_owned();
 
     // Without X-Device-ID a cookie-authenticated refresh is a CSRF risk.
-    let r = s
-        .req(Method::POST, "/auth/refresh")
-        .header("cookie", &pair)
-        .send()
-        .await
-        .unwrap();
+    let r = cookie_post(&s, "/auth/refresh", &pair, None).await;
     expect_error(r, 403, "csrf_check_failed").await;
-    let r = s
-        .req(Method::POST, "/auth/refresh")
-        .header("cookie", &pair)
-        .header("x-device-id", "dev")
-        .send()
-        .await
-        .unwrap();
+    let r = cookie_post(&s, "/auth/refresh", &pair, Some("dev")).await;
     assert_eq!(r.status(), 200);
     let next = r.headers()["set-cookie"]
         .to_str()
@@ -712,32 +708,15 @@ async fn cookie_transport_keeps_the_refresh_token_out_of_bodies() {
     let body: Value = r.json().await.unwrap();
     assert!(body.get("refresh_token").is_none());
     // Logout by cookie also needs the header, then clears the cookie.
-    let r = s
-        .req(Method::POST, "/auth/logout")
-        .header("cookie", &next)
-        .send()
-        .await
-        .unwrap();
+    let r = cookie_post(&s, "/auth/logout", &next, None).await;
     expect_error(r, 403, "csrf_check_failed").await;
-    let r = s
-        .req(Method::POST, "/auth/logout")
-        .header("cookie", &next)
-        .header("x-device-id", "dev")
-        .send()
-        .await
-        .unwrap();
+    let r = cookie_post(&s, "/auth/logout", &next, Some("dev")).await;
     assert_eq!(r.status(), 204);
     assert!(r.headers()["set-cookie"]
         .to_str()
         .unwrap()
         .contains("Max-Age=0"));
-    let r = s
-        .req(Method::POST, "/auth/refresh")
-        .header("cookie", &next)
-        .header("x-device-id", "dev")
-        .send()
-        .await
-        .unwrap();
+    let r = cookie_post(&s, "/auth/refresh", &next, Some("dev")).await;
     expect_error(r, 401, "session_revoked").await;
     s.stop().await;
 
@@ -994,9 +973,7 @@ async fn metrics_health_and_readiness() {
     let s = Server::start(&[]).await;
     let (_, t) = s.user("d").await;
     let _ = s.refresh(&t.refresh, Some("d")).await;
-    let r = s.req(Method::GET, "/metrics").send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let text = r.text().await.unwrap();
+    let text = s.metrics().await;
     for series in [
         "auth_tokens_issued_total{token_type=\"access\"}",
         "auth_token_refresh_total{status=\"success\"} 1",

@@ -48,14 +48,7 @@ async fn five_login_attempts_per_ip_per_minute() {
     // Another IP is not affected.
     let r = login_from(&s, "ip@example.com", "password1", "203.0.113.8").await;
     assert_eq!(r.status(), 200);
-    let metrics = s
-        .req(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("auth_rate_limited_total{limit=\"login_ip\"} 1"),
         "{metrics}"
@@ -182,14 +175,7 @@ async fn new_devices_and_suspicious_activity_are_recorded() {
         ev.iter().find(|e| e["type"] == "login_succeeded").unwrap()["ip"],
         "100.64.0.6"
     );
-    let metrics = s
-        .req(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(metrics.contains("auth_anomaly_events_total{type=\"suspicious_activity\"}"));
     s.stop().await;
 }

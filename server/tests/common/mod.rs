@@ -118,6 +118,13 @@ impl Server {
         r.send().await.unwrap()
     }
 
+    /// The `/metrics` text (the test client is a loopback peer).
+    pub async fn metrics(&self) -> String {
+        let r = self.req(Method::GET, "/metrics").send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    }
+
     pub async fn get_auth(&self, path: &str, token: &str) -> Response {
         self.req(Method::GET, path)
             .bearer_auth(token)
