@@ -101,6 +101,29 @@ pub struct Config {
     #[arg(long, env = "BATON_CORS_ORIGINS", default_value = "", value_parser = origins)]
     pub cors_origins: Origins,
 
+    /// How long after a rotation the device that rotated may present the spent token once
+    /// more and get the same successor again, while that successor was never used (its
+    /// response was lost: crash, network drop, closed tab). `0s` turns this off.
+    #[arg(long, env = "BATON_REFRESH_RECOVERY", default_value = "1h", value_parser = duration_or_zero)]
+    pub refresh_recovery: Duration,
+    /// A connection must send a request's complete headers within this time (slow clients
+    /// are disconnected).
+    #[arg(long, env = "BATON_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress is closed after this long without traffic.
+    #[arg(long, env = "BATON_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// Open connections at most; further clients wait in the listen backlog. Lowered at start
+    /// to what the open-file limit allows.
+    #[arg(long, env = "BATON_MAX_CONNECTIONS", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// On SIGTERM or Ctrl-C, wait at most this long for requests in progress before exiting.
+    #[arg(long, env = "BATON_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+    /// Password hashes (login, register) that may wait for a free hashing slot; beyond that,
+    /// requests are refused at once with 503 and `Retry-After`.
+    #[arg(long, env = "BATON_HASH_QUEUE", default_value_t = 32)]
+    pub hash_queue: u32,
     /// Serve the files of this directory at `/` (the demo page).
     #[arg(long, env = "BATON_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
@@ -167,6 +190,10 @@ fn duration(s: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(d)
+}
+
+fn duration_or_zero(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 0s, 2s, 15m, 12h, 30d)"))
 }
 
 /// A list of IP networks.

@@ -1,8 +1,10 @@
 //! Storage: one sqlx `Any` pool over SQLite or PostgreSQL, with the same SQL for both.
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
-use std::time::Duration;
+use sqlx::{AnyConnection, AnyPool, Executor, Row};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -18,7 +20,13 @@ pub struct Store {
     /// file lock and sleeping in SQLite's busy handler. On PostgreSQL the same pool as reads.
     writer: AnyPool,
     pub backend: Backend,
+    /// The last readiness probe: its time and verdict, shared by concurrent callers.
+    probe: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
 }
+
+/// A readiness verdict younger than this is reused, so a flood of probes costs the writer
+/// at most a few probes a second.
+const PROBE_REUSE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
 pub struct UserRow {
@@ -49,6 +57,8 @@ pub struct SessionRow {
     pub absolute_expires_at: i64,
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
+    /// SHA-256 (hex) of the `Idempotency-Key` of the request that made the last rotation.
+    pub rotated_by_key: Option<String>,
 }
 
 impl SessionRow {
@@ -85,7 +95,7 @@ pub struct NewEvent {
 
 const SESSION_COLUMNS: &str = "id, user_id, generation, nonce, device_id, user_agent, ip, \
     remember_me, cookie_transport, created_at, last_used_at, rotated_at, rotated_by_device, \
-    idle_expires_at, absolute_expires_at, revoked_at, revoked_reason";
+    idle_expires_at, absolute_expires_at, revoked_at, revoked_reason, rotated_by_key";
 
 impl Store {
     /// Connects, creating the SQLite file if needed, and runs the migrations.
@@ -149,6 +159,7 @@ impl Store {
             pool,
             writer,
             backend,
+            probe: Arc::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -177,13 +188,47 @@ impl Store {
 
     /// Whether the database can serve requests. On SQLite this takes (and releases) the write
     /// lock, so a file whose write lock another process holds reads as not ready.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        let mut conn = self.writer.acquire().await?;
+    ///
+    /// The probe runs in a task of its own: a caller that gives up (a client hanging up, a load
+    /// balancer's probe timeout) cannot stop it halfway and hand the single writer connection
+    /// back inside an open transaction. Concurrent callers share one probe.
+    pub async fn ready(&self) -> bool {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut last = store.probe.clone().lock_owned().await;
+            if let Some((at, ok)) = *last {
+                if at.elapsed() < PROBE_REUSE {
+                    return ok;
+                }
+            }
+            let ok = match store.probe_once().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!(error = %e, "readiness probe failed");
+                    false
+                }
+            };
+            *last = Some((Instant::now(), ok));
+            ok
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    async fn probe_once(&self) -> Result<(), sqlx::Error> {
         match self.backend {
-            Backend::Postgres => conn.execute("SELECT 1").await.map(|_| ()),
+            Backend::Postgres => sqlx::query("SELECT 1")
+                .execute(&self.writer)
+                .await
+                .map(|_| ()),
             Backend::Sqlite => {
-                conn.execute("BEGIN IMMEDIATE").await?;
-                conn.execute("ROLLBACK").await.map(|_| ())
+                // A sqlx transaction, so even a dropped probe is rolled back; the DELETE matches
+                // no row but must take the write lock.
+                let mut tx = self.writer.begin().await?;
+                sqlx::query("DELETE FROM rate_hits WHERE id < 0")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.rollback().await
             }
         }
     }
@@ -304,46 +349,27 @@ impl Store {
         .transpose()
     }
 
-    /// The rotation compare-and-swap: succeeds for exactly one caller presenting `generation`.
-    pub async fn rotate(&self, r: &Rotation<'_>) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE sessions SET generation = generation + 1, rotated_at = $1, \
-             rotated_by_device = $2, last_used_at = $1, idle_expires_at = $3, ip = $4, \
-             user_agent = $5 \
-             WHERE id = $6 AND generation = $7 AND revoked_at IS NULL \
-             AND idle_expires_at > $1 AND absolute_expires_at > $1",
-        )
-        .bind(r.now)
-        .bind(r.device_id)
-        .bind(r.idle_expires_at)
-        .bind(r.ip)
-        .bind(r.user_agent)
-        .bind(r.session_id)
-        .bind(r.generation)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Many rotations in one statement (group commit); returns the ids that rotated. Each
-    /// session id may appear once.
-    pub async fn rotate_many(
+    /// Many rotations (group commit) and their `token_refreshed` events in one transaction:
+    /// a rotation is never stored without its event, nor an event without its rotation.
+    /// Returns the ids that rotated; each session id may appear once.
+    pub async fn rotate_batch(
         &self,
         batch: &[OwnedRotation],
-    ) -> Result<std::collections::HashSet<String>, sqlx::Error> {
-        let rows = placeholder_rows(batch.len(), 7, |p| {
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let rows = placeholder_rows(batch.len(), 8, |p| {
             format!(
                 "SELECT CAST({} AS TEXT) AS id, CAST({} AS BIGINT) AS gen, \
                  CAST({} AS BIGINT) AS now, CAST({} AS TEXT) AS dev, \
-                 CAST({} AS BIGINT) AS idle, CAST({} AS TEXT) AS ip, CAST({} AS TEXT) AS ua",
-                p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+                 CAST({} AS BIGINT) AS idle, CAST({} AS TEXT) AS ip, CAST({} AS TEXT) AS ua, \
+                 CAST({} AS TEXT) AS rkey",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
             )
         })
         .join(" UNION ALL ");
         let sql = format!(
             "UPDATE sessions SET generation = sessions.generation + 1, rotated_at = v.now, \
              rotated_by_device = v.dev, last_used_at = v.now, idle_expires_at = v.idle, \
-             ip = v.ip, user_agent = v.ua \
+             ip = v.ip, user_agent = v.ua, rotated_by_key = v.rkey \
              FROM ({rows}) AS v \
              WHERE sessions.id = v.id AND sessions.generation = v.gen \
              AND sessions.revoked_at IS NULL AND sessions.idle_expires_at > v.now \
@@ -358,9 +384,19 @@ impl Store {
                 .bind(&r.device_id)
                 .bind(r.idle_expires_at)
                 .bind(&r.ip)
-                .bind(&r.user_agent);
+                .bind(&r.user_agent)
+                .bind(&r.key);
         }
-        Ok(q.fetch_all(&self.writer).await?.into_iter().collect())
+        let mut tx = self.writer.begin().await?;
+        let rotated: HashSet<String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+        let events: Vec<&NewEvent> = batch
+            .iter()
+            .filter(|r| rotated.contains(&r.session_id))
+            .map(|r| &r.event)
+            .collect();
+        insert_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(rotated)
     }
 
     /// Ends a session for good; `false` when it had already ended.
@@ -529,32 +565,6 @@ impl Store {
         .map(|_| ())
     }
 
-    /// Inserts many events with few statements (the audit writer's batches).
-    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<(), sqlx::Error> {
-        for chunk in events.chunks(100) {
-            let rows = placeholder_rows(chunk.len(), 8, |p| format!("({})", p.join(", ")));
-            let sql = format!(
-                "INSERT INTO audit_events (user_id, at, type, severity, session_id, device_id, \
-                 ip, detail) VALUES {}",
-                rows.join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for e in chunk {
-                q = q
-                    .bind(&e.user_id)
-                    .bind(e.at)
-                    .bind(e.kind)
-                    .bind(e.severity)
-                    .bind(&e.session_id)
-                    .bind(&e.device_id)
-                    .bind(&e.ip)
-                    .bind(&e.detail);
-            }
-            q.execute(&self.writer).await?;
-        }
-        Ok(())
-    }
-
     pub async fn events_for_user(
         &self,
         user_id: &str,
@@ -619,6 +629,31 @@ impl Store {
         .await
     }
 
+    // ---- access-token lifetimes -------------------------------------------------------------
+
+    /// Records that this instance issues access tokens living `ttl_ms` (at start, then
+    /// periodically).
+    pub async fn record_access_ttl(&self, ttl_ms: i64, now: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO access_ttls (ttl_ms, seen_at) VALUES ($1, $2) \
+             ON CONFLICT (ttl_ms) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(ttl_ms)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map(|_| ())
+    }
+
+    /// The longest access-token lifetime any instance issued with recently enough that such a
+    /// token may still be valid.
+    pub async fn longest_live_access_ttl(&self, now: i64) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT MAX(ttl_ms) FROM access_ttls WHERE seen_at + ttl_ms > $1")
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+    }
+
     // ---- keys ----------------------------------------------------------------------------
 
     /// Returns the stored `(kid, secret)` named `name`, storing the given one if none exists.
@@ -648,16 +683,30 @@ impl Store {
     }
 }
 
-/// The fields of one rotation.
-#[derive(Debug)]
-pub struct Rotation<'a> {
-    pub session_id: &'a str,
-    pub generation: i64,
-    pub now: i64,
-    pub device_id: Option<&'a str>,
-    pub idle_expires_at: i64,
-    pub ip: Option<&'a str>,
-    pub user_agent: Option<&'a str>,
+/// Inserts events inside a transaction, with few statements.
+async fn insert_events(conn: &mut AnyConnection, events: &[&NewEvent]) -> Result<(), sqlx::Error> {
+    for chunk in events.chunks(100) {
+        let rows = placeholder_rows(chunk.len(), 8, |p| format!("({})", p.join(", ")));
+        let sql = format!(
+            "INSERT INTO audit_events (user_id, at, type, severity, session_id, device_id, ip, \
+             detail) VALUES {}",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(&e.user_id)
+                .bind(e.at)
+                .bind(e.kind)
+                .bind(e.severity)
+                .bind(&e.session_id)
+                .bind(&e.device_id)
+                .bind(&e.ip)
+                .bind(&e.detail);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// One SQL fragment per row of a multi-row statement: `row(["$1", ...])` receives one row's
@@ -671,7 +720,7 @@ fn placeholder_rows(rows: usize, cols: usize, row: impl Fn(&[String]) -> String)
         .collect()
 }
 
-/// A rotation that can wait in a queue.
+/// A rotation that can wait in a queue, with the event that records it.
 #[derive(Debug, Clone)]
 pub struct OwnedRotation {
     pub session_id: String,
@@ -681,6 +730,9 @@ pub struct OwnedRotation {
     pub idle_expires_at: i64,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// SHA-256 (hex) of the request's `Idempotency-Key`.
+    pub key: Option<String>,
+    pub event: NewEvent,
 }
 
 /// `sqlite://baton.db` → create the file when missing.
@@ -724,5 +776,6 @@ fn session_row(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
         absolute_expires_at: r.try_get("absolute_expires_at")?,
         revoked_at: r.try_get("revoked_at")?,
         revoked_reason: r.try_get("revoked_reason")?,
+        rotated_by_key: r.try_get("rotated_by_key")?,
     })
 }

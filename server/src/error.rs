@@ -124,14 +124,23 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => {
             // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes;
-            // PostgreSQL: class 08 (connection), 53 (resources), 57P0x (shutdown).
+            // PostgreSQL: class 08 (connection), 53 (resources), 57P0x (shutdown), 57014
+            // (statement timeout: a lock held too long), 55P03 (lock not available), and the
+            // transaction rollbacks 40001 (serialization) and 40P01 (deadlock).
             let code = db.code().unwrap_or_default();
             let sqlite_busy = code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
             sqlite_busy
                 || code.starts_with("08")
                 || code.starts_with("53")
                 || code.starts_with("57P")
+                || matches!(&*code, "57014" | "55P03" | "40001" | "40P01")
         }
         _ => false,
     }
+}
+
+/// Errors after which the whole transaction was rolled back by the database and may simply be
+/// run again: PostgreSQL serialization failures and deadlocks.
+pub fn is_retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
 }

@@ -83,6 +83,27 @@ pub fn device_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(v.to_str().ok().map(str::to_owned))
 }
 
+/// The `Idempotency-Key` of a refresh, hashed (SHA-256, hex) for storage: a retry of a
+/// refresh whose response was lost sends the same key and gets the same successor (see
+/// `spent`). 1 to 255 visible ASCII characters; anything else is 400.
+pub fn request_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(v) = values.next() else {
+        return Ok(None);
+    };
+    let valid = values.next().is_none()
+        && (1..=255).contains(&v.len())
+        && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
+    if !valid {
+        return Err(ApiError::bad_request(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ));
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(v.as_bytes());
+    Ok(Some(digest.iter().map(|b| format!("{b:02x}")).collect()))
+}
+
 /// The client's IP: the socket peer, or, behind a trusted proxy, the rightmost untrusted
 /// `X-Forwarded-For` address.
 #[derive(Debug, Clone, Copy)]

@@ -16,17 +16,25 @@ use baton_core::ErrorCode;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 const REFRESH_COOKIE: &str = "baton_refresh";
 
-/// argon2id hashing on the blocking pool; also holds a dummy hash so unknown emails cost the
-/// same time as wrong passwords.
+/// argon2id hashing on a few threads of its own; also holds a dummy hash so unknown emails
+/// cost the same time as wrong passwords.
+///
+/// The work is bounded for real: `threads` hashes run at once (one core stays free for
+/// refreshes and token checks) and at most `queue` more wait; beyond that a request is refused
+/// at once (503 with `Retry-After`). A request that gives up while its hash is queued costs
+/// nothing; one that gives up mid-hash does not free a place before the hash ends. Memory stays
+/// at `threads` × 19 MiB (argon2id's default cost), also because only these threads allocate
+/// the hashing memory (each thread of a large pool would keep its own malloc arena of it).
 pub struct PasswordHasher {
     dummy: String,
-    /// Hashes at once: one core stays free for refreshes and token checks, and memory stays
-    /// bounded (argon2id takes 19 MiB per hash).
-    permits: tokio::sync::Semaphore,
+    jobs: std::sync::mpsc::SyncSender<HashJob>,
 }
+
+type HashJob = Box<dyn FnOnce() + Send>;
 
 impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,18 +42,31 @@ impl std::fmt::Debug for PasswordHasher {
     }
 }
 
-impl Default for PasswordHasher {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl PasswordHasher {
-    pub fn new() -> Self {
+    pub fn new(queue: usize) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cores.saturating_sub(1).max(1);
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<HashJob>(queue);
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("baton-hash-{i}"))
+                .spawn(move || loop {
+                    // Ends when the hasher (the sending side) is dropped.
+                    let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    };
+                    job();
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
         Self {
             dummy: hash_now("baton-dummy-password").unwrap_or_default(),
-            permits: tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)),
+            jobs,
         }
     }
 
@@ -53,14 +74,20 @@ impl PasswordHasher {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> ApiResult<T> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| ApiError::internal())?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|_| ApiError::internal())
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move || {
+            if !done.is_closed() {
+                let _ = done.send(f());
+            }
+        });
+        self.jobs.try_send(job).map_err(|e| match e {
+            std::sync::mpsc::TrySendError::Full(_) => {
+                tracing::warn!("password hashing queue full: request refused");
+                ApiError::unavailable()
+            }
+            std::sync::mpsc::TrySendError::Disconnected(_) => ApiError::internal(),
+        })?;
+        result.await.map_err(|_| ApiError::internal())
     }
 
     pub async fn hash(&self, password: String) -> ApiResult<String> {
@@ -104,6 +131,7 @@ fn caller(ip: ClientIp, device: DeviceId, headers: &HeaderMap) -> Caller {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(256).collect()),
+        request_key: None,
     }
 }
 
@@ -163,12 +191,26 @@ pub async fn register(
     let email = normalize_email(&body.email)
         .ok_or_else(|| ApiError::validation("email is not a valid address"))?;
     check_password(&body.password)?;
+    let c = caller(ip, device, &headers);
+    let now = now_ms();
+    let key = limits::register_ip_key(&c.ip);
+    if let Err(refused) = state
+        .limits
+        .hit(&state.store, &key, limits::REGISTER_PER_IP, now)
+        .await?
+    {
+        refuse(&state, None, None, &c, "register_ip", refused).await;
+        return Err(ApiError::too_many(
+            ErrorCode::RateLimited,
+            refused.retry_after,
+        ));
+    }
     let hash = state.password.hash(body.password).await?;
     let user = UserRow {
         id: uuid::Uuid::new_v4().to_string(),
         email,
         password_hash: hash,
-        created_at: now_ms(),
+        created_at: now,
         failed_logins: 0,
         locked_until: None,
     };
@@ -179,7 +221,6 @@ pub async fn register(
             "an account with this email exists",
         ));
     }
-    let c = caller(ip, device, &headers);
     audit(
         &state,
         Some(&user.id),
@@ -289,6 +330,7 @@ pub async fn login(
         absolute_expires_at: now + max.as_millis() as i64,
         revoked_at: None,
         revoked_reason: None,
+        rotated_by_key: None,
     };
     state.store.insert_session(&session).await?;
     state.metrics.login("success");
@@ -364,23 +406,44 @@ async fn check_login_limits(
         } else {
             "login_account"
         };
-        state.metrics.rate_limited(which);
-        audit(
-            state,
-            user_id,
-            "rate_limited",
-            "warning",
-            None,
-            c,
-            &format!("login refused: {which} limit"),
-        )
-        .await;
+        refuse(state, user_id, None, c, which, refused).await;
         return Err(ApiError::too_many(
             ErrorCode::RateLimited,
             refused.retry_after,
         ));
     }
     Ok(())
+}
+
+/// Counts a refused attempt in the metrics, and records a `rate_limited` event only for the
+/// first refusal of `key` until its limit lifts: a flood of refused requests costs neither
+/// database rows nor writer time.
+pub(crate) async fn refuse(
+    state: &AppState,
+    user_id: Option<&str>,
+    session_id: Option<&str>,
+    c: &Caller,
+    which: &'static str,
+    refused: limits::Refused,
+) {
+    state.metrics.rate_limited(which);
+    if refused.first {
+        let detail = format!(
+            "{which} limit reached: refused for {} s (further refusals until then are only \
+             counted in metrics)",
+            refused.retry_after
+        );
+        audit(
+            state,
+            user_id,
+            "rate_limited",
+            "warning",
+            session_id,
+            c,
+            &detail,
+        )
+        .await;
+    }
 }
 
 /// Counts a failed login against the account; the fifth in a row locks it.
@@ -539,7 +602,8 @@ pub async fn refresh(
             ApiError::unauthorized(ErrorCode::RefreshTokenInvalid, "no refresh token was sent")
         })?
         .to_owned();
-    let c = caller(ip, device, &headers);
+    let mut c = caller(ip, device, &headers);
+    c.request_key = crate::extract::request_key(&headers)?;
     match sessions::refresh(&state, &token, &c).await {
         Ok(r) => respond_tokens(&state, &r.session, r.generation, r.body),
         Err(e) => {
@@ -713,7 +777,6 @@ pub async fn audit_log(
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| ApiError::bad_request("limit must be an integer from 1 to 1000"))?,
     };
-    state.audit_writer.flush().await;
     let events = state.store.events_for_user(&auth.claims.sub, limit).await?;
     let list: Vec<_> = events
         .iter()
@@ -798,8 +861,8 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<serde_json:
         .config
         .request_timeout
         .min(std::time::Duration::from_secs(2));
-    match tokio::time::timeout(wait, state.store.ping()).await {
-        Ok(Ok(())) => Ok(Json(json!({ "status": "ready" }))),
+    match tokio::time::timeout(wait, state.store.ready()).await {
+        Ok(true) => Ok(Json(json!({ "status": "ready" }))),
         _ => Err(ApiError::unavailable()),
     }
 }

@@ -9,7 +9,9 @@ pub mod handlers;
 pub mod limits;
 pub mod metrics;
 pub mod revocation;
+pub mod serve;
 pub mod sessions;
+pub mod spent;
 pub mod tokens;
 
 use crate::config::Config;
@@ -25,7 +27,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use baton_core::ErrorCode;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
@@ -47,7 +48,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub limits: Arc<limits::Limits>,
     pub session_cache: Arc<sessions::SessionCache>,
-    pub audit_writer: sessions::AuditWriter,
     pub rotator: sessions::Rotator,
     pub password: Arc<handlers::PasswordHasher>,
 }
@@ -57,19 +57,22 @@ impl AppState {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let store = Store::connect(&config.database_url, config.request_timeout).await?;
         let keys = Keys::load(&store, &config.issuer, &config.audience).await?;
+        store
+            .record_access_ttl(config.access_ttl.as_millis() as i64, now_ms())
+            .await?;
         let revoked = RevocationView::new(config.access_ttl);
         revoked.sync(&store).await?;
+        let password = Arc::new(handlers::PasswordHasher::new(config.hash_queue as usize));
         Ok(Self {
+            password,
             limits: Arc::new(limits::Limits::new(&config)),
             session_cache: Arc::default(),
-            audit_writer: sessions::AuditWriter::spawn(store.clone()),
             rotator: sessions::Rotator::spawn(store.clone()),
             config: Arc::new(config),
             store,
             keys: Arc::new(keys),
             revoked: Arc::new(revoked),
             metrics: Arc::new(Metrics::default()),
-            password: Arc::new(handlers::PasswordHasher::new()),
         })
     }
 }
@@ -125,6 +128,7 @@ fn cors_layer(origins: &config::Origins) -> tower_http::cors::CorsLayer {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             HeaderName::from_static("x-device-id"),
+            HeaderName::from_static("idempotency-key"),
         ])
         .expose_headers([header::DATE, header::RETRY_AFTER, header::WWW_AUTHENTICATE])
         .max_age(Duration::from_secs(600))
@@ -206,6 +210,12 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
                 if let Err(e) = state.store.purge_hits(before).await {
                     tracing::debug!(error = %e, "rate-limit purge failed");
                 }
+                // Still issuing tokens of this lifetime: every instance keeps revocations that
+                // long (see `revocation`).
+                let ttl = state.config.access_ttl.as_millis() as i64;
+                if let Err(e) = state.store.record_access_ttl(ttl, now_ms()).await {
+                    tracing::debug!(error = %e, "recording the access-token lifetime failed");
+                }
             }
             match tokio::time::timeout(Duration::from_secs(2), state.revoked.sync(&state.store))
                 .await
@@ -241,7 +251,19 @@ pub async fn purge(state: &AppState) {
 }
 
 /// Binds, prints `listening on http://ADDR`, and serves until SIGTERM or Ctrl-C.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    if let Some(limit) = serve::raise_open_file_limit() {
+        // Room for the database connections, the SQLite files and the listener.
+        let allowed = limit.saturating_sub(128).max(1);
+        if u64::from(config.max_connections) > allowed {
+            tracing::warn!(
+                open_file_limit = limit,
+                max_connections = allowed,
+                "BATON_MAX_CONNECTIONS lowered to fit the open-file limit"
+            );
+            config.max_connections = u32::try_from(allowed).unwrap_or(u32::MAX);
+        }
+    }
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
@@ -256,16 +278,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, backend = ?state.store.backend, "baton-server started");
     let store = state.store.clone();
-    let audit_writer = state.audit_writer.clone();
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let opts = serve::ServeOptions::from_config(&state.config);
+    serve::serve(listener, app(state), opts, shutdown_signal()).await;
     background.abort();
-    audit_writer.flush().await;
-    store.close().await;
+    // Rotations already sent to the database finish (each with its audit event, in one
+    // transaction); closing waits for them, within the same bound.
+    if tokio::time::timeout(opts.shutdown_timeout, store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections still busy at shutdown");
+    }
     tracing::info!("baton-server stopped");
     Ok(())
 }

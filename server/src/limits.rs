@@ -4,6 +4,10 @@
 //! Rate limits are sliding windows: each attempt is a row in `rate_hits`; an attempt is allowed
 //! when fewer than `limit` earlier rows of its key fall in the window. Refused attempts are
 //! removed again, so `Retry-After` is exactly when the oldest counted attempt leaves the window.
+//!
+//! A refusal is also remembered here until it lifts: further attempts under that key are
+//! refused without touching the database (the answer could only be the same or longer, since
+//! other instances can only add attempts), so a flood of refused requests costs no writes.
 
 use crate::config::{Config, OnOff};
 use crate::db::Store;
@@ -11,6 +15,8 @@ use std::time::Duration;
 
 /// Login attempts per IP per minute.
 pub const LOGIN_PER_IP: (i64, Duration) = (5, Duration::from_secs(60));
+/// Registrations per IP per ten minutes.
+pub const REGISTER_PER_IP: (i64, Duration) = (10, Duration::from_secs(600));
 /// Failed logins per account per hour.
 pub const FAILURES_PER_ACCOUNT: (i64, Duration) = (10, Duration::from_secs(3600));
 /// Refreshes per session per minute.
@@ -26,12 +32,48 @@ pub const SUSPICIOUS_IPS: i64 = 5;
 pub struct Limits {
     pub enabled: bool,
     pub lockout: Duration,
+    refusals: Refusals,
 }
 
-/// A refused attempt: wait this many seconds.
+/// A refused attempt: wait this many seconds. `first` is set for the first refusal of its key
+/// until the limit lifts (the one worth an audit event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused {
     pub retry_after: u64,
+    pub first: bool,
+}
+
+/// Keys refused until a time (unix ms), remembered by this instance.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    until: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+/// Remembered refusals at most; past it, lifted ones are dropped first, then all.
+const REFUSALS_MAX: usize = 100_000;
+
+impl Refusals {
+    /// The refusal still in force for `key` at `now`.
+    pub fn current(&self, key: &str, now: i64) -> Option<Refused> {
+        let map = self.until.lock().unwrap_or_else(|e| e.into_inner());
+        let until = *map.get(key)?;
+        (until > now).then(|| Refused {
+            retry_after: ((until - now) as u64).div_ceil(1000),
+            first: false,
+        })
+    }
+
+    /// Remembers a refusal found in the database.
+    pub fn remember(&self, key: &str, now: i64, refused: Refused) {
+        let mut map = self.until.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= REFUSALS_MAX {
+            map.retain(|_, until| *until > now);
+            if map.len() >= REFUSALS_MAX {
+                map.clear();
+            }
+        }
+        map.insert(key.to_owned(), now + refused.retry_after as i64 * 1000);
+    }
 }
 
 impl Limits {
@@ -39,6 +81,7 @@ impl Limits {
         Self {
             enabled: config.rate_limits == OnOff::On,
             lockout: config.lockout_duration,
+            refusals: Refusals::default(),
         }
     }
 
@@ -53,12 +96,16 @@ impl Limits {
         if !self.enabled {
             return Ok(Ok(()));
         }
+        if let Some(refused) = self.refusals.current(key, now) {
+            return Ok(Err(refused));
+        }
         let window_ms = window.as_millis() as i64;
         let id = store.insert_hit(key, now).await?;
         let (earlier, oldest) = store.hits_before(key, now - window_ms, id).await?;
         let verdict = judge(earlier, oldest, limit, window_ms, now);
-        if verdict.is_err() {
+        if let Err(refused) = verdict {
             store.delete_hit(id).await?;
+            self.refusals.remember(key, now, refused);
         }
         Ok(verdict)
     }
@@ -74,9 +121,16 @@ impl Limits {
         if !self.enabled {
             return Ok(Ok(()));
         }
+        if let Some(refused) = self.refusals.current(key, now) {
+            return Ok(Err(refused));
+        }
         let window_ms = window.as_millis() as i64;
         let (count, oldest) = store.hits_before(key, now - window_ms, i64::MAX).await?;
-        Ok(judge(count, oldest, limit, window_ms, now))
+        let verdict = judge(count, oldest, limit, window_ms, now);
+        if let Err(refused) = verdict {
+            self.refusals.remember(key, now, refused);
+        }
+        Ok(verdict)
     }
 
     /// Records an attempt under `key` without checking (failed logins, counted after the fact).
@@ -102,11 +156,16 @@ fn judge(
     let wait_ms = (oldest.unwrap_or(now) + window_ms - now).max(1);
     Err(Refused {
         retry_after: (wait_ms as u64).div_ceil(1000),
+        first: true,
     })
 }
 
 pub fn login_ip_key(ip: &str) -> String {
     format!("login_ip:{ip}")
+}
+
+pub fn register_ip_key(ip: &str) -> String {
+    format!("register_ip:{ip}")
 }
 
 pub fn failures_key(user_id: &str) -> String {

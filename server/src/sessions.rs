@@ -1,8 +1,9 @@
 //! Sessions: issuing token responses, rotation with reuse detection, revocation, audit events.
 
 use crate::config::DeviceBinding;
-use crate::db::{NewEvent, OwnedRotation, Rotation, SessionRow, UserRow};
+use crate::db::{NewEvent, OwnedRotation, SessionRow, UserRow};
 use crate::error::{ApiError, ApiResult};
+use crate::spent::{self, Spent, SpentFacts};
 use crate::tokens::{AccessClaims, Keys};
 use crate::{now_ms, AppState};
 use baton_core::{ErrorCode, TokenResponse, User};
@@ -13,6 +14,8 @@ pub struct Caller {
     pub ip: String,
     pub device_id: Option<String>,
     pub user_agent: Option<String>,
+    /// SHA-256 (hex) of the request's `Idempotency-Key`, when it sent one.
+    pub request_key: Option<String>,
 }
 
 pub fn user_json(u: &UserRow) -> User {
@@ -141,17 +144,9 @@ pub async fn refresh(state: &AppState, token: &str, caller: &Caller) -> ApiResul
         .await?
     {
         state.metrics.refresh("rate_limited");
-        state.metrics.rate_limited("refresh_session");
-        audit(
-            state,
-            Some(&cached.user_id),
-            "rate_limited",
-            "warning",
-            Some(&sid_s),
-            caller,
-            "refresh refused: more than 60 per session per minute",
-        )
-        .await;
+        let uid = Some(cached.user_id.as_str());
+        let which = "refresh_session";
+        crate::handlers::refuse(state, uid, Some(&sid_s), caller, which, refused).await;
         return Err(ApiError::too_many(
             ErrorCode::RateLimited,
             refused.retry_after,
@@ -161,25 +156,14 @@ pub async fn refresh(state: &AppState, token: &str, caller: &Caller) -> ApiResul
         state.config.device_binding == DeviceBinding::Off || cached.device_id == caller.device_id;
     if device_ok {
         let idle_expires_at = now + state.config.refresh_idle_ttl.as_millis() as i64;
-        let rotated = state
-            .rotator
-            .rotate(OwnedRotation {
-                session_id: sid_s.clone(),
-                generation: presented,
-                now,
-                device_id: caller.device_id.clone(),
-                idle_expires_at,
-                ip: Some(caller.ip.clone()),
-                user_agent: caller.user_agent.clone(),
-            })
-            .await?;
+        let rotated = rotate(state, cached, presented, caller, now, idle_expires_at).await?;
         if rotated {
             let mut session = cached.clone();
             session.generation = presented + 1;
             session.idle_expires_at = idle_expires_at;
             session.last_used_at = now;
             session.rotated_at = now;
-            return finish(state, session, user, caller, now, "success").await;
+            return finish(state, session, user, now, "success");
         }
     }
     let session = state.store.session(&sid_s).await?.ok_or_else(invalid)?;
@@ -215,23 +199,13 @@ async fn careful(
         if presented == session.generation {
             check_device(state, &session, caller, now).await?;
             let idle_expires_at = now + state.config.refresh_idle_ttl.as_millis() as i64;
-            let rotated = state
-                .store
-                .rotate(&Rotation {
-                    session_id: &session.id,
-                    generation: presented,
-                    now,
-                    device_id: caller.device_id.as_deref(),
-                    idle_expires_at,
-                    ip: Some(&caller.ip),
-                    user_agent: caller.user_agent.as_deref(),
-                })
-                .await?;
+            let rotated = rotate(state, &session, presented, caller, now, idle_expires_at).await?;
             if rotated {
                 session.generation = presented + 1;
                 session.idle_expires_at = idle_expires_at;
                 session.last_used_at = now;
-                return finish(state, session, user, caller, now, "success").await;
+                session.rotated_at = now;
+                return finish(state, session, user, now, "success");
             }
             session = state
                 .store
@@ -247,43 +221,93 @@ async fn careful(
             }
             continue;
         }
-        // A spent token. Within the grace window, from the device that rotated it, and while
-        // its successor is unused (generation is exactly one ahead), it is a concurrent refresh:
-        // hand out the same successor again.
-        let in_grace = presented + 1 == session.generation
-            && now - session.rotated_at <= state.config.reuse_grace.as_millis() as i64
-            && session.rotated_by_device == caller.device_id;
-        if in_grace {
-            return finish(state, session, user, caller, now, "grace").await;
-        }
-        return Err(reuse_detected(state, &session, caller, now).await);
+        // A spent token: a concurrent refresh, a retried request, or theft (see `spent`).
+        let facts = SpentFacts {
+            presented,
+            generation: session.generation,
+            rotated_at: session.rotated_at,
+            same_device: session.rotated_by_device == caller.device_id,
+            same_request: caller.request_key.is_some()
+                && session.rotated_by_key == caller.request_key,
+        };
+        let config = &state.config;
+        let verdict = spent::judge(
+            facts,
+            now,
+            config.reuse_grace.as_millis() as i64,
+            config.refresh_recovery.as_millis() as i64,
+        );
+        let (status, detail) = match verdict {
+            Spent::Grace => (
+                "grace",
+                "concurrent refresh within the grace window: same successor returned",
+            ),
+            Spent::Retry => (
+                "retry",
+                "retried refresh (same Idempotency-Key): same successor returned",
+            ),
+            Spent::Theft => return Err(reuse_detected(state, &session, caller, now).await),
+        };
+        let uid = Some(session.user_id.as_str());
+        let e = event(
+            uid,
+            "token_refreshed",
+            "info",
+            Some(&session.id),
+            caller,
+            detail,
+        );
+        state.store.insert_event(&e).await?;
+        return finish(state, session, user, now, status);
     }
     Err(invalid())
 }
 
-async fn finish(
+/// The rotation compare-and-swap, with its `token_refreshed` event stored in the same
+/// transaction (through the group commit of `Rotator`).
+async fn rotate(
     state: &AppState,
-    session: SessionRow,
-    user: &UserRow,
+    session: &SessionRow,
+    presented: i64,
     caller: &Caller,
     now: i64,
-    status: &'static str,
-) -> ApiResult<Refreshed> {
-    let body = token_response(state, &session, user, session.generation, now)?;
-    state.metrics.refresh(status);
-    // The most frequent event: written in batches (see `AuditWriter`).
-    state.audit_writer.push(event(
+    idle_expires_at: i64,
+) -> ApiResult<bool> {
+    let mut e = event(
         Some(&session.user_id),
         "token_refreshed",
         "info",
         Some(&session.id),
         caller,
-        if status == "grace" {
-            "concurrent refresh within the grace window: same successor returned"
-        } else {
-            "refresh token rotated"
-        },
-    ));
+        "refresh token rotated",
+    );
+    e.at = now;
+    state
+        .rotator
+        .rotate(OwnedRotation {
+            session_id: session.id.clone(),
+            generation: presented,
+            now,
+            device_id: caller.device_id.clone(),
+            idle_expires_at,
+            ip: Some(caller.ip.clone()),
+            user_agent: caller.user_agent.clone(),
+            key: caller.request_key.clone(),
+            event: e,
+        })
+        .await
+}
+
+/// The token response of a refresh whose outcome is already stored.
+fn finish(
+    state: &AppState,
+    session: SessionRow,
+    user: &UserRow,
+    now: i64,
+    status: &'static str,
+) -> ApiResult<Refreshed> {
+    let body = token_response(state, &session, user, session.generation, now)?;
+    state.metrics.refresh(status);
     let generation = session.generation;
     Ok(Refreshed {
         body,
@@ -482,74 +506,6 @@ impl SessionCache {
     }
 }
 
-/// Writes `token_refreshed` events in batches from a background task. `flush` waits until
-/// everything pushed before it is stored (the audit-log endpoint and shutdown call it).
-#[derive(Debug, Clone)]
-pub struct AuditWriter {
-    tx: tokio::sync::mpsc::Sender<AuditMsg>,
-}
-
-#[derive(Debug)]
-enum AuditMsg {
-    Event(NewEvent),
-    Flush(tokio::sync::oneshot::Sender<()>),
-}
-
-impl AuditWriter {
-    pub fn spawn(store: crate::db::Store) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<AuditMsg>(65_536);
-        tokio::spawn(async move {
-            let mut batch = Vec::new();
-            let mut waiting = Vec::new();
-            while let Some(first) = rx.recv().await {
-                let mut next = Some(first);
-                while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
-                    match msg {
-                        AuditMsg::Event(e) => batch.push(e),
-                        AuditMsg::Flush(done) => waiting.push(done),
-                    }
-                    if batch.len() >= 1_000 {
-                        break;
-                    }
-                }
-                while !batch.is_empty() {
-                    match store.insert_events(&batch).await {
-                        Ok(()) => batch.clear(),
-                        Err(e) => {
-                            // Kept and retried: the database may be briefly unavailable.
-                            tracing::warn!(error = %e, pending = batch.len(), "audit batch not stored yet");
-                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                        }
-                    }
-                }
-                for done in waiting.drain(..) {
-                    let _ = done.send(());
-                }
-            }
-        });
-        Self { tx }
-    }
-
-    pub fn push(&self, e: NewEvent) {
-        if let Err(tokio::sync::mpsc::error::TrySendError::Full(AuditMsg::Event(e))) =
-            self.tx.try_send(AuditMsg::Event(e))
-        {
-            // Backlog full: wait for room rather than drop the event.
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                let _ = tx.send(AuditMsg::Event(e)).await;
-            });
-        }
-    }
-
-    pub async fn flush(&self) {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        if self.tx.send(AuditMsg::Flush(done)).await.is_ok() {
-            let _ = wait.await;
-        }
-    }
-}
-
 /// Group commit for rotations: concurrent refreshes queue here and go to the database as one
 /// statement per batch, so the database's per-statement cost is paid once per batch.
 #[derive(Debug, Clone)]
@@ -586,8 +542,21 @@ impl Rotator {
                 for (_, done) in duplicate {
                     let _ = done.send(Ok(false));
                 }
-                let rows: Vec<OwnedRotation> = unique.iter().map(|(r, _)| r.clone()).collect();
-                match store.rotate_many(&rows).await {
+                let mut rows: Vec<OwnedRotation> = unique.iter().map(|(r, _)| r.clone()).collect();
+                // One lock order for every instance's batches: no deadlock between them.
+                rows.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+                let mut outcome = store.rotate_batch(&rows).await;
+                for _ in 0..3 {
+                    // A serialization failure or deadlock rolled the whole batch back: retrying
+                    // it cannot apply anything twice.
+                    match &outcome {
+                        Err(e) if crate::error::is_retryable(e) => {
+                            outcome = store.rotate_batch(&rows).await;
+                        }
+                        _ => break,
+                    }
+                }
+                match outcome {
                     Ok(rotated) => {
                         for (r, done) in unique {
                             let _ = done.send(Ok(rotated.contains(&r.session_id)));

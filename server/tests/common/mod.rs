@@ -81,13 +81,9 @@ impl Server {
         let state = AppState::new(cfg).await.expect("server state");
         let background = baton_server::spawn_background(&state);
         let app = baton_server::app(state.clone());
+        let opts = baton_server::serve::ServeOptions::from_config(&state.config);
         let serve = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
+            baton_server::serve::serve(listener, app, opts, std::future::pending()).await;
         });
         Server {
             url: format!("http://{addr}"),
@@ -253,4 +249,91 @@ pub fn types(events: &[Value]) -> Vec<String> {
         .iter()
         .map(|e| e["type"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// The database of a server, opened beside it (what is really committed).
+pub async fn open_db(database_url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(2)
+        .connect(database_url)
+        .await
+        .expect("open the test database")
+}
+
+/// The generation a refresh token carries: base64url(session id ‖ generation ‖ MAC).
+pub fn token_generation(refresh_token: &str) -> i64 {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(refresh_token)
+        .expect("refresh token is base64url");
+    i64::from_be_bytes(raw[16..24].try_into().unwrap())
+}
+
+/// The `baton-server` binary in a process of its own.
+#[derive(Debug)]
+pub struct Process {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Process {
+    pub fn start(database_url: &str, env: &[(&str, &str)]) -> Process {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_baton-server"));
+        cmd.env("BATON_BIND", "127.0.0.1:0")
+            .env("BATON_DATABASE_URL", database_url)
+            .env("BATON_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start baton-server");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Process { child, url }
+    }
+
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// kill -9 and wait for the process to be gone.
+    pub fn kill9(mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
+    /// The peak resident memory of the process so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,10 @@
+-- The Idempotency-Key of the request that made the last rotation (SHA-256, hex): a retry of
+-- that very request whose response was lost gets the same successor again.
+ALTER TABLE sessions ADD COLUMN rotated_by_key TEXT;
+
+-- Every access-token lifetime an instance has issued with, and when it last did: revocations
+-- are kept in every instance's view for as long as any token issued may still be valid.
+CREATE TABLE access_ttls (
+    ttl_ms   BIGINT PRIMARY KEY,
+    seen_at  BIGINT NOT NULL
+);

@@ -1,0 +1,502 @@
+//! Fault injection: cancelled requests, kill -9 under load, lock contention, floods of refused
+//! and expensive requests, restarts with other settings. Each test states what an acknowledged
+//! answer promises and checks it against what the database really holds.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use sqlx::Row;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+/// Sends `GET /readyz` and hangs up at once, without reading the answer.
+async fn readyz_and_hang_up(addr: std::net::SocketAddr) {
+    if let Ok(mut sock) = tokio::net::TcpStream::connect(addr).await {
+        let _ = sock
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: baton\r\n\r\n")
+            .await;
+        let _ = sock.flush().await;
+        // Sometimes at once, sometimes a moment later: the probe is dropped at every await.
+        if rand_bit() {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+fn rand_bit() -> bool {
+    uuid::Uuid::new_v4().as_bytes()[0] & 1 == 1
+}
+
+/// Committed generations of sessions, read beside the server.
+async fn committed_generations(db: &sqlx::AnyPool) -> HashMap<String, i64> {
+    sqlx::query("SELECT id, generation FROM sessions")
+        .fetch_all(db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<String, _>("id"), r.get::<i64, _>("generation")))
+        .collect()
+}
+
+/// Refreshes `t` in a chain until `stop`; returns the last acknowledged token.
+async fn refresh_chain(s: &Server, mut token: String, device: &str, stop: Instant) -> String {
+    while Instant::now() < stop {
+        let r = s.refresh(&token, Some(device)).await;
+        if r.status() == 200 {
+            token = Tokens::from_json(r.json().await.unwrap()).refresh;
+        }
+    }
+    token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn abandoned_readiness_probes_never_leave_a_write_uncommitted() {
+    let s = Server::start(&[("rate-limits", "off")]).await;
+    let mut sessions = Vec::new();
+    for i in 0..8 {
+        let (_, t) = s.user(&format!("dev{i}")).await;
+        sessions.push((format!("dev{i}"), t));
+    }
+    let stop = Instant::now() + Duration::from_secs(3);
+    let chains = sessions
+        .iter()
+        .map(|(dev, t)| refresh_chain(&s, t.refresh.clone(), dev, stop));
+    let probes = (0..4).map(|_| async {
+        while Instant::now() < stop {
+            readyz_and_hang_up(s.addr).await;
+        }
+    });
+    let (acked, _) = tokio::join!(
+        futures::future::join_all(chains),
+        futures::future::join_all(probes)
+    );
+    // Every acknowledged rotation is visible to another connection: committed, not held in a
+    // transaction that a later close would roll back.
+    let db = open_db(&s.database_url).await;
+    let committed = committed_generations(&db).await;
+    for ((_, t), last) in sessions.iter().zip(&acked) {
+        let acked_gen = token_generation(last);
+        assert!(acked_gen > 1, "the chain made progress");
+        assert_eq!(
+            committed.get(&t.session_id).copied(),
+            Some(acked_gen),
+            "acknowledged rotations of {} are not committed",
+            t.session_id
+        );
+    }
+    // And the server is still ready and still writing.
+    assert_eq!(
+        s.req(reqwest::Method::GET, "/readyz")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (dev, t) = &sessions[0];
+    let r = s.refresh(&acked[0], Some(dev)).await;
+    assert_eq!(r.status(), 200);
+    let next = Tokens::from_json(r.json().await.unwrap());
+    let committed = committed_generations(&db).await;
+    assert_eq!(committed[&t.session_id], token_generation(&next.refresh));
+    db.close().await;
+    s.stop().await;
+}
+
+/// One session's chain of refreshes against a server process that is killed meanwhile.
+#[derive(Debug, Default)]
+struct Chain {
+    /// Refresh tokens acknowledged by a 200, in order.
+    acked: Vec<String>,
+    /// The last request sent without an answer: (presented token, Idempotency-Key).
+    unanswered: Option<(String, String)>,
+}
+
+async fn chain_until_killed(
+    http: reqwest::Client,
+    url: String,
+    first: String,
+    dev: String,
+) -> Chain {
+    let mut chain = Chain::default();
+    let mut token = first;
+    loop {
+        let key = uuid::Uuid::new_v4().to_string();
+        let sent = http
+            .post(format!("{url}/auth/refresh"))
+            .header("x-device-id", &dev)
+            .header("idempotency-key", &key)
+            .json(&json!({ "refresh_token": token }))
+            .send()
+            .await;
+        let body = match sent {
+            Ok(r) if r.status() == 200 => r.json::<serde_json::Value>().await.ok(),
+            Ok(r) => panic!("refresh answered {}", r.status()),
+            Err(_) => None,
+        };
+        match body {
+            Some(b) => {
+                token = b["refresh_token"].as_str().unwrap().to_owned();
+                chain.acked.push(token.clone());
+            }
+            None => {
+                chain.unanswered = Some((token, key));
+                return chain;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_under_refresh_load_loses_no_acknowledged_rotation_or_audit_row() {
+    let db_url = fresh_database().await;
+    let env = [("BATON_RATE_LIMITS", "off"), ("BATON_REUSE_GRACE", "1ms")];
+    let server = Process::start(&db_url, &env);
+    let http = reqwest::Client::new();
+    let mut starts = Vec::new();
+    for i in 0..16 {
+        let email = format!("k{i}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let dev = format!("dev{i}");
+        let r = http
+            .post(format!("{}/auth/register", server.url))
+            .json(&json!({"email": email, "password": "correct horse"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let t: serde_json::Value = http
+            .post(format!("{}/auth/login", server.url))
+            .header("x-device-id", &dev)
+            .json(&json!({"email": email, "password": "correct horse"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let first = t["refresh_token"].as_str().unwrap().to_owned();
+        starts.push((t["session_id"].as_str().unwrap().to_owned(), dev, first));
+    }
+    let chains: Vec<_> = starts
+        .iter()
+        .map(|(_, dev, first)| {
+            tokio::spawn(chain_until_killed(
+                http.clone(),
+                server.url.clone(),
+                first.clone(),
+                dev.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill9();
+    let mut done = Vec::new();
+    for c in chains {
+        done.push(c.await.unwrap());
+    }
+
+    let server = Process::start(&db_url, &env);
+    let db = open_db(&db_url).await;
+    let committed = committed_generations(&db).await;
+    let mut total_acked = 0;
+    for ((sid, dev, first), chain) in starts.iter().zip(&done) {
+        total_acked += chain.acked.len();
+        // One successor per generation: the acknowledged chain climbs one by one.
+        let mut expected = token_generation(first);
+        for t in &chain.acked {
+            expected += 1;
+            assert_eq!(
+                token_generation(t),
+                expected,
+                "a skipped or repeated generation"
+            );
+        }
+        let rotations = committed[sid] - 1;
+        let acked = chain.acked.len() as i64;
+        assert!(
+            rotations == acked || rotations == acked + 1,
+            "session {sid}: {acked} acknowledged rotations, {rotations} committed"
+        );
+        let events: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_events WHERE session_id = $1 AND type = 'token_refreshed'",
+        )
+        .bind(sid)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        assert_eq!(events, rotations, "session {sid}: audit rows vs rotations");
+
+        // The client carries on: a rotation committed without its answer is recovered by
+        // retrying the very request; otherwise its last token simply works.
+        let (token, key) = if rotations == acked + 1 {
+            chain.unanswered.clone().expect("the unanswered request")
+        } else {
+            let last = chain.acked.last().unwrap_or(first).clone();
+            (last, uuid::Uuid::new_v4().to_string())
+        };
+        let r = http
+            .post(format!("{}/auth/refresh", server.url))
+            .header("x-device-id", dev)
+            .header("idempotency-key", &key)
+            .json(&json!({ "refresh_token": token }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "session {sid} lost after the crash");
+    }
+    assert!(total_acked >= 16, "the load ran ({total_acked} refreshes)");
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_refresh_gets_the_same_successor_after_the_grace_window() {
+    let s = Server::start(&[("reuse-grace", "1s")]).await;
+    let (_, t) = s.user("phone").await;
+    let send = |token: String, key: Option<&'static str>| {
+        let mut r = s
+            .req(reqwest::Method::POST, "/auth/refresh")
+            .header("x-device-id", "phone")
+            .json(&json!({ "refresh_token": token }));
+        if let Some(k) = key {
+            r = r.header("idempotency-key", k);
+        }
+        r.send()
+    };
+    let r = send(t.refresh.clone(), Some("attempt-1")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let lost = Tokens::from_json(r.json().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // The answer never arrived; the client sends the same request again.
+    let r = send(t.refresh.clone(), Some("attempt-1")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let again = Tokens::from_json(r.json().await.unwrap());
+    assert_eq!(again.refresh, lost.refresh, "the same successor");
+    assert_ne!(again.access, lost.access);
+    // A malformed key is refused, not ignored.
+    let bad = s
+        .req(reqwest::Method::POST, "/auth/refresh")
+        .header("x-device-id", "phone")
+        .header("idempotency-key", "has space")
+        .json(&json!({ "refresh_token": t.refresh }))
+        .send()
+        .await
+        .unwrap();
+    expect_error(bad, 400, "invalid_request").await;
+    // Anyone else presenting the spent token (no key, or another one) is a thief.
+    expect_error(
+        send(t.refresh.clone(), Some("attempt-2")).await.unwrap(),
+        401,
+        "refresh_token_reused",
+    )
+    .await;
+    expect_error(
+        send(again.refresh.clone(), None).await.unwrap(),
+        401,
+        "session_revoked",
+    )
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_successor_was_used_is_theft() {
+    let s = Server::start(&[("reuse-grace", "1s")]).await;
+    let (_, t) = s.user("phone").await;
+    let send = |token: String, key: &'static str| {
+        s.req(reqwest::Method::POST, "/auth/refresh")
+            .header("x-device-id", "phone")
+            .header("idempotency-key", key)
+            .json(&json!({ "refresh_token": token }))
+            .send()
+    };
+    let r = send(t.refresh.clone(), "k1").await.unwrap();
+    let next = Tokens::from_json(r.json().await.unwrap());
+    assert_eq!(
+        send(next.refresh.clone(), "k2").await.unwrap().status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    expect_error(
+        send(t.refresh.clone(), "k1").await.unwrap(),
+        401,
+        "refresh_token_reused",
+    )
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_outlive_a_restart_with_a_shorter_access_ttl() {
+    let s = Server::start(&[("access-ttl", "10m")]).await;
+    let (_, t) = s.user("dev").await;
+    let db = s.database_url.clone();
+    let r = s
+        .req(reqwest::Method::POST, "/auth/logout")
+        .bearer_auth(&t.access)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    s.stop().await;
+    // Longer ago than the new lifetime and its margin; the old token still has minutes left.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let s = Server::start_on(&db, &[("access-ttl", "1s")]).await;
+    expect_error(
+        s.get_auth("/auth/me", &t.access).await,
+        401,
+        "token_revoked",
+    )
+    .await;
+    expect_error(
+        s.get_auth("/api/ping", &t.access).await,
+        401,
+        "token_revoked",
+    )
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_logins_writes_almost_nothing() {
+    let s = Server::start(&[]).await;
+    let (email, _) = s.user("dev").await;
+    let attempt = |email: String| {
+        s.post(
+            "/auth/login",
+            json!({"email": email, "password": "wrong password"}),
+            Some("dev"),
+        )
+    };
+    let mut refused = 0;
+    for i in 0..200 {
+        let who = if i % 2 == 0 {
+            email.clone()
+        } else {
+            format!("nobody{i}@example.com")
+        };
+        if attempt(who).await.status() == 429 {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 190, "{refused} of 200 refused");
+    let db = open_db(&s.database_url).await;
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE type = 'rate_limited'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(rows <= 2, "{rows} rate_limited rows for one refused IP");
+    let hits: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rate_hits")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(hits <= 20, "{hits} rate-limit rows");
+    // Refusals are still counted.
+    let metrics = s.metrics().await;
+    assert!(metrics.contains("login_ip"), "{metrics}");
+    db.close().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_is_limited_per_ip() {
+    let s = Server::start(&[]).await;
+    for i in 0..10 {
+        let r = s
+            .post(
+                "/auth/register",
+                json!({"email": format!("r{i}@example.com"), "password": "correct horse"}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let r = s
+        .post(
+            "/auth/register",
+            json!({"email": "r11@example.com", "password": "correct horse"}),
+            None,
+        )
+        .await;
+    assert!(r.headers().contains_key("retry-after"));
+    expect_error(r, 429, "rate_limited").await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_register_flood_of_abandoned_requests_keeps_memory_bounded() {
+    let db = fresh_database().await;
+    let server = Process::start(&db, &[("BATON_RATE_LIMITS", "off")]);
+    let before = server.peak_rss_kib();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(150))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let stop = Instant::now() + Duration::from_secs(4);
+    let workers = (0..320).map(|w| {
+        let client = client.clone();
+        let url = server.url.clone();
+        async move {
+            let mut n = 0;
+            while Instant::now() < stop {
+                n += 1;
+                let _ = client
+                    .post(format!("{url}/auth/register"))
+                    .json(&json!({"email": format!("f{w}-{n}@example.com"), "password": "correct horse"}))
+                    .send()
+                    .await;
+            }
+        }
+    });
+    futures::future::join_all(workers).await;
+    let peak = server.peak_rss_kib();
+    eprintln!("register flood: peak RSS {peak} KiB (at start {before} KiB)");
+    // argon2id takes 19 MiB a hash: unbounded hashing reaches gigabytes here.
+    assert!(
+        peak < before + 192 * 1024,
+        "peak RSS {peak} KiB (at start {before} KiB)"
+    );
+    // Still serving once the flood stops.
+    let ok = reqwest::Client::new()
+        .post(format!("{}/auth/register", server.url))
+        .json(&json!({"email": "after@example.com", "password": "correct horse"}))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lock_timeouts_answer_503_with_retry_after() {
+    if backend() != "postgres" {
+        return; // SQLite's locked-file case is in outage.rs.
+    }
+    let s = Server::start(&[("request-timeout", "1s")]).await;
+    let (_, t) = s.user("dev").await;
+    // A second instance on the same database: nothing of the session is cached there.
+    let other = Server::start_on(&s.database_url, &[("request-timeout", "1s")]).await;
+    // Another client holds the sessions table.
+    let mut locker = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&s.database_url).await.unwrap()
+    };
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let calls = (0..6).map(|_| other.refresh(&t.refresh, Some("dev")));
+    for r in futures::future::join_all(calls).await {
+        assert!(r.headers().contains_key("retry-after"));
+        expect_error(r, 503, "unavailable").await;
+    }
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    assert_eq!(other.refresh(&t.refresh, Some("dev")).await.status(), 200);
+    other.stop().await;
+    s.stop().await;
+}
