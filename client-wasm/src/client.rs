@@ -61,6 +61,11 @@ pub(crate) struct Inner {
     emit: Function,
     pub(crate) disposed: bool,
     pub(crate) last_refresh_ms: Option<f64>,
+    /// The session the last refresh was for (its refresh token, or its access token in cookie
+    /// mode) and that refresh's `Idempotency-Key`. Retries of that refresh send the same key,
+    /// so a rotation whose answer was lost is handed out again instead of looking like theft.
+    /// Kept in memory only: a thief copying storage does not get it.
+    refresh_key: Option<(String, String)>,
 }
 
 pub(crate) type Shared = Rc<RefCell<Inner>>;
@@ -196,6 +201,7 @@ pub(crate) async fn create(opts: Options, emit: Function) -> Result<Shared, JsVa
         emit,
         disposed: false,
         last_refresh_ms: None,
+        refresh_key: None,
     };
     let rc = Rc::new(RefCell::new(inner));
     restore(&rc);
@@ -587,9 +593,26 @@ async fn locked_refresh(rc: &Shared, attempt: u64) {
         pump(rc);
         return;
     }
-    let (url, body, device_id, cookie, timeout_ms, old_refresh) = {
-        let i = rc.borrow();
+    let (url, body, device_id, cookie, timeout_ms, old_refresh, key) = {
+        let mut i = rc.borrow_mut();
         let refresh = i.state.as_ref().and_then(|s| s.refresh_token.clone());
+        let of = i
+            .state
+            .as_ref()
+            .map(|s| {
+                s.refresh_token
+                    .clone()
+                    .unwrap_or_else(|| s.access_token.clone())
+            })
+            .unwrap_or_default();
+        let key = match &i.refresh_key {
+            Some((same, key)) if *same == of => key.clone(),
+            _ => {
+                let key = crate::device::random_salt();
+                i.refresh_key = Some((of, key.clone()));
+                key
+            }
+        };
         let body = refresh.as_ref().map(|t| {
             let o = Object::new();
             js::set(&o, "refresh_token", t.as_str());
@@ -602,6 +625,7 @@ async fn locked_refresh(rc: &Shared, attempt: u64) {
             i.opts.cookie,
             i.opts.auth_timeout_ms,
             refresh,
+            key,
         )
     };
     let started = js_sys::Date::now();
@@ -613,6 +637,7 @@ async fn locked_refresh(rc: &Shared, attempt: u64) {
         device_id: &device_id,
         credentials: cookie,
         timeout_ms,
+        key: Some(&key),
     })
     .await;
     let mut fresh = None;
@@ -702,6 +727,7 @@ async fn api(
         device_id: &device_id,
         credentials: cookie,
         timeout_ms,
+        key: None,
     })
     .await
     .map_err(|e| js::error_value(&e, &describe(&e)))

@@ -72,7 +72,7 @@ fn salt() -> String {
 }
 
 /// A random salt: `crypto.randomUUID()` (122 random bits).
-fn random_salt() -> String {
+pub(crate) fn random_salt() -> String {
     let crypto = js::get(&js::global(), "crypto");
     let f = js::get(&crypto, "randomUUID");
     f.dyn_ref::<js_sys::Function>()

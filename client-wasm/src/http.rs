@@ -29,6 +29,8 @@ pub(crate) struct Call<'a> {
     pub(crate) device_id: &'a str,
     pub(crate) credentials: bool,
     pub(crate) timeout_ms: u32,
+    /// `Idempotency-Key`: the same for every retry of one refresh.
+    pub(crate) key: Option<&'a str>,
 }
 
 /// Performs a call. Errors are network failures and timeouts only; HTTP errors are a `Reply`.
@@ -42,6 +44,9 @@ pub(crate) async fn call(c: Call<'_>) -> Result<Reply, ClientError> {
     });
     let headers = web_sys::Headers::new().map_err(|_| net())?;
     let _ = headers.set("X-Device-ID", c.device_id);
+    if let Some(k) = c.key {
+        let _ = headers.set("Idempotency-Key", k);
+    }
     if let Some(b) = c.bearer {
         let _ = headers.set("Authorization", &js::cat(&["Bearer ", b]));
     }

@@ -1,4 +1,4 @@
-//! Wire types of the HTTP contract (API.md), shared by `baton-server` and `baton-client`.
+//! Wire types of the HTTP API (docs/api.md), shared by `baton-server` and `baton-client`.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -7,7 +7,7 @@ use std::str::FromStr;
 /// Every error code Baton emits. The strings are stable: never renamed, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
-    // Server codes (API.md).
+    // Server codes (docs/api.md).
     ValidationFailed,
     EmailTaken,
     RegistrationClosed,

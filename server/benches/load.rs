@@ -496,6 +496,55 @@ async fn login_timing(database_url: &str) {
     }
 }
 
+/// 320 clients registering as fast as they can, each hanging up after 150 ms (abandoned
+/// requests are what used to leave hashes running unbounded): peak RSS and what the clients got.
+async fn register_flood(database_url: &str, secs: f64) {
+    let server = Server::start(database_url);
+    let at_start = server.peak_rss_mib();
+    let c = Client::builder()
+        .timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let stop = Instant::now() + Duration::from_secs_f64(secs);
+    let workers = (0..320).map(|w| {
+        let (c, url) = (c.clone(), server.url.clone());
+        async move {
+            let (mut created, mut refused, mut abandoned, mut n) = (0u64, 0u64, 0u64, 0u64);
+            while Instant::now() < stop {
+                n += 1;
+                let r = c
+                    .post(format!("{url}/auth/register"))
+                    .json(&json!({"email": format!("flood{w}-{n}@example.com"), "password": PASSWORD}))
+                    .send()
+                    .await;
+                match r.map(|r| r.status().as_u16()) {
+                    Ok(201) => created += 1,
+                    Ok(_) => refused += 1,
+                    Err(_) => abandoned += 1,
+                }
+            }
+            (created, refused, abandoned)
+        }
+    });
+    let totals = futures::future::join_all(workers)
+        .await
+        .into_iter()
+        .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
+    println!(
+        "
+### Register flood (SQLite, rate limits off, 320 clients hanging up after 150 ms, {secs} s)
+"
+    );
+    println!(
+        "- requests: {} created, {} refused at once (503, hashing queue full), {} abandoned by the client",
+        totals.0, totals.1, totals.2
+    );
+    println!(
+        "- server peak RSS: {at_start:.1} MiB before the flood, {:.1} MiB after",
+        server.peak_rss_mib()
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; any other argument filters nothing here.
     let secs: f64 = std::env::var("BATON_BENCH_SECONDS")
@@ -513,6 +562,7 @@ fn main() {
         let sqlite = format!("sqlite://{}", dir.join("bench.db").display());
         suite("SQLite (embedded, WAL)", &sqlite, None, secs).await;
         login_timing(&format!("sqlite://{}", dir.join("timing.db").display())).await;
+        register_flood(&format!("sqlite://{}", dir.join("flood.db").display()), secs).await;
         if let Ok(admin) = std::env::var("BATON_BENCH_POSTGRES_URL") {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL");

@@ -1,4 +1,4 @@
-//! Settings: every one is a flag and an environment variable (names fixed by API.md).
+//! Settings: every one is a flag and an environment variable (documented in docs/api.md and docs/operations.md).
 
 use clap::{Parser, ValueEnum};
 use std::net::{IpAddr, SocketAddr};

@@ -1,4 +1,4 @@
-//! HTTP handlers of the contract in API.md.
+//! HTTP handlers of the API described in docs/api.md.
 
 use crate::config::Registration;
 use crate::db::{SessionRow, UserRow};
@@ -32,6 +32,9 @@ const REFRESH_COOKIE: &str = "baton_refresh";
 pub struct PasswordHasher {
     dummy: String,
     jobs: std::sync::mpsc::SyncSender<HashJob>,
+    /// When a full queue was last logged (unix ms): a flood logs one line per 10 s, not one
+    /// per refused request.
+    warned_at: std::sync::atomic::AtomicI64,
 }
 
 type HashJob = Box<dyn FnOnce() + Send>;
@@ -67,6 +70,7 @@ impl PasswordHasher {
         Self {
             dummy: hash_now("baton-dummy-password").unwrap_or_default(),
             jobs,
+            warned_at: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -82,7 +86,21 @@ impl PasswordHasher {
         });
         self.jobs.try_send(job).map_err(|e| match e {
             std::sync::mpsc::TrySendError::Full(_) => {
-                tracing::warn!("password hashing queue full: request refused");
+                let now = now_ms();
+                let last = self.warned_at.load(std::sync::atomic::Ordering::Relaxed);
+                if now - last >= 10_000
+                    && self
+                        .warned_at
+                        .compare_exchange(
+                            last,
+                            now,
+                            std::sync::atomic::Ordering::Relaxed,
+                            std::sync::atomic::Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
+                    tracing::warn!("password hashing queue full: requests refused with 503");
+                }
                 ApiError::unavailable()
             }
             std::sync::mpsc::TrySendError::Disconnected(_) => ApiError::internal(),

@@ -157,7 +157,7 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
     if declared.is_some_and(|n| n > extract::MAX_BODY as u64) {
         return extract::payload_too_large().into_response();
     }
-    // API.md: an invalid X-Device-ID is 400 on every request, not only where it is used.
+    // docs/api.md: an invalid X-Device-ID is 400 on every request, not only where it is used.
     if let Err(e) = extract::device_id(req.headers()) {
         return e.into_response();
     }

@@ -1,4 +1,4 @@
-//! Abuse limits (API.md "Abuse limits"), with their state in the database so they hold across
+//! Abuse limits (docs/api.md "Abuse limits"), with their state in the database so they hold across
 //! every instance sharing it.
 //!
 //! Rate limits are sliding windows: each attempt is a row in `rate_hits`; an attempt is allowed

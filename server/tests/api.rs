@@ -1,4 +1,4 @@
-//! The HTTP contract of API.md, endpoint by endpoint, over real HTTP.
+//! The HTTP API of docs/api.md, endpoint by endpoint, over real HTTP.
 //! Runs on SQLite by default and on PostgreSQL with `BATON_TEST_DB=postgres`.
 
 mod common;

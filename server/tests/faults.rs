@@ -105,6 +105,90 @@ async fn abandoned_readiness_probes_never_leave_a_write_uncommitted() {
     s.stop().await;
 }
 
+/// Sends a request and hangs up after `after` without reading the answer.
+async fn send_and_hang_up(addr: std::net::SocketAddr, req: String, after: Duration) {
+    if let Ok(mut sock) = tokio::net::TcpStream::connect(addr).await {
+        let _ = sock.write_all(req.as_bytes()).await;
+        tokio::time::sleep(after).await;
+    }
+}
+
+fn post(path: &str, body: &serde_json::Value, device: &str, bearer: Option<&str>) -> String {
+    let body = body.to_string();
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: baton\r\nContent-Type: application/json\r\n\
+         X-Device-ID: {device}\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hanging_up_during_any_write_leaves_no_transaction_open() {
+    let s = Server::start(&[("rate-limits", "off")]).await;
+    let (email, t) = s.user("dev").await;
+    let stop = Instant::now() + Duration::from_secs(3);
+    // Every kind of write, abandoned after 0 to 3 ms: at every await of its path sooner or
+    // later.
+    let abandon = (0..4).map(|w| {
+        let (email, access) = (email.clone(), t.access.clone());
+        let s = &s;
+        async move {
+            let mut n = 0u64;
+            while Instant::now() < stop {
+                n += 1;
+                let req = match n % 5 {
+                    0 => post(
+                        "/auth/register",
+                        &json!({"email": format!("h{w}-{n}@example.com"), "password": "correct horse"}),
+                        "dev",
+                        None,
+                    ),
+                    1 => post(
+                        "/auth/login",
+                        &json!({"email": email, "password": "correct horse"}),
+                        "dev",
+                        None,
+                    ),
+                    2 => post("/auth/login", &json!({"email": email, "password": "wrong one"}), "dev", None),
+                    3 => post("/auth/logout", &json!({}), "other", Some(&access)),
+                    _ => "GET /readyz HTTP/1.1\r\nHost: baton\r\n\r\n".to_owned(),
+                };
+                let after = Duration::from_micros(n * 7919 % 3000);
+                send_and_hang_up(s.addr, req, after).await;
+            }
+        }
+    });
+    let (dev, other) = ("chain", s.user("chain").await.1);
+    let chain = refresh_chain(&s, other.refresh.clone(), dev, stop);
+    let (last, _) = tokio::join!(chain, futures::future::join_all(abandon));
+    // A write after the storm is committed (visible to another connection) at once.
+    let r = s.refresh(&last, Some(dev)).await;
+    assert_eq!(r.status(), 200);
+    let next = Tokens::from_json(r.json().await.unwrap());
+    let db = open_db(&s.database_url).await;
+    let committed = committed_generations(&db).await;
+    assert_eq!(
+        committed[&other.session_id],
+        token_generation(&next.refresh)
+    );
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(users >= 2);
+    assert_eq!(
+        s.req(reqwest::Method::GET, "/readyz")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    db.close().await;
+    s.stop().await;
+}
+
 /// One session's chain of refreshes against a server process that is killed meanwhile.
 #[derive(Debug, Default)]
 struct Chain {

@@ -1,4 +1,4 @@
-//! Abuse limits of API.md, one test per rule, over real HTTP on SQLite or PostgreSQL.
+//! Abuse limits of docs/api.md, one test per rule, over real HTTP on SQLite or PostgreSQL.
 //! Distinct client IPs come from `X-Forwarded-For` through a trusted proxy (the loopback peer).
 
 mod common;
