@@ -134,6 +134,11 @@ pub fn peer(parts: &Parts) -> IpAddr {
         })
 }
 
+/// The client's address: the peer, or behind trusted proxies the rightmost `X-Forwarded-For`
+/// hop that is not itself a trusted proxy. Hops are read from the right, one by one: each
+/// trusted proxy vouches only for the hop to its left, so an entry that is not an address stops
+/// the walk at the last proxy that was believed, and anything left of the client is ignored
+/// (whatever the client itself sent).
 pub fn client_ip(
     peer: IpAddr,
     headers: &HeaderMap,
@@ -142,18 +147,33 @@ pub fn client_ip(
     if !trusted.contains(peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = headers
+    let values: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().parse::<IpAddr>().map(crate::config::canonical))
-        .collect::<Result<_, _>>()
-        .unwrap_or_default();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !trusted.contains(*ip))
-        .unwrap_or(peer)
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect();
+    let mut believed = peer;
+    for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        let Some(ip) = parse_hop(hop) else {
+            return believed;
+        };
+        if !trusted.contains(ip) {
+            return ip;
+        }
+        believed = ip;
+    }
+    believed
+}
+
+/// One `X-Forwarded-For` entry: an address, optionally with a port (`1.2.3.4:80`, `[::1]:80`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(crate::config::canonical(ip));
+    }
+    hop.parse::<SocketAddr>()
+        .ok()
+        .map(|s| crate::config::canonical(s.ip()))
 }
 
 /// A request authenticated by a valid, unrevoked access token.
@@ -239,6 +259,47 @@ mod tests {
         assert_eq!(client_ip(outsider, &h, &trusted), outsider);
         assert_eq!(client_ip(peer, &xff("garbage"), &trusted), peer);
         assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
+    }
+
+    #[test]
+    fn forwarded_for_is_read_hop_by_hop_from_the_right() {
+        let trusted: TrustedProxies = TrustedProxies(vec!["10.0.0.0/8".parse().unwrap()]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // Junk the client sent left of itself does not hide it.
+        assert_eq!(
+            client_ip(peer, &xff("junk, 203.0.113.7"), &trusted),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client_ip(peer, &xff("1.1.1.1, , 203.0.113.7, 10.0.0.9"), &trusted),
+            ip("203.0.113.7")
+        );
+        // Junk where a trusted proxy should have written: stop at the last believed proxy.
+        assert_eq!(
+            client_ip(peer, &xff("203.0.113.7, junk, 10.0.0.9"), &trusted),
+            ip("10.0.0.9")
+        );
+        // Ports, IPv6 and several header lines (appended in order).
+        assert_eq!(
+            client_ip(peer, &xff("203.0.113.7:5555"), &trusted),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client_ip(peer, &xff("[2001:db8::1]:443"), &trusted),
+            ip("2001:db8::1")
+        );
+        let mut h = xff("198.51.100.1");
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9, 10.0.0.3"),
+        );
+        assert_eq!(client_ip(peer, &h, &trusted), ip("203.0.113.9"));
+        // Only proxies: the leftmost proxy is the client as far as anyone can tell.
+        assert_eq!(
+            client_ip(peer, &xff("10.0.0.5, 10.0.0.6"), &trusted),
+            ip("10.0.0.5")
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::config::Registration;
 use crate::db::{SessionRow, UserRow};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{bearer, peer, ApiJson, AuthUser, ClientIp, DeviceId};
+use crate::extract::{bearer, client_ip, peer, ApiJson, AuthUser, ClientIp, DeviceId};
 use crate::sessions::{self, audit, token_response, user_json, Caller};
 use crate::{limits, now_ms, AppState};
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
@@ -162,21 +162,6 @@ pub struct RegisterBody {
     password: String,
 }
 
-/// Lower-cases and checks an email address; `None` when it is not plausible.
-fn normalize_email(email: &str) -> Option<String> {
-    let e = email.trim().to_lowercase();
-    let (local, domain) = e.split_once('@')?;
-    let ok = e.len() <= 254
-        && !local.is_empty()
-        && local.len() <= 64
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains('@')
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
-    ok.then_some(e)
-}
-
 fn check_password(password: &str) -> ApiResult<()> {
     let n = password.chars().count();
     if n < 8 {
@@ -206,7 +191,7 @@ pub async fn register(
             "registration is closed",
         ));
     }
-    let email = normalize_email(&body.email)
+    let email = crate::email::normalize(&body.email)
         .ok_or_else(|| ApiError::validation("email is not a valid address"))?;
     check_password(&body.password)?;
     let c = caller(ip, device, &headers);
@@ -284,7 +269,7 @@ pub async fn login(
 ) -> ApiResult<Response> {
     let c = caller(ip, device, &headers);
     let now = now_ms();
-    let email = normalize_email(&body.email);
+    let email = crate::email::normalize(&body.email);
     let user = match &email {
         Some(e) => state.store.user_by_email(e).await?,
         None => None,
@@ -565,6 +550,17 @@ fn cleared_cookie(state: &AppState) -> HeaderValue {
     refresh_cookie(state, "", 0)
 }
 
+/// 204, clearing the refresh cookie only when the request presented one: a request that
+/// carried none (a cross-site one, with the cookie held back by SameSite) clears nothing.
+fn no_content_clearing_cookie(state: &AppState, headers: &HeaderMap) -> Response {
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    if cookie_value(headers, REFRESH_COOKIE).is_some() {
+        res.headers_mut()
+            .insert(header::SET_COOKIE, cleared_cookie(state));
+    }
+    res
+}
+
 fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
@@ -677,10 +673,7 @@ pub async fn logout(
             .await;
         }
     }
-    let mut res = StatusCode::NO_CONTENT.into_response();
-    res.headers_mut()
-        .insert(header::SET_COOKIE, cleared_cookie(&state));
-    Ok(res)
+    Ok(no_content_clearing_cookie(&state, &headers))
 }
 
 pub async fn logout_all(
@@ -710,10 +703,7 @@ pub async fn logout_all(
         &format!("signed out of {} sessions", ids.len()),
     )
     .await;
-    let mut res = StatusCode::NO_CONTENT.into_response();
-    res.headers_mut()
-        .insert(header::SET_COOKIE, cleared_cookie(&state));
-    Ok(res)
+    Ok(no_content_clearing_cookie(&state, &headers))
 }
 
 // ---- account -----------------------------------------------------------------------------
@@ -839,7 +829,10 @@ pub async fn metrics(
     req: axum::extract::Request,
 ) -> ApiResult<Response> {
     let (parts, _) = req.into_parts();
-    let loopback = peer(&parts).is_loopback();
+    // The resolved client, not the socket peer: behind a local reverse proxy every peer is
+    // loopback.
+    let client = client_ip(peer(&parts), &parts.headers, &state.config.trusted_proxies);
+    let loopback = client.is_loopback();
     let token = &state.config.metrics_token;
     let by_token = !token.is_empty()
         && bearer(&parts.headers)

@@ -2,7 +2,9 @@
 //! metrics, over SQLite or PostgreSQL. `main.rs` only parses the config and calls [`run`].
 
 pub mod config;
+pub mod csrf;
 pub mod db;
+pub mod email;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -161,6 +163,12 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
     if let Err(e) = extract::device_id(req.headers()) {
         return e.into_response();
     }
+    if csrf::applies(req.method(), req.uri().path()) {
+        let host = own_host(&req, &state.config.trusted_proxies);
+        if let Err(e) = csrf::check(req.headers(), host.as_deref(), &state.config.cors_origins) {
+            return e.into_response();
+        }
+    }
     let endpoint = endpoint_label(req.extensions().get::<MatchedPath>());
     let started = std::time::Instant::now();
     let res = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
@@ -173,7 +181,64 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
     if let Some(endpoint) = endpoint {
         state.metrics.observe(endpoint, started.elapsed());
     }
-    res
+    json_errors(res)
+}
+
+/// Every error leaves in the documented JSON shape, also the rejections axum and tower-http
+/// produce themselves (a path that does not decode, a body limit, a static-file error).
+fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "not found"),
+        StatusCode::METHOD_NOT_ALLOWED => (ErrorCode::MethodNotAllowed, "method not allowed"),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            ErrorCode::PayloadTooLarge,
+            "request body larger than 16 KiB",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            ErrorCode::UnsupportedMediaType,
+            "request bodies must be application/json",
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            return ApiError::unavailable().into_response();
+        }
+        s if s.is_server_error() => (ErrorCode::Internal, "internal error"),
+        _ => (ErrorCode::InvalidRequest, "the request is malformed"),
+    };
+    let mut e = ApiError::new(status, code, message).into_response();
+    // Keep what the original answer said about methods or ranges.
+    for name in [header::ALLOW, header::CONTENT_RANGE] {
+        if let Some(v) = res.headers().get(&name) {
+            e.headers_mut().insert(name, v.clone());
+        }
+    }
+    e
+}
+
+/// The host this server was reached at: `Host`, or `X-Forwarded-Host` set by a trusted proxy.
+fn own_host(req: &Request, trusted: &config::TrustedProxies) -> Option<String> {
+    let headers = req.headers();
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| config::canonical(c.0.ip()));
+    let forwarded = peer
+        .filter(|p| trusted.contains(*p))
+        .and_then(|_| headers.get("x-forwarded-host"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next());
+    forwarded
+        .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .map(|h| h.trim().to_owned())
 }
 
 fn endpoint_label(path: Option<&MatchedPath>) -> Option<&'static str> {
