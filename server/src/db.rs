@@ -34,8 +34,6 @@ pub struct UserRow {
     pub email: String,
     pub password_hash: String,
     pub created_at: i64,
-    pub failed_logins: i64,
-    pub locked_until: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -255,58 +253,137 @@ impl Store {
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
-        sqlx::query(
-            "SELECT id, email, password_hash, created_at, failed_logins, locked_until \
-             FROM users WHERE email = $1",
-        )
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| user_row(&r))
-        .transpose()
+        sqlx::query("SELECT id, email, password_hash, created_at FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| user_row(&r))
+            .transpose()
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
-        sqlx::query(
-            "SELECT id, email, password_hash, created_at, failed_logins, locked_until \
-             FROM users WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| user_row(&r))
-        .transpose()
+        sqlx::query("SELECT id, email, password_hash, created_at FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| user_row(&r))
+            .transpose()
     }
 
-    /// Counts one more consecutive failed login; returns the new count.
-    pub async fn record_failed_login(&self, user_id: &str) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
-            "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 \
-             RETURNING failed_logins",
+    /// Counts an attempt of `source` on `user_id` before its password is checked (see
+    /// `lockout`); `false` when the source is locked or already has `limit` attempts counted.
+    /// Locks that ended before `forget_before` no longer count towards longer locks.
+    pub async fn reserve_login_attempt(
+        &self,
+        user_id: &str,
+        source: &str,
+        limit: i64,
+        now: i64,
+        forget_before: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let counted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO login_failures (user_id, source, failures, locks, locked_until, \
+             updated_at) VALUES ($1, $2, 1, 0, NULL, $3) \
+             ON CONFLICT (user_id, source) DO UPDATE SET \
+             failures = login_failures.failures + 1, updated_at = $3, \
+             locks = CASE WHEN login_failures.locked_until IS NOT NULL \
+                 AND login_failures.locked_until < $5 THEN 0 ELSE login_failures.locks END \
+             WHERE login_failures.failures < $4 \
+             AND (login_failures.locked_until IS NULL OR login_failures.locked_until <= $3) \
+             RETURNING failures",
         )
         .bind(user_id)
-        .fetch_one(&self.writer)
-        .await
+        .bind(source)
+        .bind(now)
+        .bind(limit)
+        .bind(forget_before)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(counted.is_some())
     }
 
-    pub async fn lock_user(&self, user_id: &str, until: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE users SET locked_until = $1, failed_logins = 0 WHERE id = $2")
-            .bind(until)
+    /// When the lock of `source` on `user_id` ends, if it holds at `now`.
+    pub async fn login_locked_until(
+        &self,
+        user_id: &str,
+        source: &str,
+        now: i64,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let until: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT locked_until FROM login_failures WHERE user_id = $1 AND source = $2",
+        )
+        .bind(user_id)
+        .bind(source)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(until.flatten().filter(|t| *t > now))
+    }
+
+    /// Gives back an attempt counted by `reserve_login_attempt` whose password was never
+    /// checked (the server could not check it).
+    pub async fn release_login_attempt(
+        &self,
+        user_id: &str,
+        source: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE login_failures SET failures = failures - 1 \
+             WHERE user_id = $1 AND source = $2 AND failures > 0",
+        )
+        .bind(user_id)
+        .bind(source)
+        .execute(&self.writer)
+        .await
+        .map(|_| ())
+    }
+
+    /// A successful login clears its source's counters.
+    pub async fn clear_login_failures(
+        &self,
+        user_id: &str,
+        source: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM login_failures WHERE user_id = $1 AND source = $2")
             .bind(user_id)
+            .bind(source)
             .execute(&self.writer)
             .await
             .map(|_| ())
     }
 
-    pub async fn reset_failed_logins(&self, user_id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE users SET failed_logins = 0, locked_until = NULL \
-             WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)",
-        )
-        .bind(user_id)
-        .execute(&self.writer)
-        .await
-        .map(|_| ())
+    /// After a failed attempt: locks the source once `limit` failures are counted. The n-th
+    /// lock in a row lasts `durations[n - 1]` (the last one beyond). Returns (n, end) when
+    /// this call locked.
+    pub async fn lock_if_reached(
+        &self,
+        user_id: &str,
+        source: &str,
+        limit: i64,
+        now: i64,
+        durations: &[i64],
+    ) -> Result<Option<(i64, i64)>, sqlx::Error> {
+        let arms: String = (0..durations.len().saturating_sub(1))
+            .map(|i| format!(" WHEN {i} THEN ${}", i + 5))
+            .collect();
+        let sql = format!(
+            "UPDATE login_failures SET failures = 0, locks = locks + 1, updated_at = $3, \
+             locked_until = $3 + CASE locks{arms} ELSE ${} END \
+             WHERE user_id = $1 AND source = $2 AND failures >= $4 \
+             AND (locked_until IS NULL OR locked_until <= $3) RETURNING locks, locked_until",
+            durations.len() + 4
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(source)
+            .bind(now)
+            .bind(limit);
+        for d in durations {
+            q = q.bind(*d);
+        }
+        q.fetch_optional(&self.writer)
+            .await?
+            .map(|r| Ok((r.try_get("locks")?, r.try_get("locked_until")?)))
+            .transpose()
     }
 
     // ---- sessions ------------------------------------------------------------------------
@@ -752,8 +829,6 @@ fn user_row(r: &AnyRow) -> Result<UserRow, sqlx::Error> {
         email: r.try_get("email")?,
         password_hash: r.try_get("password_hash")?,
         created_at: r.try_get("created_at")?,
-        failed_logins: r.try_get("failed_logins")?,
-        locked_until: r.try_get("locked_until")?,
     })
 }
 

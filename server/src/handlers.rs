@@ -5,7 +5,7 @@ use crate::db::{SessionRow, UserRow};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{bearer, client_ip, peer, ApiJson, AuthUser, ClientIp, DeviceId};
 use crate::sessions::{self, audit, token_response, user_json, Caller};
-use crate::{limits, now_ms, AppState};
+use crate::{limits, lockout, now_ms, AppState};
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::extract::{Path, Query, State};
@@ -214,8 +214,6 @@ pub async fn register(
         email,
         password_hash: hash,
         created_at: now,
-        failed_logins: 0,
-        locked_until: None,
     };
     if !state.store.insert_user(&user).await? {
         return Err(ApiError::new(
@@ -275,15 +273,31 @@ pub async fn login(
         None => None,
     };
     let known_id = user.as_ref().map(|u| u.id.clone());
-    check_login_limits(&state, user.as_ref(), &c, now).await?;
+    let attempt = admit_login(&state, user.as_ref(), &c, now).await?;
     // Always one argon2 verification, so unknown emails and wrong passwords take the same time.
-    let ok = state
+    let verified = state
         .password
         .verify(
             body.password,
             user.as_ref().map(|u| u.password_hash.clone()),
         )
-        .await?;
+        .await;
+    let ok = match verified {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Not checked (the hashing queue is full): the attempt does not count.
+            if let Some(a) = &attempt {
+                state
+                    .store
+                    .release_login_attempt(&a.user_id, &a.source)
+                    .await?;
+                if let Some(id) = a.counted {
+                    state.store.delete_hit(id).await?;
+                }
+            }
+            return Err(e);
+        }
+    };
     let Some(user) = user.filter(|_| ok) else {
         state.metrics.login("failure");
         audit(
@@ -296,15 +310,24 @@ pub async fn login(
             "wrong email or password",
         )
         .await;
-        if let Some(id) = &known_id {
-            record_failure(&state, id, &c, now).await?;
+        if let Some(a) = &attempt {
+            settle_failure(&state, a, &c, now).await?;
         }
         return Err(ApiError::unauthorized(
             ErrorCode::InvalidCredentials,
             "wrong email or password",
         ));
     };
-    state.store.reset_failed_logins(&user.id).await?;
+    if let Some(a) = &attempt {
+        state
+            .store
+            .clear_login_failures(&user.id, &a.source)
+            .await?;
+        if let Some(id) = a.counted {
+            // A success is not a failure: the hourly count gets its attempt back.
+            state.store.delete_hit(id).await?;
+        }
+    }
 
     let new_device = match &c.device_id {
         Some(d) => !state.store.device_known(&user.id, d).await?,
@@ -365,23 +388,30 @@ pub async fn login(
     respond_tokens(&state, &session, session.generation, body)
 }
 
-/// The login limits in order: a locked account, attempts per IP, failures per account.
-async fn check_login_limits(
+/// What the login limits counted for one attempt on an existing account, settled once its
+/// password is checked.
+#[derive(Debug)]
+struct Attempt {
+    user_id: String,
+    /// The lockout source (see `lockout`).
+    source: String,
+    /// The attempt's row in the hourly failure count.
+    counted: Option<i64>,
+}
+
+/// The login limits, before the password is checked: attempts per IP, then for an existing
+/// account its source's hourly failures and its lock, each counted atomically (see `lockout`).
+async fn admit_login(
     state: &AppState,
     user: Option<&UserRow>,
     c: &Caller,
     now: i64,
-) -> ApiResult<()> {
+) -> ApiResult<Option<Attempt>> {
     let limits = &state.limits;
     if !limits.enabled {
-        return Ok(());
+        return Ok(None);
     }
     let user_id = user.map(|u| u.id.as_str());
-    if let Some(until) = user.and_then(|u| u.locked_until).filter(|t| *t > now) {
-        state.metrics.rate_limited("account_locked");
-        let wait = ((until - now) as u64).div_ceil(1000);
-        return Err(ApiError::too_many(ErrorCode::AccountLocked, wait));
-    }
     let by_ip = limits
         .hit(
             &state.store,
@@ -390,30 +420,91 @@ async fn check_login_limits(
             now,
         )
         .await?;
-    let by_account = match (by_ip, user_id) {
-        (Ok(()), Some(id)) => {
-            limits
-                .check(
-                    &state.store,
-                    &limits::failures_key(id),
-                    limits::FAILURES_PER_ACCOUNT,
-                    now,
-                )
-                .await?
-        }
-        (other, _) => other,
-    };
-    if let Err(refused) = by_account {
-        let which = if by_ip.is_err() {
-            "login_ip"
-        } else {
-            "login_account"
-        };
-        refuse(state, user_id, None, c, which, refused).await;
+    if let Err(refused) = by_ip {
+        refuse(state, user_id, None, c, "login_ip", refused).await;
         return Err(ApiError::too_many(
             ErrorCode::RateLimited,
             refused.retry_after,
         ));
+    }
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let known = match &c.device_id {
+        Some(d) => state.store.device_known(&user.id, d).await?,
+        None => false,
+    };
+    let source = lockout::source(c.device_id.as_deref(), known);
+    let forget = now - lockout::FORGET_LOCKS_AFTER.as_millis() as i64;
+    let admitted = state
+        .store
+        .reserve_login_attempt(&user.id, &source, lockout::LOCK_AFTER, now, forget)
+        .await?;
+    if !admitted {
+        // Locked, or five attempts of this source are being checked right now.
+        let until = state
+            .store
+            .login_locked_until(&user.id, &source, now)
+            .await?;
+        let wait = until.map_or(1, |t| ((t - now) as u64).div_ceil(1000));
+        state.metrics.rate_limited("account_locked");
+        return Err(ApiError::too_many(ErrorCode::AccountLocked, wait));
+    }
+    let key = limits::failures_key(&user.id, &source);
+    let counted = match limits
+        .hit(&state.store, &key, limits::FAILURES_PER_ACCOUNT, now)
+        .await?
+    {
+        Ok(id) => id,
+        Err(refused) => {
+            state.store.release_login_attempt(&user.id, &source).await?;
+            refuse(state, user_id, None, c, "login_account", refused).await;
+            return Err(ApiError::too_many(
+                ErrorCode::RateLimited,
+                refused.retry_after,
+            ));
+        }
+    };
+    Ok(Some(Attempt {
+        user_id: user.id.clone(),
+        source,
+        counted,
+    }))
+}
+
+/// A failed attempt stays counted; the fifth in a row locks its source.
+async fn settle_failure(state: &AppState, a: &Attempt, c: &Caller, now: i64) -> ApiResult<()> {
+    let base = state.limits.lockout;
+    let durations: Vec<i64> = (1..=8)
+        .map(|n| lockout::lock_duration(n, base).as_millis() as i64)
+        .collect();
+    let locked = state
+        .store
+        .lock_if_reached(&a.user_id, &a.source, lockout::LOCK_AFTER, now, &durations)
+        .await?;
+    if let Some((nth, until)) = locked {
+        state.metrics.anomaly("account_locked");
+        let lasts = std::time::Duration::from_millis((until - now).max(0) as u64);
+        let whom = if a.source == lockout::UNTRUSTED {
+            "sign-ins from unknown devices"
+        } else {
+            "sign-ins from this device"
+        };
+        let detail = format!(
+            "{} failed logins in a row: {whom} locked for {} (lock {nth} in a row)",
+            lockout::LOCK_AFTER,
+            humantime::format_duration(lasts)
+        );
+        audit(
+            state,
+            Some(&a.user_id),
+            "account_locked",
+            "critical",
+            None,
+            c,
+            &detail,
+        )
+        .await;
     }
     Ok(())
 }
@@ -447,34 +538,6 @@ pub(crate) async fn refuse(
         )
         .await;
     }
-}
-
-/// Counts a failed login against the account; the fifth in a row locks it.
-async fn record_failure(state: &AppState, user_id: &str, c: &Caller, now: i64) -> ApiResult<()> {
-    let limits = &state.limits;
-    limits
-        .record(&state.store, &limits::failures_key(user_id), now)
-        .await?;
-    let consecutive = state.store.record_failed_login(user_id).await?;
-    if limits.enabled && consecutive >= limits::LOCK_AFTER {
-        let until = now + limits.lockout.as_millis() as i64;
-        state.store.lock_user(user_id, until).await?;
-        state.metrics.anomaly("account_locked");
-        audit(
-            state,
-            Some(user_id),
-            "account_locked",
-            "critical",
-            None,
-            c,
-            &format!(
-                "{consecutive} failed logins in a row: locked for {}",
-                humantime::format_duration(limits.lockout)
-            ),
-        )
-        .await;
-    }
-    Ok(())
 }
 
 /// Records `suspicious_activity` when an account logs in unusually often or from many IPs.

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod limits;
+pub mod lockout;
 pub mod metrics;
 pub mod revocation;
 pub mod serve;

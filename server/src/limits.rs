@@ -17,12 +17,10 @@ use std::time::Duration;
 pub const LOGIN_PER_IP: (i64, Duration) = (5, Duration::from_secs(60));
 /// Registrations per IP per ten minutes.
 pub const REGISTER_PER_IP: (i64, Duration) = (10, Duration::from_secs(600));
-/// Failed logins per account per hour.
+/// Failed logins per account and source (see `lockout`) per hour.
 pub const FAILURES_PER_ACCOUNT: (i64, Duration) = (10, Duration::from_secs(3600));
 /// Refreshes per session per minute.
 pub const REFRESH_PER_SESSION: (i64, Duration) = (60, Duration::from_secs(60));
-/// Consecutive failed logins that lock an account.
-pub const LOCK_AFTER: i64 = 5;
 /// Logins per account per hour above which `suspicious_activity` is recorded.
 pub const SUSPICIOUS_LOGINS: i64 = 10;
 /// Distinct IPs per account per hour above which `suspicious_activity` is recorded.
@@ -85,16 +83,18 @@ impl Limits {
         }
     }
 
-    /// Counts one attempt under `key`; refuses it when `limit` attempts already fall in the window.
+    /// Counts one attempt under `key`; refuses it when `limit` attempts already fall in the
+    /// window. The counted attempt's row id comes back (`None` with limits off), so an attempt
+    /// can be given back (`Store::delete_hit`).
     pub async fn hit(
         &self,
         store: &Store,
         key: &str,
         (limit, window): (i64, Duration),
         now: i64,
-    ) -> Result<Result<(), Refused>, sqlx::Error> {
+    ) -> Result<Result<Option<i64>, Refused>, sqlx::Error> {
         if !self.enabled {
-            return Ok(Ok(()));
+            return Ok(Ok(None));
         }
         if let Some(refused) = self.refusals.current(key, now) {
             return Ok(Err(refused));
@@ -107,38 +107,7 @@ impl Limits {
             store.delete_hit(id).await?;
             self.refusals.remember(key, now, refused);
         }
-        Ok(verdict)
-    }
-
-    /// Refuses when `limit` attempts under `key` fall in the window, without counting one.
-    pub async fn check(
-        &self,
-        store: &Store,
-        key: &str,
-        (limit, window): (i64, Duration),
-        now: i64,
-    ) -> Result<Result<(), Refused>, sqlx::Error> {
-        if !self.enabled {
-            return Ok(Ok(()));
-        }
-        if let Some(refused) = self.refusals.current(key, now) {
-            return Ok(Err(refused));
-        }
-        let window_ms = window.as_millis() as i64;
-        let (count, oldest) = store.hits_before(key, now - window_ms, i64::MAX).await?;
-        let verdict = judge(count, oldest, limit, window_ms, now);
-        if let Err(refused) = verdict {
-            self.refusals.remember(key, now, refused);
-        }
-        Ok(verdict)
-    }
-
-    /// Records an attempt under `key` without checking (failed logins, counted after the fact).
-    pub async fn record(&self, store: &Store, key: &str, now: i64) -> Result<(), sqlx::Error> {
-        if self.enabled {
-            store.insert_hit(key, now).await?;
-        }
-        Ok(())
+        Ok(verdict.map(|()| Some(id)))
     }
 }
 
@@ -168,8 +137,8 @@ pub fn register_ip_key(ip: &str) -> String {
     format!("register_ip:{ip}")
 }
 
-pub fn failures_key(user_id: &str) -> String {
-    format!("login_fail:{user_id}")
+pub fn failures_key(user_id: &str, source: &str) -> String {
+    format!("login_fail:{user_id}:{source}")
 }
 
 pub fn refresh_key(session_id: &str) -> String {

@@ -1,0 +1,207 @@
+//! The lockout rule of docs/api.md: attempts are counted before passwords are checked, and
+//! strangers cannot lock the owner's known devices out.
+
+mod common;
+
+use common::*;
+use reqwest::Response;
+use serde_json::json;
+use std::time::Duration;
+
+const PROXY: (&str, &str) = ("trusted-proxies", "127.0.0.1,::1");
+
+async fn login(s: &Server, email: &str, password: &str, ip: String, device: &str) -> Response {
+    s.req(reqwest::Method::POST, "/auth/login")
+        .header("x-forwarded-for", ip)
+        .header("x-device-id", device)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_logins_check_at_most_five_passwords() {
+    let s = Server::start(&[PROXY]).await;
+    s.register("race@example.com", "the right one").await;
+    // 100 attempts at once from 100 addresses; only the last has the right password.
+    let attempts = (0..100).map(|i| {
+        let password = if i == 99 {
+            "the right one"
+        } else {
+            "a wrong guess"
+        };
+        login(
+            &s,
+            "race@example.com",
+            password,
+            format!("198.51.100.{i}"),
+            "attacker",
+        )
+    });
+    let mut checked = 0;
+    let mut accepted = 0;
+    for r in futures::future::join_all(attempts).await {
+        match r.status().as_u16() {
+            200 => {
+                checked += 1;
+                accepted += 1;
+            }
+            401 => checked += 1,
+            429 => {
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "account_locked", "{body}");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        checked <= 5,
+        "{checked} passwords checked (accepted: {accepted})"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_cannot_lock_out_a_device_that_signed_in_before() {
+    let s = Server::start(&[PROXY]).await;
+    s.register("owner@example.com", "owner password").await;
+    let r = login(
+        &s,
+        "owner@example.com",
+        "owner password",
+        "192.0.2.1".into(),
+        "owner-laptop",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    // A stranger fails five times from elsewhere: sign-ins from unknown devices are locked.
+    for i in 0..5 {
+        let r = login(
+            &s,
+            "owner@example.com",
+            "guess",
+            format!("203.0.113.{i}"),
+            "stranger",
+        )
+        .await;
+        expect_error(r, 401, "invalid_credentials").await;
+    }
+    let r = login(
+        &s,
+        "owner@example.com",
+        "owner password",
+        "203.0.113.9".into(),
+        "new-phone",
+    )
+    .await;
+    expect_error(r, 429, "account_locked").await;
+    // The owner's laptop is not held by the stranger's failures.
+    let r = login(
+        &s,
+        "owner@example.com",
+        "owner password",
+        "192.0.2.1".into(),
+        "owner-laptop",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    // Even when the stranger copies nothing but guesses the laptop's id... it only locks itself
+    // out with a known id it does not have; with a fresh one it stays in the untrusted bucket.
+    let r = login(
+        &s,
+        "owner@example.com",
+        "guess",
+        "203.0.113.20".into(),
+        "owner-laptop-2",
+    )
+    .await;
+    expect_error(r, 429, "account_locked").await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_in_a_row_grow() {
+    let s = Server::start(&[PROXY, ("lockout-duration", "2s")]).await;
+    s.register("grow@example.com", "right password").await;
+    let r = login(
+        &s,
+        "grow@example.com",
+        "right password",
+        "192.0.2.1".into(),
+        "home",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let mut waits = Vec::new();
+    for round in 0..2 {
+        for i in 0..5 {
+            let ip = format!("198.51.100.{}", round * 10 + i);
+            let r = login(&s, "grow@example.com", "wrong", ip, "x").await;
+            expect_error(r, 401, "invalid_credentials").await;
+        }
+        let r = login(
+            &s,
+            "grow@example.com",
+            "right password",
+            "198.51.100.99".into(),
+            "x",
+        )
+        .await;
+        let wait: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        expect_error(r, 429, "account_locked").await;
+        waits.push(wait);
+        tokio::time::sleep(Duration::from_millis(wait * 1000 + 200)).await;
+    }
+    assert_eq!(waits, vec![2, 4]);
+    // Ten failures this hour: the untrusted source is now held by the hourly limit too, while
+    // a device that signed in before still gets in.
+    let r = login(
+        &s,
+        "grow@example.com",
+        "right password",
+        "198.51.100.98".into(),
+        "x",
+    )
+    .await;
+    expect_error(r, 429, "rate_limited").await;
+    let r = login(
+        &s,
+        "grow@example.com",
+        "right password",
+        "192.0.2.1".into(),
+        "home",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_logins_on_two_instances_check_at_most_five_passwords() {
+    let a = Server::start(&[PROXY]).await;
+    let b = Server::start_on(&a.database_url, &[PROXY]).await;
+    a.register("twin@example.com", "the right one").await;
+    let attempts = (0..60).map(|i| {
+        let s = if i % 2 == 0 { &a } else { &b };
+        login(
+            s,
+            "twin@example.com",
+            "a wrong guess",
+            format!("198.51.100.{i}"),
+            "attacker",
+        )
+    });
+    let checked = futures::future::join_all(attempts)
+        .await
+        .iter()
+        .filter(|r| r.status() == 401)
+        .count();
+    assert!(checked <= 5, "{checked} passwords checked");
+    b.stop().await;
+    a.stop().await;
+}
