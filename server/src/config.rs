@@ -124,6 +124,15 @@ pub struct Config {
     /// requests are refused at once with 503 and `Retry-After`.
     #[arg(long, env = "BATON_HASH_QUEUE", default_value_t = 32)]
     pub hash_queue: u32,
+    /// Encrypts the server keys stored in the database (signing and refresh-token MAC keys):
+    /// the base64 of 32 random bytes (`openssl rand -base64 32`). Plain keys already stored
+    /// are encrypted at the first start with it; without it the keys are stored in plain text
+    /// (a warning says so).
+    #[arg(long, env = "BATON_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub key_encryption_key: Option<String>,
+    /// A file holding `BATON_KEY_ENCRYPTION_KEY` (for secret mounts).
+    #[arg(long, env = "BATON_KEY_ENCRYPTION_KEY_FILE")]
+    pub key_encryption_key_file: Option<PathBuf>,
     /// Serve the files of this directory at `/` (the demo page).
     #[arg(long, env = "BATON_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
@@ -131,6 +140,26 @@ pub struct Config {
     /// Serve the npm package directory at `/pkg/` (the demo page imports `baton-auth` from it).
     #[arg(long, env = "BATON_PACKAGE_DIR")]
     pub package_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Manage the server keys (with the same settings as the server).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum KeysAction {
+    /// Add a new access-token signing key. Running instances sign with it within a few
+    /// seconds; the old key stays in the JWKS, and verifies its tokens, until they have all
+    /// expired.
+    Rotate,
 }
 
 impl Config {

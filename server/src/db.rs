@@ -733,16 +733,15 @@ impl Store {
 
     // ---- keys ----------------------------------------------------------------------------
 
-    /// Returns the stored `(kid, secret)` named `name`, storing the given one if none exists.
-    /// Several instances starting at once all end up with the same key.
-    pub async fn key_or_insert(
+    /// Stores a key unless one named `name` exists; `true` when this call stored it.
+    pub async fn insert_key(
         &self,
         name: &str,
         kid: &str,
         secret: &str,
         now: i64,
-    ) -> Result<(String, String), sqlx::Error> {
-        sqlx::query(
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
             "INSERT INTO server_keys (name, kid, secret, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO NOTHING",
         )
@@ -752,12 +751,49 @@ impl Store {
         .bind(now)
         .execute(&self.writer)
         .await?;
-        let row = sqlx::query("SELECT kid, secret FROM server_keys WHERE name = $1")
-            .bind(name)
-            .fetch_one(&self.writer)
-            .await?;
-        Ok((row.try_get("kid")?, row.try_get("secret")?))
+        Ok(done.rows_affected() == 1)
     }
+
+    /// Every stored key, oldest first (read on the writer: always the latest).
+    pub async fn keys(&self) -> Result<Vec<KeyRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT name, kid, secret, created_at FROM server_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(KeyRow {
+                    name: r.try_get("name")?,
+                    kid: r.try_get("kid")?,
+                    secret: r.try_get("secret")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces a stored secret by another form of it (sealing a plain key); `false` when it
+    /// changed meanwhile.
+    pub async fn reseal_key(&self, name: &str, from: &str, to: &str) -> Result<bool, sqlx::Error> {
+        let done =
+            sqlx::query("UPDATE server_keys SET secret = $1 WHERE name = $2 AND secret = $3")
+                .bind(to)
+                .bind(name)
+                .bind(from)
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// A row of `server_keys`: the secret as stored (sealed or plain, see `keystore`).
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub name: String,
+    pub kid: String,
+    pub secret: String,
+    pub created_at: i64,
 }
 
 /// Inserts events inside a transaction, with few statements.

@@ -8,6 +8,7 @@ pub mod email;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod keystore;
 pub mod limits;
 pub mod lockout;
 pub mod metrics;
@@ -59,7 +60,11 @@ impl AppState {
     /// Connects to the database, runs migrations, loads (or creates) keys and the revocation view.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let store = Store::connect(&config.database_url, config.request_timeout).await?;
-        let keys = Keys::load(&store, &config.issuer, &config.audience).await?;
+        let sealer = keystore::Sealer::from_settings(
+            config.key_encryption_key.as_deref(),
+            config.key_encryption_key_file.as_deref(),
+        )?;
+        let keys = Keys::load(&store, sealer, &config).await?;
         store
             .record_access_ttl(config.access_ttl.as_millis() as i64, now_ms())
             .await?;
@@ -259,6 +264,21 @@ fn endpoint_label(path: Option<&MatchedPath>) -> Option<&'static str> {
     })
 }
 
+/// How often every instance re-reads the signing keys (a rotation takes effect that fast).
+pub const KEY_RELOAD: Duration = Duration::from_secs(2);
+
+/// `baton-server keys rotate`: adds a signing key to the database the server uses.
+pub async fn rotate_keys(config: &Config) -> anyhow::Result<String> {
+    let store = Store::connect(&config.database_url, config.request_timeout).await?;
+    let sealer = keystore::Sealer::from_settings(
+        config.key_encryption_key.as_deref(),
+        config.key_encryption_key_file.as_deref(),
+    )?;
+    let kid = keystore::rotate(&store, &sealer, now_ms()).await;
+    store.close().await;
+    kid
+}
+
 /// Background work of an instance: the revocation view's polling and the periodic purge.
 pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
     let state = state.clone();
@@ -267,6 +287,7 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_purge = std::time::Instant::now();
         let mut last_hits_purge = std::time::Instant::now();
+        let mut last_key_reload = std::time::Instant::now();
         loop {
             tick.tick().await;
             if last_hits_purge.elapsed() >= Duration::from_secs(60) {
@@ -289,6 +310,16 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(error = %e, "revocation sync failed"),
                 Err(_) => tracing::debug!("revocation sync timed out"),
+            }
+            if last_key_reload.elapsed() >= KEY_RELOAD {
+                last_key_reload = std::time::Instant::now();
+                match tokio::time::timeout(Duration::from_secs(2), state.keys.reload(&state.store))
+                    .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "reloading the signing keys failed"),
+                    Err(_) => tracing::debug!("reloading the signing keys timed out"),
+                }
             }
             if last_purge.elapsed() >= state.config.purge_interval {
                 last_purge = std::time::Instant::now();

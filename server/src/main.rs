@@ -10,6 +10,26 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let config = baton_server::config::Config::parse();
+    use baton_server::config::{Command, KeysAction};
+    if let Some(Command::Keys {
+        action: KeysAction::Rotate,
+    }) = &config.command
+    {
+        return match baton_server::rotate_keys(&config).await {
+            Ok(kid) => {
+                println!(
+                    "new signing key {kid}: running instances sign with it within {} s; \
+                     the previous key verifies until its tokens expire",
+                    baton_server::KEY_RELOAD.as_secs()
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("baton-server keys rotate: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match baton_server::run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -1,6 +1,8 @@
 //! Access tokens (EdDSA JWT) and refresh tokens (session id + generation + MAC).
 
+use crate::config::Config;
 use crate::db::Store;
+use crate::keystore::{self, OpenKey, Sealer};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
@@ -13,18 +15,33 @@ use sha2::{Digest, Sha256};
 
 pub const ACCESS_TYP: &str = "at+jwt";
 
-/// The signing key and the refresh-token MAC key, shared by every instance through the database.
+/// The signing keys and the refresh-token MAC key, shared by every instance through the
+/// database (`keystore`).
 pub struct Keys {
-    kid: String,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    public_x: String,
+    ring: std::sync::RwLock<std::sync::Arc<Ring>>,
+    sealer: Sealer,
     refresh_mac: [u8; 32],
     validation: Validation,
+    /// This instance's access-token lifetime (ms): retired keys stay verifiable that long.
+    access_ttl_ms: i64,
     /// Tokens whose signature and claims were verified, by their exact text: the same token is
     /// presented many times during its life, and only `exp` can change its verdict.
     verified: std::sync::Mutex<std::collections::HashMap<String, AccessClaims>>,
 }
+
+/// The signing keys in use: the newest signs; older ones verify (and stay in the JWKS) until
+/// every token they signed has expired.
+struct Ring {
+    signer_kid: String,
+    encoding: EncodingKey,
+    verifiers: std::collections::HashMap<String, DecodingKey>,
+    /// `(kid, x)` of every verifying key, oldest first.
+    published: Vec<(String, String)>,
+}
+
+/// Retired signing keys stay this long beyond the longest access-token lifetime (the
+/// verifiers' leeway, clocks).
+const RETIRE_MARGIN_MS: i64 = 10_000;
 
 const VERIFIED_MAX: usize = 50_000;
 const LEEWAY_SECS: i64 = 5;
@@ -32,8 +49,62 @@ const LEEWAY_SECS: i64 = 5;
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keys")
-            .field("kid", &self.kid)
+            .field("kid", &self.ring().signer_kid)
             .finish_non_exhaustive()
+    }
+}
+
+/// A fresh Ed25519 signing key: `(kid, base64 seed)`.
+pub fn new_signing_key() -> (String, String) {
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    (
+        kid_for(&SigningKey::from_bytes(&seed)),
+        STANDARD.encode(seed),
+    )
+}
+
+fn signing_key(seed_b64: &str) -> anyhow::Result<SigningKey> {
+    let seed: [u8; 32] = STANDARD
+        .decode(seed_b64)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("a stored signing key has the wrong length"))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+impl Ring {
+    /// From the stored keys (oldest first) at `now`, keeping retired keys for `keep_ms`.
+    fn build(keys: &[OpenKey], keep_ms: i64, now: i64) -> anyhow::Result<Self> {
+        let signing: Vec<&OpenKey> = keys
+            .iter()
+            .filter(|k| keystore::is_signing(&k.name))
+            .collect();
+        let Some(newest) = signing.last() else {
+            anyhow::bail!("no signing key is stored");
+        };
+        let mut verifiers = std::collections::HashMap::new();
+        let mut published = Vec::new();
+        let mut encoding = None;
+        for (i, k) in signing.iter().enumerate() {
+            let retired_at = signing.get(i + 1).map(|next| next.created_at);
+            let current = std::ptr::eq(*k, *newest);
+            if !current && retired_at.is_some_and(|t| t + keep_ms <= now) {
+                continue;
+            }
+            let key = signing_key(&k.secret)?;
+            let x = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+            verifiers.insert(k.kid.clone(), DecodingKey::from_ed_components(&x)?);
+            published.push((k.kid.clone(), x));
+            if current {
+                encoding = Some(EncodingKey::from_ed_der(key.to_pkcs8_der()?.as_bytes()));
+            }
+        }
+        Ok(Self {
+            signer_kid: newest.kid.clone(),
+            encoding: encoding.ok_or_else(|| anyhow::anyhow!("no signing key"))?,
+            verifiers,
+            published,
+        })
     }
 }
 
@@ -57,80 +128,118 @@ pub enum AccessError {
 
 impl Keys {
     /// Loads the keys, creating and storing them on the first start.
-    pub async fn load(store: &Store, issuer: &str, audience: &str) -> anyhow::Result<Self> {
+    pub async fn load(store: &Store, sealer: Sealer, config: &Config) -> anyhow::Result<Self> {
         let now = crate::now_ms();
-        let mut seed = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut seed);
-        let fresh = SigningKey::from_bytes(&seed);
-        let fresh_kid = kid_for(&fresh);
-        let (kid, secret) = store
-            .key_or_insert(
-                "access_signing_ed25519",
-                &fresh_kid,
-                &STANDARD.encode(seed),
-                now,
-            )
-            .await?;
-        let seed: [u8; 32] = STANDARD
-            .decode(secret)?
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("stored signing key has the wrong length"))?;
-        let signing = SigningKey::from_bytes(&seed);
-        let der = signing.to_pkcs8_der()?;
-        let public_x = URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
-
-        let mut mac = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut mac);
-        let (_, mac_secret) = store
-            .key_or_insert("refresh_mac", "refresh", &STANDARD.encode(mac), now)
-            .await?;
+        if !sealer.encrypts() {
+            tracing::warn!(
+                "server keys are stored unencrypted in the database: set \
+                 BATON_KEY_ENCRYPTION_KEY to encrypt them"
+            );
+        }
+        let mut keys = keystore::load(store, &sealer).await?;
+        if !keys.iter().any(|k| keystore::is_signing(&k.name)) {
+            let (kid, seed) = new_signing_key();
+            let name = keystore::signing_name(&kid);
+            keystore::ensure(store, &sealer, &name, &kid, &seed, now).await?;
+        }
+        if !keys.iter().any(|k| k.name == keystore::REFRESH_MAC) {
+            let mut mac = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut mac);
+            let name = keystore::REFRESH_MAC;
+            keystore::ensure(store, &sealer, name, "refresh", &STANDARD.encode(mac), now).await?;
+        }
+        keys = keystore::load(store, &sealer).await?;
+        let mac_secret = keys
+            .iter()
+            .find(|k| k.name == keystore::REFRESH_MAC)
+            .map(|k| k.secret.clone())
+            .ok_or_else(|| anyhow::anyhow!("the refresh MAC key is missing"))?;
         let refresh_mac: [u8; 32] = STANDARD
             .decode(mac_secret)?
             .try_into()
             .map_err(|_| anyhow::anyhow!("stored refresh key has the wrong length"))?;
+        let access_ttl_ms = config.access_ttl.as_millis() as i64;
+        let keep = Self::keep_ms(store, access_ttl_ms, now).await?;
+        let ring = Ring::build(&keys, keep, now)?;
 
         // The algorithm is pinned: a token claiming any other `alg` is refused.
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = LEEWAY_SECS as u64;
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
+        validation.set_issuer(&[&config.issuer]);
+        validation.set_audience(&[&config.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.validate_exp = true;
 
         Ok(Self {
-            kid,
-            encoding: EncodingKey::from_ed_der(der.as_bytes()),
-            decoding: DecodingKey::from_ed_components(&public_x)?,
-            public_x,
+            ring: std::sync::RwLock::new(std::sync::Arc::new(ring)),
+            sealer,
             refresh_mac,
             validation,
+            access_ttl_ms,
             verified: Default::default(),
         })
     }
 
-    pub fn kid(&self) -> &str {
-        &self.kid
+    /// How long a retired signing key must keep verifying: the longest access-token lifetime
+    /// any instance issues with, and a margin.
+    async fn keep_ms(store: &Store, own_ttl_ms: i64, now: i64) -> anyhow::Result<i64> {
+        let longest = store.longest_live_access_ttl(now).await?.unwrap_or(0);
+        Ok(longest.max(own_ttl_ms) + RETIRE_MARGIN_MS)
     }
 
-    /// The JWKS document.
+    /// Re-reads the stored keys: a key added by `baton-server keys rotate` (on any instance)
+    /// signs here from the next reload on, and retired keys leave in time.
+    pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {
+        let now = crate::now_ms();
+        let keys = keystore::load(store, &self.sealer).await?;
+        let keep = Self::keep_ms(store, self.access_ttl_ms, now).await?;
+        let ring = Ring::build(&keys, keep, now)?;
+        let changed = {
+            let old = self.ring();
+            old.signer_kid != ring.signer_kid || old.published != ring.published
+        };
+        if changed {
+            tracing::info!(kid = %ring.signer_kid, keys = ring.published.len(), "signing keys updated");
+            *self.ring.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(ring);
+        }
+        Ok(())
+    }
+
+    fn ring(&self) -> std::sync::Arc<Ring> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The kid of the key that signs now.
+    pub fn kid(&self) -> String {
+        self.ring().signer_kid.clone()
+    }
+
+    /// The JWKS document: every key that may have signed a still-valid token.
     pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({
-            "keys": [{
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "x": self.public_x,
-                "kid": self.kid,
-                "alg": "EdDSA",
-                "use": "sig",
-            }]
-        })
+        let keys: Vec<serde_json::Value> = self
+            .ring()
+            .published
+            .iter()
+            .map(|(kid, x)| {
+                serde_json::json!({
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "x": x,
+                    "kid": kid,
+                    "alg": "EdDSA",
+                    "use": "sig",
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
     }
 
     pub fn sign_access(&self, claims: &AccessClaims) -> anyhow::Result<String> {
+        let ring = self.ring();
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(ACCESS_TYP.to_owned());
-        header.kid = Some(self.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+        header.kid = Some(ring.signer_kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &ring.encoding)?)
     }
 
     /// Verifies signature, `alg`, `typ`, `kid`, `iss`, `aud` and `exp` (5 s leeway).
@@ -160,13 +269,16 @@ impl Keys {
 
     fn verify_uncached(&self, token: &str) -> Result<AccessClaims, AccessError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AccessError::Invalid)?;
-        if header.alg != Algorithm::EdDSA
-            || header.typ.as_deref() != Some(ACCESS_TYP)
-            || header.kid.as_deref() != Some(self.kid.as_str())
-        {
+        if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some(ACCESS_TYP) {
             return Err(AccessError::Invalid);
         }
-        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+        let ring = self.ring();
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| ring.verifiers.get(kid))
+            .ok_or(AccessError::Invalid)?;
+        jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AccessError::Expired,

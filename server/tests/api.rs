@@ -302,7 +302,8 @@ fn sign_with_server_key(s: &Server, header: &jsonwebtoken::Header, claims: &Valu
                 sqlx::any::install_default_drivers();
                 let pool = sqlx::AnyPool::connect(&db).await.unwrap();
                 let secret: String = sqlx::query_scalar(
-                    "SELECT secret FROM server_keys WHERE name = 'access_signing_ed25519'",
+                    "SELECT secret FROM server_keys WHERE name LIKE 'signing:%' \
+                     ORDER BY created_at DESC LIMIT 1",
                 )
                 .fetch_one(&pool)
                 .await

@@ -29,10 +29,19 @@ fn help_documents_every_setting_with_its_environment_variable() {
         ("--cookie-secure", "BATON_COOKIE_SECURE"),
         ("--request-timeout", "BATON_REQUEST_TIMEOUT"),
         ("--trusted-proxies", "BATON_TRUSTED_PROXIES"),
+        ("--header-read-timeout", "BATON_HEADER_READ_TIMEOUT"),
+        ("--idle-timeout", "BATON_IDLE_TIMEOUT"),
+        ("--max-connections", "BATON_MAX_CONNECTIONS"),
+        ("--shutdown-timeout", "BATON_SHUTDOWN_TIMEOUT"),
+        ("--hash-queue", "BATON_HASH_QUEUE"),
+        ("--refresh-recovery", "BATON_REFRESH_RECOVERY"),
+        ("--key-encryption-key", "BATON_KEY_ENCRYPTION_KEY"),
+        ("--key-encryption-key-file", "BATON_KEY_ENCRYPTION_KEY_FILE"),
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
         assert!(help.contains(env), "{env} missing from --help");
     }
+    assert!(help.contains("keys"), "the keys subcommand is missing from --help");
 }
 
 #[test]

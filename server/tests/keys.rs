@@ -1,0 +1,179 @@
+//! Server keys: encrypted at rest with `BATON_KEY_ENCRYPTION_KEY`, refused when they cannot be
+//! opened, and rotated with `baton-server keys rotate` while instances run.
+
+mod common;
+
+use baton_server::AppState;
+use common::*;
+use std::time::Duration;
+
+const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // base64 of 32 bytes
+const OTHER: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+
+async fn stored_secrets(database_url: &str) -> Vec<(String, String)> {
+    let db = open_db(database_url).await;
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT name, secret FROM server_keys")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    rows
+}
+
+fn kid_of(access_token: &str) -> String {
+    jsonwebtoken::decode_header(access_token)
+        .unwrap()
+        .kid
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_encrypted_at_rest_and_refused_without_the_right_key() {
+    // Started without the setting: plain keys, and sessions made with them.
+    let s = Server::start(&[]).await;
+    let (_, t) = s.user("dev").await;
+    let db = s.database_url.clone();
+    s.stop().await;
+    assert!(stored_secrets(&db)
+        .await
+        .iter()
+        .all(|(_, secret)| !secret.starts_with("enc:")));
+
+    // The first start with the setting encrypts what is stored; sessions go on.
+    let s = Server::start_on(&db, &[("key-encryption-key", KEY)]).await;
+    let rows = stored_secrets(&db).await;
+    assert!(rows.len() >= 2);
+    for (name, secret) in &rows {
+        assert!(secret.starts_with("enc:v1:"), "{name} stored in plain text");
+    }
+    assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+    assert_eq!(s.refresh(&t.refresh, Some("dev")).await.status(), 200);
+    s.stop().await;
+
+    // Without the key, or with another one, the server refuses to start, and says why.
+    for overrides in [vec![], vec![("key-encryption-key", OTHER)]] {
+        let err = AppState::new(config(&db, &overrides))
+            .await
+            .expect_err("started with keys it cannot open")
+            .to_string();
+        assert!(err.contains("BATON_KEY_ENCRYPTION_KEY"), "{err}");
+    }
+    // A malformed key is refused as such.
+    let err = AppState::new(config(&db, &[("key-encryption-key", "short")]))
+        .await
+        .expect_err("a malformed key")
+        .to_string();
+    assert!(err.contains("32 random bytes"), "{err}");
+
+    // From a file, as secret mounts provide it.
+    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("kek-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, format!("{KEY}\n")).unwrap();
+    let s = Server::start_on(&db, &[("key-encryption-key-file", file.to_str().unwrap())]).await;
+    assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_signs_everywhere_and_the_old_one_verifies_until_its_tokens_expire() {
+    let settings = [
+        ("access-ttl", "3s"),
+        ("key-encryption-key", KEY),
+        ("rate-limits", "off"),
+    ];
+    let a = Server::start(&settings).await;
+    let b = Server::start_on(&a.database_url, &settings).await;
+    let (email, before) = a.user("dev").await;
+    let old_kid = kid_of(&before.access);
+
+    // The command itself, as an operator runs it beside the instances.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baton-server"))
+        .args(["keys", "rotate"])
+        .env("BATON_DATABASE_URL", &a.database_url)
+        .env("BATON_KEY_ENCRYPTION_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8(out.stdout).unwrap();
+    let new_kid = said
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_owned();
+    assert_ne!(new_kid, old_kid);
+
+    // Within a few seconds both instances sign with the new key.
+    for s in [&a, &b] {
+        let switched = eventually(Duration::from_secs(5), || async {
+            let r = s
+                .post(
+                    "/auth/login",
+                    serde_json::json!({"email": email, "password": "correct horse"}),
+                    Some("dev"),
+                )
+                .await;
+            let body: serde_json::Value = r.json().await.unwrap();
+            let access = body["access_token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{body}"));
+            kid_of(access) == new_kid
+        })
+        .await;
+        assert!(
+            switched.is_some(),
+            "an instance still signs with the old key"
+        );
+        let jwks: serde_json::Value = s
+            .req(reqwest::Method::GET, "/.well-known/jwks.json")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert!(
+            kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()),
+            "{kids:?}"
+        );
+        // Tokens of the old key still verify while they live.
+        assert_eq!(s.get_auth("/api/ping", &before.access).await.status(), 200);
+    }
+    // Once every token of the old key has expired (3 s + the margin), it leaves the JWKS.
+    let gone = eventually(Duration::from_secs(20), || async {
+        let jwks: serde_json::Value = b
+            .req(reqwest::Method::GET, "/.well-known/jwks.json")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        jwks["keys"].as_array().unwrap().len() == 1
+    })
+    .await;
+    assert!(gone.is_some(), "the retired key stayed in the JWKS");
+    // The rotated key is stored encrypted like the others.
+    for (name, secret) in stored_secrets(&a.database_url).await {
+        assert!(secret.starts_with("enc:v1:"), "{name}");
+    }
+    // And rotation refuses to run without the encryption key.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baton-server"))
+        .args(["keys", "rotate"])
+        .env("BATON_DATABASE_URL", &a.database_url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    b.stop().await;
+    a.stop().await;
+}
