@@ -233,8 +233,9 @@ impl Store {
 
     // ---- users ---------------------------------------------------------------------------
 
-    /// Inserts a user; `Ok(false)` when the email is taken.
-    pub async fn insert_user(&self, u: &UserRow) -> Result<bool, sqlx::Error> {
+    /// Inserts a user with its event, in one transaction; `Ok(false)` when the email is taken.
+    pub async fn insert_user(&self, u: &UserRow, event: &NewEvent) -> Result<bool, sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
         let r = sqlx::query(
             "INSERT INTO users (id, email, password_hash, created_at, failed_logins) \
              VALUES ($1, $2, $3, $4, 0)",
@@ -243,13 +244,16 @@ impl Store {
         .bind(&u.email)
         .bind(&u.password_hash)
         .bind(u.created_at)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await;
         match r {
-            Ok(_) => Ok(true),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(false),
-            Err(e) => Err(e),
+            Ok(_) => {}
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => return Ok(false),
+            Err(e) => return Err(e),
         }
+        insert_events(&mut tx, &[event]).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
@@ -388,7 +392,13 @@ impl Store {
 
     // ---- sessions ------------------------------------------------------------------------
 
-    pub async fn insert_session(&self, s: &SessionRow) -> Result<(), sqlx::Error> {
+    /// Inserts a session with its events (sign-in, new device), in one transaction.
+    pub async fn insert_session(
+        &self,
+        s: &SessionRow,
+        events: &[&NewEvent],
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, generation, nonce, device_id, user_agent, ip, \
              remember_me, cookie_transport, created_at, last_used_at, rotated_at, \
@@ -410,9 +420,10 @@ impl Store {
         .bind(&s.rotated_by_device)
         .bind(s.idle_expires_at)
         .bind(s.absolute_expires_at)
-        .execute(&self.writer)
-        .await
-        .map(|_| ())
+        .execute(&mut *tx)
+        .await?;
+        insert_events(&mut tx, events).await?;
+        tx.commit().await
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, sqlx::Error> {
@@ -476,8 +487,16 @@ impl Store {
         Ok(rotated)
     }
 
-    /// Ends a session for good; `false` when it had already ended.
-    pub async fn revoke(&self, id: &str, reason: &str, now: i64) -> Result<bool, sqlx::Error> {
+    /// Ends a session for good, with its event, in one transaction; `false` (and no event)
+    /// when it had already ended.
+    pub async fn revoke(
+        &self,
+        id: &str,
+        reason: &str,
+        now: i64,
+        event: &NewEvent,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
              WHERE id = $3 AND revoked_at IS NULL",
@@ -485,27 +504,39 @@ impl Store {
         .bind(now)
         .bind(reason)
         .bind(id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            insert_events(&mut tx, &[event]).await?;
+            tx.commit().await?;
+        }
+        Ok(done)
     }
 
-    /// Ends every live session of a user; returns their ids.
+    /// Ends every live session of a user, with the event `event(count)`, in one transaction;
+    /// returns their ids.
     pub async fn revoke_all(
         &self,
         user_id: &str,
         reason: &str,
         now: i64,
+        event: impl FnOnce(usize) -> NewEvent,
     ) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query_scalar(
+        let mut tx = self.writer.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
              WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
         )
         .bind(now)
         .bind(reason)
         .bind(user_id)
-        .fetch_all(&self.writer)
-        .await
+        .fetch_all(&mut *tx)
+        .await?;
+        insert_events(&mut tx, &[&event(ids.len())]).await?;
+        tx.commit().await?;
+        Ok(ids)
     }
 
     /// The user's sessions that are neither revoked nor past their end, newest first.

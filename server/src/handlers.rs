@@ -1,7 +1,7 @@
 //! HTTP handlers of the API described in docs/api.md.
 
 use crate::config::Registration;
-use crate::db::{SessionRow, UserRow};
+use crate::db::{NewEvent, SessionRow, UserRow};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{bearer, client_ip, peer, ApiJson, AuthUser, ClientIp, DeviceId};
 use crate::sessions::{self, audit, token_response, user_json, Caller};
@@ -215,23 +215,21 @@ pub async fn register(
         password_hash: hash,
         created_at: now,
     };
-    if !state.store.insert_user(&user).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::EmailTaken,
-            "an account with this email exists",
-        ));
-    }
-    audit(
-        &state,
+    let e = sessions::event(
         Some(&user.id),
         "user_registered",
         "info",
         None,
         &c,
         "account created",
-    )
-    .await;
+    );
+    if !state.store.insert_user(&user, &e).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::EmailTaken,
+            "an account with this email exists",
+        ));
+    }
     Ok((
         StatusCode::CREATED,
         Json(json!({ "user": user_json(&user) })),
@@ -358,30 +356,19 @@ pub async fn login(
         revoked_reason: None,
         rotated_by_key: None,
     };
-    state.store.insert_session(&session).await?;
+    let (uid, sid) = (Some(user.id.as_str()), Some(session.id.as_str()));
+    let signed_in = sessions::event(uid, "login_succeeded", "info", sid, &c, "signed in");
+    let first = "first sign-in from this device";
+    let device = sessions::event(uid, "new_device", "warning", sid, &c, first);
+    let events: Vec<&NewEvent> = if new_device {
+        vec![&signed_in, &device]
+    } else {
+        vec![&signed_in]
+    };
+    state.store.insert_session(&session, &events).await?;
     state.metrics.login("success");
-    audit(
-        &state,
-        Some(&user.id),
-        "login_succeeded",
-        "info",
-        Some(&session.id),
-        &c,
-        "signed in",
-    )
-    .await;
     if new_device {
         state.metrics.anomaly("new_device");
-        audit(
-            &state,
-            Some(&user.id),
-            "new_device",
-            "warning",
-            Some(&session.id),
-            &c,
-            "first sign-in from this device",
-        )
-        .await;
     }
     flag_suspicious(&state, &user.id, &session.id, &c, now).await?;
     let body = token_response(&state, &session, &user, session.generation, now)?;
@@ -723,18 +710,7 @@ pub async fn logout(
         },
     };
     if let Some(s) = session {
-        if sessions::revoke(&state, &s, "logout", &c, now).await? {
-            audit(
-                &state,
-                Some(&s.user_id),
-                "logout",
-                "info",
-                Some(&s.id),
-                &c,
-                "signed out",
-            )
-            .await;
-        }
+        sessions::revoke(&state, &s, "logout", &c, now).await?;
     }
     Ok(no_content_clearing_cookie(&state, &headers))
 }
@@ -748,24 +724,18 @@ pub async fn logout_all(
 ) -> ApiResult<Response> {
     let c = caller(ip, device, &headers);
     let now = now_ms();
+    let (uid, sid) = (&auth.claims.sub, &auth.claims.sid);
     let ids = state
         .store
-        .revoke_all(&auth.claims.sub, "logout_all", now)
+        .revoke_all(uid, "logout_all", now, |n| {
+            let detail = format!("signed out of {n} sessions");
+            sessions::event(Some(uid), "logout_all", "info", Some(sid), &c, &detail)
+        })
         .await?;
     for id in &ids {
         state.revoked.insert(id, now);
         state.metrics.revocation("logout_all");
     }
-    audit(
-        &state,
-        Some(&auth.claims.sub),
-        "logout_all",
-        "info",
-        Some(&auth.claims.sid),
-        &c,
-        &format!("signed out of {} sessions", ids.len()),
-    )
-    .await;
     Ok(no_content_clearing_cookie(&state, &headers))
 }
 

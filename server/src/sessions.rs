@@ -327,24 +327,23 @@ async fn end_expired(
     now: i64,
 ) -> ApiResult<()> {
     state.metrics.refresh("expired");
-    if state.store.revoke(&session.id, "expired", now).await? {
+    let which = if session.idle_expires_at <= session.absolute_expires_at {
+        "idle lifetime reached"
+    } else {
+        "absolute lifetime reached"
+    };
+    let uid = Some(session.user_id.as_str());
+    let e = event(
+        uid,
+        "session_expired",
+        "info",
+        Some(&session.id),
+        caller,
+        which,
+    );
+    if state.store.revoke(&session.id, "expired", now, &e).await? {
         state.revoked.insert(&session.id, now);
         state.metrics.revocation("expired");
-        let which = if session.idle_expires_at <= session.absolute_expires_at {
-            "idle lifetime reached"
-        } else {
-            "absolute lifetime reached"
-        };
-        audit(
-            state,
-            Some(&session.user_id),
-            "session_expired",
-            "info",
-            Some(&session.id),
-            caller,
-            which,
-        )
-        .await;
     }
     Ok(())
 }
@@ -413,7 +412,8 @@ async fn reuse_detected(
     )
 }
 
-/// Revokes one session now: the database row, this instance's view, the metric and the event.
+/// Revokes one session now: the database row with its event (`logout`, or
+/// `session_revoked`), this instance's view, the metric.
 pub async fn revoke(
     state: &AppState,
     session: &SessionRow,
@@ -421,22 +421,18 @@ pub async fn revoke(
     caller: &Caller,
     now: i64,
 ) -> ApiResult<bool> {
-    let done = state.store.revoke(&session.id, reason, now).await?;
+    let uid = Some(session.user_id.as_str());
+    let sid = Some(session.id.as_str());
+    let e = if reason == "logout" {
+        event(uid, "logout", "info", sid, caller, "signed out")
+    } else {
+        let detail = format!("session revoked: {reason}");
+        event(uid, "session_revoked", "warning", sid, caller, &detail)
+    };
+    let done = state.store.revoke(&session.id, reason, now, &e).await?;
     state.revoked.insert(&session.id, now);
     if done {
         state.metrics.revocation(reason);
-        if reason != "logout" {
-            audit(
-                state,
-                Some(&session.user_id),
-                "session_revoked",
-                "warning",
-                Some(&session.id),
-                caller,
-                &format!("session revoked: {reason}"),
-            )
-            .await;
-        }
     }
     Ok(done)
 }
@@ -457,7 +453,7 @@ pub async fn audit(
     }
 }
 
-fn event(
+pub fn event(
     user_id: Option<&str>,
     kind: &'static str,
     severity: &'static str,

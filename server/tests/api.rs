@@ -1151,7 +1151,17 @@ async fn revocations_from_an_instance_with_a_slow_clock_are_seen() {
     assert!(s
         .state
         .store
-        .revoke(&t.session_id, "logout", behind)
+        .revoke(
+            &t.session_id,
+            "logout",
+            behind,
+            &baton_server::db::NewEvent {
+                at: behind,
+                kind: "logout",
+                severity: "info",
+                ..Default::default()
+            }
+        )
         .await
         .unwrap());
     let took = eventually(Duration::from_secs(1), || async {

@@ -41,7 +41,10 @@ fn help_documents_every_setting_with_its_environment_variable() {
         assert!(help.contains(flag), "{flag} missing from --help");
         assert!(help.contains(env), "{env} missing from --help");
     }
-    assert!(help.contains("keys"), "the keys subcommand is missing from --help");
+    assert!(
+        help.contains("keys"),
+        "the keys subcommand is missing from --help"
+    );
 }
 
 #[test]

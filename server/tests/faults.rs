@@ -177,6 +177,23 @@ async fn hanging_up_during_any_write_leaves_no_transaction_open() {
         .await
         .unwrap();
     assert!(users >= 2);
+    // Every committed account and session has the event that records it: a request dropped
+    // halfway keeps both or neither.
+    let unrecorded_users: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM users u WHERE NOT EXISTS (SELECT 1 FROM audit_events e \
+         WHERE e.user_id = u.id AND e.type = 'user_registered')",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let unrecorded_sessions: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sessions s WHERE NOT EXISTS (SELECT 1 FROM audit_events e \
+         WHERE e.session_id = s.id AND e.type = 'login_succeeded')",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((unrecorded_users, unrecorded_sessions), (0, 0));
     assert_eq!(
         s.req(reqwest::Method::GET, "/readyz")
             .send()
