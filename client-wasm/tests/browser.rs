@@ -252,6 +252,10 @@ async fn a_post_body_survives_the_retry() {
     spyFake("/auth/logout", 401, "token_revoked", 1, JsValue::UNDEFINED);
     let init = Object::new();
     Reflect::set(&init, &"method".into(), &"POST".into()).unwrap();
+    // baton-server takes JSON bodies only (a cross-site form cannot send them).
+    let headers = Object::new();
+    Reflect::set(&headers, &"Content-Type".into(), &"application/json".into()).unwrap();
+    Reflect::set(&init, &"headers".into(), &headers).unwrap();
     Reflect::set(
         &init,
         &"body".into(),
