@@ -3,7 +3,8 @@
 //! Prints tables of figures; asserts nothing about speed.
 //!
 //! Environment: `BATON_BENCH_POSTGRES_URL` (an admin URL; a database is created per run) adds the
-//! PostgreSQL and two-instance figures; `BATON_BENCH_SECONDS` sets each phase's length (default 5).
+//! PostgreSQL and two-instance figures; `BATON_BENCH_SECONDS` sets each phase's length (default 5);
+//! `BATON_BENCH_SERVER_BIN` measures another `baton-server` binary with the same load.
 
 use reqwest::Client;
 use serde_json::{json, Value};
@@ -22,7 +23,10 @@ struct Server {
 
 impl Server {
     fn start(database_url: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baton-server"))
+        // BATON_BENCH_SERVER_BIN measures another build (an earlier release, for comparisons).
+        let bin = std::env::var("BATON_BENCH_SERVER_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_baton-server").to_owned());
+        let mut child = Command::new(bin)
             .env("BATON_BIND", "127.0.0.1:0")
             .env("BATON_DATABASE_URL", database_url)
             .env("BATON_RATE_LIMITS", "off")
