@@ -55,6 +55,36 @@ function load(wasm) {
 
 const EVENTS = ["signedIn", "refreshed", "signedOut", "sessionExpired", "error"];
 
+// The tabs' consistent store: IndexedDB. A tab that refreshed writes the new session here
+// before it releases the refresh lock, and the next holder reads it back; localStorage alone
+// can still show the old session for a moment after the lock changes hands.
+function sharedStore() {
+  if (typeof indexedDB === "undefined") return undefined;
+  let db;
+  const open = () =>
+    (db ||= new Promise((ok, fail) => {
+      const r = indexedDB.open("baton-auth", 1);
+      r.onupgradeneeded = () => r.result.createObjectStore("kv");
+      r.onsuccess = () => ok(r.result);
+      r.onerror = () => fail(r.error);
+    }));
+  const run = (mode, op) =>
+    open().then(
+      (d) =>
+        new Promise((ok, fail) => {
+          const tx = d.transaction("kv", mode);
+          const req = op(tx.objectStore("kv"));
+          tx.oncomplete = () => ok(req.result);
+          tx.onerror = tx.onabort = () => fail(tx.error);
+        }),
+    );
+  return {
+    get: (k) => run("readonly", (s) => s.get(k)).then((v) => (typeof v === "string" ? v : null)),
+    set: (k, v) => run("readwrite", (s) => s.put(v, k)).then(() => {}),
+    del: (k) => run("readwrite", (s) => s.delete(k)).then(() => {}),
+  };
+}
+
 export class Baton {
   #client;
   #listeners = new Map(EVENTS.map((name) => [name, new Set()]));
@@ -67,7 +97,11 @@ export class Baton {
     const baton = new Baton(BRAND);
     await call(async () => {
       await load(options && options.wasm);
-      baton.#client = await BatonClient.create(options, (name, detail) => baton.#emit(name, detail));
+      baton.#client = await BatonClient.create(
+        options,
+        (name, detail) => baton.#emit(name, detail),
+        sharedStore(),
+      );
     });
     return baton;
   }

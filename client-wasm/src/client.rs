@@ -66,6 +66,12 @@ pub(crate) struct Inner {
     /// so a rotation whose answer was lost is handed out again instead of looking like theft.
     /// Kept in memory only: a thief copying storage does not get it.
     refresh_key: Option<(String, String)>,
+    /// The tabs' consistent store (IndexedDB, from the npm package), when available: unlike
+    /// localStorage, what one tab wrote before releasing the refresh lock is what the next
+    /// holder reads.
+    shared: Option<Object>,
+    /// The last write to `shared`, awaited before the refresh lock is released.
+    shared_write: Option<Promise>,
 }
 
 pub(crate) type Shared = Rc<RefCell<Inner>>;
@@ -85,6 +91,7 @@ impl Inner {
                     &"baton-auth: could not write the session to storage".into(),
                 );
             }
+            self.shared_write = shared_call(&self.shared, "set", &key, Some(&json));
         }
         if let Some(ch) = &self.channel {
             let msg = Object::new();
@@ -97,6 +104,7 @@ impl Inner {
     fn clear_persisted(&mut self) {
         let key = self.opts.storage_key.clone();
         self.store.remove(&key);
+        self.shared_write = shared_call(&self.shared, "del", &key, None);
         if let Some(ch) = &self.channel {
             let msg = Object::new();
             js::set(&msg, "type", "signout");
@@ -172,9 +180,16 @@ fn stored_of(
 }
 
 /// Creates the client: storage, device id, restored session, cross-tab channel, wake listeners.
-pub(crate) async fn create(opts: Options, emit: Function) -> Result<Shared, JsValue> {
+pub(crate) async fn create(
+    opts: Options,
+    emit: Function,
+    shared: JsValue,
+) -> Result<Shared, JsValue> {
     let store = Store::open(opts.storage)
         .map_err(|m| js::client_error(ErrorCode::StorageUnavailable, &m))?;
+    // Only a session in localStorage is shared by tabs.
+    let shared = (opts.storage == Kind::Local && opts.cross_tab && shared.is_object())
+        .then(|| Object::from(shared));
     let device_id = crate::device::device_id()
         .await
         .map_err(|m| js::client_error(ErrorCode::InvalidOptions, &m))?;
@@ -202,6 +217,8 @@ pub(crate) async fn create(opts: Options, emit: Function) -> Result<Shared, JsVa
         disposed: false,
         last_refresh_ms: None,
         refresh_key: None,
+        shared,
+        shared_write: None,
     };
     let rc = Rc::new(RefCell::new(inner));
     restore(&rc);
@@ -589,7 +606,7 @@ async fn locked_refresh(rc: &Shared, attempt: u64) {
     if rc.borrow().disposed || rc.borrow().machine.refreshing_attempt() != Some(attempt) {
         return;
     }
-    if take_newer_from_storage(rc) {
+    if take_newer_from_shared(rc).await {
         pump(rc);
         return;
     }
@@ -681,6 +698,53 @@ async fn locked_refresh(rc: &Shared, attempt: u64) {
         }
     }
     pump(rc);
+    // The next holder of the refresh lock must find this session: wait until the shared
+    // store has it before the lock is released.
+    let write = rc.borrow_mut().shared_write.take();
+    if let Some(w) = write {
+        let _ = JsFuture::from(w).await;
+    }
+}
+
+/// Calls `shared.<method>(key[, value])`; its promise, if it returned one.
+fn shared_call(
+    shared: &Option<Object>,
+    method: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Option<Promise> {
+    let shared = shared.as_ref()?;
+    let f: Function = js::get(shared, method).dyn_into().ok()?;
+    let r = match value {
+        Some(v) => f.call2(shared, &key.into(), &v.into()),
+        None => f.call1(shared, &key.into()),
+    };
+    r.ok()?.dyn_into::<Promise>().ok()
+}
+
+/// Inside the refresh lock: adopts a newer session another tab stored. Reads the shared store
+/// when there is one (consistent across tabs: localStorage can still show the old session right
+/// after the lock changed hands, which made two tabs refresh the same token); falls back to
+/// localStorage when the shared store has nothing or fails.
+async fn take_newer_from_shared(rc: &Shared) -> bool {
+    let read = {
+        let i = rc.borrow();
+        shared_call(&i.shared, "get", &i.opts.storage_key, None)
+    };
+    if let Some(read) = read {
+        if let Ok(v) = JsFuture::from(read).await {
+            let ours = rc.borrow().state.clone();
+            let theirs = v.as_string().and_then(|r| storage::from_json(&r));
+            if let (Some(ours), Some(theirs)) = (ours, theirs) {
+                if theirs.received_at > ours.received_at {
+                    adopt(rc, theirs);
+                    return true;
+                }
+                return false;
+            }
+        }
+    }
+    take_newer_from_storage(rc)
 }
 
 /// True when storage holds a newer session than ours (adopted), or shows a sign-out elsewhere.

@@ -161,8 +161,18 @@ fn string_arg(v: &JsValue, name: &str) -> Result<String, JsValue> {
 impl BatonClient {
     /// The constructor for Rust callers; JavaScript uses `BatonClient.create`.
     pub async fn new(options: JsValue, emit: Function) -> Result<BatonClient, JsValue> {
+        Self::with_shared(options, emit, JsValue::UNDEFINED).await
+    }
+
+    /// `shared`: the tabs' consistent store (`get`, `set`, `del` returning promises), which
+    /// the npm package builds on IndexedDB; see `client::take_newer_from_shared`.
+    pub async fn with_shared(
+        options: JsValue,
+        emit: Function,
+        shared: JsValue,
+    ) -> Result<BatonClient, JsValue> {
         let opts = parse_options(&options)?;
-        let rc = client::create(opts, emit).await?;
+        let rc = client::create(opts, emit, shared).await?;
         Ok(BatonClient { rc })
     }
 }
@@ -170,8 +180,12 @@ impl BatonClient {
 #[wasm_bindgen]
 impl BatonClient {
     /// Creates a client; `emit(name, detail)` receives events.
-    pub fn create(options: JsValue, emit: Function) -> Promise {
-        promise(async move { Self::new(options, emit).await.map(JsValue::from) })
+    pub fn create(options: JsValue, emit: Function, shared: JsValue) -> Promise {
+        promise(async move {
+            Self::with_shared(options, emit, shared)
+                .await
+                .map(JsValue::from)
+        })
     }
 
     pub fn register(&self, email: JsValue, password: JsValue) -> Promise {
