@@ -14,6 +14,12 @@ export interface BatonOptions {
   timeouts?: { auth?: number; request?: number };
   /** Storage and channel namespace, for several Baton instances on one origin. */
   storageKey?: string;
+  /**
+   * Origins besides the page's own and baseUrl's whose requests through `baton.fetch` carry the
+   * access token and X-Device-ID, e.g. ["https://api.example.com"]. Requests to any other
+   * origin are sent without them.
+   */
+  allowedOrigins?: string[];
   /** Where to load the .wasm from, when a bundler does not resolve it by itself. */
   wasm?: string | URL | Request | Response | WebAssembly.Module;
 }
@@ -50,7 +56,7 @@ export type BatonErrorCode =
   | "session_expired" | "session_revoked" | "device_mismatch" | "csrf_check_failed"
   | "token_missing" | "token_invalid" | "token_expired" | "token_revoked" | "not_found"
   | "forbidden" | "unavailable" | "invalid_request" | "payload_too_large" | "internal"
-  | "network_error" | "timeout" | "aborted" | "session_missing" | "storage_unavailable"
+  | "network_error" | "cors_error" | "timeout" | "aborted" | "session_missing" | "storage_unavailable"
   | "invalid_options" | "disposed"
   | (string & {});
 

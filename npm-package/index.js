@@ -85,9 +85,51 @@ function sharedStore() {
   };
 }
 
+const pageOrigin = () =>
+  typeof location !== "undefined" && location.origin && location.origin !== "null" ? location.origin : undefined;
+
+// The origins that receive the access token and X-Device-ID: the page's own, baseUrl's, and
+// those the app lists in `allowedOrigins`. Anything else is fetched without them.
+function allowedOrigins(options) {
+  const list = new Set();
+  const here = pageOrigin();
+  if (here) list.add(here);
+  try {
+    list.add(new URL(options.baseUrl, here).origin);
+  } catch {
+    // An unusable baseUrl is reported by the client itself.
+  }
+  const extra = options.allowedOrigins ?? [];
+  if (!Array.isArray(extra)) throw new BatonError("invalid_options", "allowedOrigins must be an array of origins");
+  for (const o of extra) {
+    let url;
+    try {
+      url = new URL(String(o));
+    } catch {
+      url = null;
+    }
+    if (!url || url.origin === "null" || String(o).replace(/\/$/, "") !== url.origin) {
+      throw new BatonError("invalid_options", `allowedOrigins: "${o}" is not an origin such as https://api.example.com`);
+    }
+    list.add(url.origin);
+  }
+  return list;
+}
+
+function targetOrigin(input, base) {
+  try {
+    return new URL(typeof Request !== "undefined" && input instanceof Request ? input.url : String(input), pageOrigin() ?? base).origin;
+  } catch {
+    return undefined;
+  }
+}
+
 export class Baton {
   #client;
   #listeners = new Map(EVENTS.map((name) => [name, new Set()]));
+  #allowed = new Set();
+  #baseUrl;
+  #warned = new Set();
 
   /**
    * Creates a client. Options: baseUrl (required), storage, refreshTransport, refreshMargin,
@@ -96,6 +138,8 @@ export class Baton {
   static async create(options) {
     const baton = new Baton(BRAND);
     await call(async () => {
+      baton.#allowed = allowedOrigins(options || {});
+      baton.#baseUrl = options && options.baseUrl;
       await load(options && options.wasm);
       baton.#client = await BatonClient.create(
         options,
@@ -134,9 +178,37 @@ export class Baton {
     return call(() => this.#client.login(email, password, !!(options && options.rememberMe)));
   }
 
-  /** Like `fetch`, with `Authorization` and `X-Device-ID`; refreshes first and retries one 401. */
+  /**
+   * Like `fetch`, with `Authorization` and `X-Device-ID`; refreshes first and retries one 401.
+   * Only the page's origin, baseUrl's and `allowedOrigins` get them: any other URL is fetched
+   * as it is, without credentials.
+   */
   fetch(input, init) {
-    return call(() => this.#client.fetch(input, init));
+    const target = targetOrigin(input, this.#baseUrl);
+    if (target !== undefined && !this.#allowed.has(target)) {
+      if (!this.#warned.has(target)) {
+        this.#warned.add(target);
+        console.warn(`baton-auth: ${target} is not in allowedOrigins; fetching it without credentials`);
+      }
+      return globalThis.fetch(input, init);
+    }
+    return call(() => this.#client.fetch(input, init)).catch((e) => {
+      // A cross-origin request that never got an answer: most often CORS refusing the
+      // Authorization or X-Device-ID header, which the browser reports as a network error.
+      if (e.code === "network_error" && target !== pageOrigin()) {
+        const err = new BatonError(
+          "cors_error",
+          `the request to ${target} failed: the server is unreachable, or its CORS answer does not ` +
+            "allow this origin with the Authorization and X-Device-ID headers " +
+            "(Access-Control-Allow-Origin, Access-Control-Allow-Headers)",
+          0,
+          true,
+        );
+        err.cause = e;
+        throw err;
+      }
+      throw e;
+    });
   }
 
   /** An access token valid for at least `refreshMargin` seconds, or a BatonError. */
