@@ -82,6 +82,12 @@ export interface BatonEvents {
   signedOut: { reason: "logout" | "otherTab" | "sessionEnded" };
   sessionExpired: { code: string };
   error: BatonError;
+  /**
+   * `baton.session` may have changed (sign-in, refresh, sign-out, in this tab or another); also
+   * sent once right after `create` with the initial session. For
+   * `useSyncExternalStore((cb) => baton.on("change", cb), () => baton.session)`.
+   */
+  change: { session: Session | null };
 }
 
 export class Baton {

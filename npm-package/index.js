@@ -53,7 +53,16 @@ function load(wasm) {
   return loading;
 }
 
-const EVENTS = ["signedIn", "refreshed", "signedOut", "sessionExpired", "error"];
+const EVENTS = ["signedIn", "refreshed", "signedOut", "sessionExpired", "error", "change"];
+// Events after which `baton.session` may be another value.
+const CHANGES = new Set(["signedIn", "refreshed", "signedOut", "sessionExpired"]);
+
+// The same object until its content changes, so `baton.session === baton.session` holds
+// (React's useSyncExternalStore compares snapshots by identity).
+function snapshot(prev, value) {
+  const key = value == null ? null : JSON.stringify(value);
+  return key === prev.key ? prev : { key, value: value == null ? null : Object.freeze(value) };
+}
 
 // The tabs' consistent store: IndexedDB. A tab that refreshed writes the new session here
 // before it releases the refresh lock, and the next holder reads it back; localStorage alone
@@ -130,6 +139,8 @@ export class Baton {
   #allowed = new Set();
   #baseUrl;
   #warned = new Set();
+  #session = { key: null, value: null };
+  #status = { key: null, value: null };
 
   /**
    * Creates a client. Options: baseUrl (required), storage, refreshTransport, refreshMargin,
@@ -147,6 +158,8 @@ export class Baton {
         sharedStore(),
       );
     });
+    // The initial state, for listeners attached right after `create` (restored or not).
+    setTimeout(() => baton.#emit("change", { session: baton.session }));
     return baton;
   }
 
@@ -168,6 +181,7 @@ export class Baton {
         });
       }
     }
+    if (CHANGES.has(name)) this.#emit("change", { session: this.session });
   }
 
   register(email, password) {
@@ -238,8 +252,10 @@ export class Baton {
     return () => set.delete(listener);
   }
 
+  /** The session, or null; the same object until the session changes (see the `change` event). */
   get session() {
-    return this.#client.session;
+    this.#session = snapshot(this.#session, this.#client.session);
+    return this.#session.value;
   }
 
   get deviceId() {
@@ -248,7 +264,8 @@ export class Baton {
 
   /** Timing details: expiresAt, nextRefreshAt, refreshing, refreshCount, lastRefreshMs, skewMs. */
   status() {
-    return this.#client.status();
+    this.#status = snapshot(this.#status, this.#client.status());
+    return this.#status.value;
   }
 
   /** Releases timers, listeners and channels; pending calls reject with code "disposed". */
