@@ -88,6 +88,12 @@ export interface BatonEvents {
    * `useSyncExternalStore((cb) => baton.on("change", cb), () => baton.session)`.
    */
   change: { session: Session | null };
+  /**
+   * An API answered 401 to an access token fresh from a refresh: it refuses valid tokens
+   * (check its issuer, audience and key settings). `baton.fetch` returns its 401 from then on
+   * instead of refreshing again.
+   */
+  tokenRejected: Record<string, never>;
 }
 
 export class Baton {

@@ -53,7 +53,7 @@ function load(wasm) {
   return loading;
 }
 
-const EVENTS = ["signedIn", "refreshed", "signedOut", "sessionExpired", "error", "change"];
+const EVENTS = ["signedIn", "refreshed", "signedOut", "sessionExpired", "error", "change", "tokenRejected"];
 // Events after which `baton.session` may be another value.
 const CHANGES = new Set(["signedIn", "refreshed", "signedOut", "sessionExpired"]);
 

@@ -427,6 +427,7 @@ fn event_value(i: &Inner, e: Event) -> (&'static str, JsValue) {
         Event::Error(e) => {
             return ("error", js::error_value(&e, &describe(&e)));
         }
+        Event::TokenRejected => "tokenRejected",
     };
     (name, detail.into())
 }

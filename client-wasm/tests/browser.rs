@@ -596,3 +596,44 @@ async fn works_without_web_locks_and_broadcast_channel() {
     b.dispose();
     restore_coordination_apis();
 }
+
+#[wasm_bindgen_test]
+async fn the_401_path_honours_retry_after_and_stops_when_the_api_refuses_fresh_tokens() {
+    let (c, rec, _) = signed_in(&[]).await;
+    // The API refuses the token while /auth/refresh says 429 Retry-After 3.
+    spyReset();
+    spyFake("/api/ping", 401, "token_invalid", -1, JsValue::UNDEFINED);
+    spyFake("/auth/refresh", 429, "rate_limited", -1, JsValue::from(3));
+    for _ in 0..10 {
+        let res: web_sys::Response =
+            wait(c.fetch(format!("{SERVER}/api/ping").into(), JsValue::UNDEFINED))
+                .await
+                .unwrap()
+                .unchecked_into();
+        assert_eq!(res.status(), 401);
+    }
+    assert_eq!(
+        spyCount("/auth/refresh"),
+        1,
+        "one refresh, then Retry-After is honoured"
+    );
+
+    // The refresh works again, but the API keeps refusing: one refresh for the new token, then
+    // its 401s go back to the caller and tokenRejected says why.
+    nap(3_100).await;
+    spyReset();
+    spyFake("/api/ping", 401, "token_invalid", -1, JsValue::UNDEFINED);
+    for _ in 0..10 {
+        let res: web_sys::Response =
+            wait(c.fetch(format!("{SERVER}/api/ping").into(), JsValue::UNDEFINED))
+                .await
+                .unwrap()
+                .unchecked_into();
+        assert_eq!(res.status(), 401);
+    }
+    assert!(spyCount("/auth/refresh") <= 2, "no refresh loop");
+    nap(0).await;
+    assert_eq!(count(&rec, "tokenRejected"), 1);
+    assert!(!c.session().is_null(), "the session is kept");
+    c.dispose();
+}

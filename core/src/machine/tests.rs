@@ -652,3 +652,83 @@ fn dispose_releases_every_waiter() {
         .all(|(_, res)| res.as_ref().unwrap_err().code == "disposed"));
     assert_eq!(m.poll_timeout(), None);
 }
+
+#[test]
+fn a_401_during_backoff_does_not_refresh_again() {
+    let mut m = signed_in("a1", 0, 900);
+    assert_eq!(
+        m.handle_request_401(at(1_000), "a1", WaiterId(1)),
+        Retry401::Wait
+    );
+    assert_eq!(starts(&drain(&mut m)), vec![1]);
+    let limited = ClientError::new(ErrorCode::RateLimited, 429);
+    m.handle_refresh_result(
+        at(1_050),
+        1,
+        RefreshOutcome::Failed {
+            error: limited.clone(),
+            retry_after: Some(Duration::from_secs(3)),
+        },
+    );
+    drain(&mut m);
+    // Twenty more 401s within the 3 s: no refresh, each caller gets its 401 back.
+    for i in 0..20 {
+        let r = m.handle_request_401(at(1_100 + i * 100), "a1", WaiterId(10 + i));
+        assert_eq!(r, Retry401::GiveUp(limited.clone()));
+    }
+    assert!(
+        starts(&drain(&mut m)).is_empty(),
+        "no refresh during Retry-After"
+    );
+    // After it, the next 401 may refresh again.
+    assert_eq!(
+        m.handle_request_401(at(4_100), "a1", WaiterId(99)),
+        Retry401::Wait
+    );
+    assert_eq!(starts(&drain(&mut m)).len(), 1);
+}
+
+#[test]
+fn an_api_that_refuses_fresh_tokens_gets_one_refresh_and_an_event() {
+    let mut m = signed_in("a1", 0, 900);
+    assert_eq!(
+        m.handle_request_401(at(1_000), "a1", WaiterId(1)),
+        Retry401::Wait
+    );
+    assert_eq!(starts(&drain(&mut m)), vec![1]);
+    m.handle_refresh_result(
+        at(1_100),
+        1,
+        RefreshOutcome::Success(grant("a2", 1_100, 900)),
+    );
+    drain(&mut m);
+    // The fresh token is refused too, again and again.
+    for i in 0..10 {
+        let r = m.handle_request_401(at(1_200 + i * 10), "a2", WaiterId(10 + i));
+        assert!(
+            matches!(r, Retry401::GiveUp(ref e) if e.code == "token_invalid"),
+            "{r:?}"
+        );
+    }
+    let actions = drain(&mut m);
+    assert!(starts(&actions).is_empty(), "no refresh loop");
+    assert_eq!(
+        events(&actions),
+        vec![Event::TokenRejected],
+        "reported once"
+    );
+    // A refresh for another reason (the timer) starts a new generation: its token gets its own
+    // single 401 refresh.
+    m.handle_timeout(at(841_200));
+    assert_eq!(starts(&drain(&mut m)), vec![2]);
+    m.handle_refresh_result(
+        at(841_300),
+        2,
+        RefreshOutcome::Success(grant("a3", 841_300, 900)),
+    );
+    drain(&mut m);
+    assert_eq!(
+        m.handle_request_401(at(841_400), "a3", WaiterId(50)),
+        Retry401::Wait
+    );
+}
