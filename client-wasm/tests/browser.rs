@@ -620,7 +620,10 @@ async fn the_401_path_honours_retry_after_and_stops_when_the_api_refuses_fresh_t
 
     // The refresh works again, but the API keeps refusing: one refresh for the new token, then
     // its 401s go back to the caller and tokenRejected says why.
-    nap(3_100).await;
+    spyReset();
+    spyFake("/api/ping", 401, "token_invalid", -1, JsValue::UNDEFINED);
+    // The scheduled retry after Retry-After reaches the real server now.
+    nap(3_300).await;
     spyReset();
     spyFake("/api/ping", 401, "token_invalid", -1, JsValue::UNDEFINED);
     for _ in 0..10 {

@@ -20,6 +20,35 @@ async fn stored_secrets(database_url: &str) -> Vec<(String, String)> {
     rows
 }
 
+/// The kids the JWKS of `s` lists.
+async fn published_kids(s: &Server) -> Vec<String> {
+    let jwks: serde_json::Value = s
+        .req(reqwest::Method::GET, "/.well-known/jwks.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `baton-server keys rotate` on `database_url`, with or without the encryption key.
+fn rotate(database_url: &str, kek: Option<&str>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_baton-server"));
+    cmd.args(["keys", "rotate"])
+        .env("BATON_DATABASE_URL", database_url);
+    if let Some(k) = kek {
+        cmd.env("BATON_KEY_ENCRYPTION_KEY", k);
+    }
+    cmd.output().unwrap()
+}
+
 fn kid_of(access_token: &str) -> String {
     jsonwebtoken::decode_header(access_token)
         .unwrap()
@@ -87,12 +116,7 @@ async fn a_rotated_key_signs_everywhere_and_the_old_one_verifies_until_its_token
     let old_kid = kid_of(&before.access);
 
     // The command itself, as an operator runs it beside the instances.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baton-server"))
-        .args(["keys", "rotate"])
-        .env("BATON_DATABASE_URL", &a.database_url)
-        .env("BATON_KEY_ENCRYPTION_KEY", KEY)
-        .output()
-        .unwrap();
+    let out = rotate(&a.database_url, Some(KEY));
     assert!(
         out.status.success(),
         "{}",
@@ -128,22 +152,9 @@ async fn a_rotated_key_signs_everywhere_and_the_old_one_verifies_until_its_token
             switched.is_some(),
             "an instance still signs with the old key"
         );
-        let jwks: serde_json::Value = s
-            .req(reqwest::Method::GET, "/.well-known/jwks.json")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let kids: Vec<&str> = jwks["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["kid"].as_str().unwrap())
-            .collect();
+        let kids = published_kids(s).await;
         assert!(
-            kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()),
+            kids.contains(&old_kid) && kids.contains(&new_kid),
             "{kids:?}"
         );
         // Tokens of the old key still verify while they live.
@@ -151,15 +162,7 @@ async fn a_rotated_key_signs_everywhere_and_the_old_one_verifies_until_its_token
     }
     // Once every token of the old key has expired (3 s + the margin), it leaves the JWKS.
     let gone = eventually(Duration::from_secs(20), || async {
-        let jwks: serde_json::Value = b
-            .req(reqwest::Method::GET, "/.well-known/jwks.json")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        jwks["keys"].as_array().unwrap().len() == 1
+        published_kids(&b).await == vec![new_kid.clone()]
     })
     .await;
     assert!(gone.is_some(), "the retired key stayed in the JWKS");
@@ -168,12 +171,7 @@ async fn a_rotated_key_signs_everywhere_and_the_old_one_verifies_until_its_token
         assert!(secret.starts_with("enc:v1:"), "{name}");
     }
     // And rotation refuses to run without the encryption key.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baton-server"))
-        .args(["keys", "rotate"])
-        .env("BATON_DATABASE_URL", &a.database_url)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    assert!(!rotate(&a.database_url, None).status.success());
     b.stop().await;
     a.stop().await;
 }
