@@ -944,7 +944,12 @@ pub(crate) async fn fetch(rc: &Shared, input: JsValue, init: JsValue) -> Result<
     let Some(retry) = token_after_401(rc, &token).await else {
         return Ok(first.into());
     };
-    Ok(send(rc, &request, &retry).await?.into())
+    let second = send(rc, &request, &retry).await?;
+    if second.status() == 401 {
+        rc.borrow_mut().machine.handle_retry_401(&retry);
+        pump(rc);
+    }
+    Ok(second.into())
 }
 
 async fn send(

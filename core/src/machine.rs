@@ -118,8 +118,8 @@ pub enum Event {
         code: String,
     },
     Error(ClientError),
-    /// The API answered 401 to an access token fresh from a refresh made for an earlier 401:
-    /// it refuses valid tokens (a misconfigured backend), and refreshing again would not help.
+    /// The API answered 401 to the retry of a request with a fresh access token: it refuses
+    /// valid tokens (a misconfigured backend), and refreshing again would not help.
     TokenRejected,
 }
 
@@ -203,13 +203,9 @@ pub struct RefreshMachine {
     skew_ms: Option<i64>,
     refresh_count: u64,
     actions: VecDeque<Action>,
-    /// Whether the refresh in flight was started by a 401.
-    refresh_for_401: bool,
-    /// The access token a refresh started by a 401 produced: one refresh per token generation
-    /// on the 401 path.
-    token_from_401: Option<String>,
-    /// The token already reported as refused (one `TokenRejected` per token).
-    reported_rejected: Option<String>,
+    /// The access token whose retry after a 401 got a 401 too: the API refuses it, so a 401
+    /// for it refreshes nothing (one refresh per token generation on the 401 path).
+    rejected: Option<String>,
 }
 
 impl RefreshMachine {
@@ -224,9 +220,7 @@ impl RefreshMachine {
             next_attempt: 1,
             session_first_attempt: 1,
             skew_ms: None,
-            refresh_for_401: false,
-            token_from_401: None,
-            reported_rejected: None,
+            rejected: None,
             refresh_count: 0,
             actions: VecDeque::new(),
         }
@@ -414,9 +408,8 @@ impl RefreshMachine {
     /// A request made with `failed_token` got a 401. The shell retries at most once.
     ///
     /// At most one refresh per token generation comes from this path: while a failed refresh
-    /// backs off (429 with `Retry-After`, 503, network) the caller gets its 401 back, and when
-    /// the token a 401 refresh produced is refused too, the API refuses valid tokens: the
-    /// caller gets the 401 and `TokenRejected` is emitted once.
+    /// backs off (429 with `Retry-After`, 503, network) the caller gets its 401 back, and a
+    /// token the API refused on a retry (`handle_retry_401`) refreshes nothing either.
     pub fn handle_request_401(
         &mut self,
         now: Instant,
@@ -437,11 +430,7 @@ impl RefreshMachine {
         if token.access != failed_token {
             return Retry401::RetryWith(token.access.clone());
         }
-        if self.token_from_401.as_deref() == Some(failed_token) {
-            if self.reported_rejected.as_deref() != Some(failed_token) {
-                self.reported_rejected = Some(failed_token.to_owned());
-                self.emit(Event::TokenRejected);
-            }
+        if self.rejected.as_deref() == Some(failed_token) {
             return Retry401::GiveUp(ClientError::new(ErrorCode::TokenInvalid, 401));
         }
         if let Phase::Backoff { until, last_error } = &self.phase {
@@ -450,8 +439,18 @@ impl RefreshMachine {
             }
         }
         self.start_refresh(vec![w]);
-        self.refresh_for_401 = true;
         Retry401::Wait
+    }
+
+    /// The one retry after a 401, made with `token` (fresh), got a 401 too: the API refuses
+    /// valid tokens. Further 401s for this token go back to their callers without a refresh;
+    /// `TokenRejected` is emitted once.
+    pub fn handle_retry_401(&mut self, token: &str) {
+        let current = self.token.as_ref().is_some_and(|t| t.access == token);
+        if current && self.rejected.as_deref() != Some(token) {
+            self.rejected = Some(token.to_owned());
+            self.emit(Event::TokenRejected);
+        }
     }
 
     /// The result of the refresh started by `StartRefresh { attempt }`.
@@ -462,11 +461,6 @@ impl RefreshMachine {
         let current = matches!(&self.phase, Phase::Refreshing { attempt: a, .. } if *a == attempt);
         match outcome {
             RefreshOutcome::Success(grant) => {
-                self.token_from_401 =
-                    (current && self.refresh_for_401).then(|| grant.access_token.clone());
-                if current {
-                    self.refresh_for_401 = false;
-                }
                 // Even a superseded attempt's success is applied: it carries the newest
                 // refresh token the server issued.
                 self.install(grant);
@@ -571,7 +565,6 @@ impl RefreshMachine {
     }
 
     fn start_refresh(&mut self, waiters: Vec<PendingWaiter>) {
-        self.refresh_for_401 = false;
         let attempt = self.next_attempt;
         self.next_attempt += 1;
         self.phase = Phase::Refreshing { attempt, waiters };
