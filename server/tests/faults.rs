@@ -355,45 +355,35 @@ async fn kill_9_under_refresh_load_loses_no_acknowledged_rotation_or_audit_row()
 async fn a_retried_refresh_gets_the_same_successor_after_the_grace_window() {
     let s = Server::start(&[("reuse-grace", "1s")]).await;
     let (_, t) = s.user("phone").await;
-    let send = |token: String, key: Option<&'static str>| {
-        let mut r = s
-            .req(reqwest::Method::POST, "/auth/refresh")
-            .header("x-device-id", "phone")
-            .json(&json!({ "refresh_token": token }));
-        if let Some(k) = key {
-            r = r.header("idempotency-key", k);
-        }
-        r.send()
-    };
-    let r = send(t.refresh.clone(), Some("attempt-1")).await.unwrap();
+    let r = s
+        .refresh_keyed(&t.refresh, "phone", Some("attempt-1"))
+        .await;
     assert_eq!(r.status(), 200);
     let lost = Tokens::from_json(r.json().await.unwrap());
     tokio::time::sleep(Duration::from_millis(1300)).await;
     // The answer never arrived; the client sends the same request again.
-    let r = send(t.refresh.clone(), Some("attempt-1")).await.unwrap();
+    let r = s
+        .refresh_keyed(&t.refresh, "phone", Some("attempt-1"))
+        .await;
     assert_eq!(r.status(), 200);
     let again = Tokens::from_json(r.json().await.unwrap());
     assert_eq!(again.refresh, lost.refresh, "the same successor");
     assert_ne!(again.access, lost.access);
     // A malformed key is refused, not ignored.
     let bad = s
-        .req(reqwest::Method::POST, "/auth/refresh")
-        .header("x-device-id", "phone")
-        .header("idempotency-key", "has space")
-        .json(&json!({ "refresh_token": t.refresh }))
-        .send()
-        .await
-        .unwrap();
+        .refresh_keyed(&t.refresh, "phone", Some("has space"))
+        .await;
     expect_error(bad, 400, "invalid_request").await;
     // Anyone else presenting the spent token (no key, or another one) is a thief.
     expect_error(
-        send(t.refresh.clone(), Some("attempt-2")).await.unwrap(),
+        s.refresh_keyed(&t.refresh, "phone", Some("attempt-2"))
+            .await,
         401,
         "refresh_token_reused",
     )
     .await;
     expect_error(
-        send(again.refresh.clone(), None).await.unwrap(),
+        s.refresh_keyed(&again.refresh, "phone", None).await,
         401,
         "session_revoked",
     )
@@ -405,22 +395,17 @@ async fn a_retried_refresh_gets_the_same_successor_after_the_grace_window() {
 async fn a_retry_after_the_successor_was_used_is_theft() {
     let s = Server::start(&[("reuse-grace", "1s")]).await;
     let (_, t) = s.user("phone").await;
-    let send = |token: String, key: &'static str| {
-        s.req(reqwest::Method::POST, "/auth/refresh")
-            .header("x-device-id", "phone")
-            .header("idempotency-key", key)
-            .json(&json!({ "refresh_token": token }))
-            .send()
-    };
-    let r = send(t.refresh.clone(), "k1").await.unwrap();
+    let r = s.refresh_keyed(&t.refresh, "phone", Some("k1")).await;
     let next = Tokens::from_json(r.json().await.unwrap());
     assert_eq!(
-        send(next.refresh.clone(), "k2").await.unwrap().status(),
+        s.refresh_keyed(&next.refresh, "phone", Some("k2"))
+            .await
+            .status(),
         200
     );
     tokio::time::sleep(Duration::from_millis(1300)).await;
     expect_error(
-        send(t.refresh.clone(), "k1").await.unwrap(),
+        s.refresh_keyed(&t.refresh, "phone", Some("k1")).await,
         401,
         "refresh_token_reused",
     )

@@ -177,6 +177,23 @@ impl Server {
         )
         .await
     }
+
+    /// A refresh from `device` carrying `Idempotency-Key: key` when given.
+    pub async fn refresh_keyed(
+        &self,
+        refresh_token: &str,
+        device: &str,
+        key: Option<&str>,
+    ) -> Response {
+        let mut r = self
+            .req(Method::POST, "/auth/refresh")
+            .header("x-device-id", device)
+            .json(&json!({"refresh_token": refresh_token}));
+        if let Some(k) = key {
+            r = r.header("idempotency-key", k);
+        }
+        r.send().await.unwrap()
+    }
 }
 
 #[derive(Debug, Clone)]
