@@ -1,4 +1,5 @@
-//! A throwaway PostgreSQL cluster for the tests, under `target/pg`, on a free loopback port.
+//! A throwaway PostgreSQL cluster for the tests, under `target/pg` (see `cluster_dir`), on a
+//! free loopback port.
 
 use crate::util::{self, run, step};
 use anyhow::{bail, Context, Result};
@@ -17,10 +18,10 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Creates (first time) and starts the cluster; stops it on drop.
     pub(crate) fn start(bindir: &Path) -> Result<Self> {
-        let base = util::root().join("target/pg");
-        let data = base.join("data");
         // PostgreSQL refuses to run as root: run it as the `postgres` account then.
         let as_postgres_user = util::is_root();
+        let base = cluster_dir(as_postgres_user)?;
+        let data = base.join("data");
         let port = free_port()?;
         let cluster = Self {
             bindir: bindir.to_path_buf(),
@@ -28,12 +29,6 @@ impl Cluster {
             port,
             as_postgres_user,
         };
-        std::fs::create_dir_all(&base)?;
-        if as_postgres_user {
-            run(Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&base))?;
-        }
         // A cluster left running by an interrupted run would hold the directory.
         if data.join("postmaster.pid").exists() {
             let _ = cluster.pg_ctl(&["stop", "-m", "immediate"]).status();
@@ -117,6 +112,36 @@ impl Drop for Cluster {
             .stdout(std::process::Stdio::null())
             .status();
     }
+}
+
+/// Where the cluster lives: `target/pg`, or, when the `postgres` account cannot enter the
+/// checkout (a clone in a 0700 temporary directory), a directory of its own in the system's
+/// temporary directory, one per checkout.
+fn cluster_dir(as_postgres_user: bool) -> Result<PathBuf> {
+    let inside = util::root().join("target/pg");
+    if !as_postgres_user {
+        std::fs::create_dir_all(&inside)?;
+        return Ok(inside);
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    util::root().hash(&mut h);
+    let outside = std::env::temp_dir().join(format!("baton-pg-{:016x}", h.finish()));
+    for dir in [inside, outside] {
+        std::fs::create_dir_all(&dir)?;
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir))?;
+        let usable = Command::new("runuser")
+            .args(["-u", "postgres", "--", "test", "-w"])
+            .arg(&dir)
+            .status()?
+            .success();
+        if usable {
+            return Ok(dir);
+        }
+    }
+    bail!("no directory the postgres account can write for the test cluster")
 }
 
 fn free_port() -> Result<u16> {
