@@ -100,6 +100,10 @@ export class Baton {
   private constructor(token: never);
   static create(options: BatonOptions): Promise<Baton>;
   register(email: string, password: string): Promise<User>;
+  /**
+   * Signs in. `rememberMe: false` (default): the session ends when the browser closes;
+   * `true`: it survives restarts, up to the server's remember-me lifetime.
+   */
   login(email: string, password: string, options?: { rememberMe?: boolean }): Promise<Session>;
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
   getAccessToken(): Promise<string>;

@@ -164,6 +164,7 @@ fn stored_of(
     received_at: f64,
     skew_ms: Option<i64>,
     keep_refresh: Option<String>,
+    browser: Option<String>,
 ) -> Stored {
     Stored {
         v: storage::VERSION,
@@ -176,6 +177,7 @@ fn stored_of(
         email: t.user.email.clone(),
         session_id: t.session_id.clone(),
         skew_ms: skew_ms.map(|v| v as f64),
+        browser,
     }
 }
 
@@ -230,7 +232,12 @@ pub(crate) async fn create(
 fn restore(rc: &Shared) {
     let mut i = rc.borrow_mut();
     let key = i.opts.storage_key.clone();
-    let Some(stored) = i.store.read_raw(&key).and_then(|r| storage::from_json(&r)) else {
+    let raw = i.store.read_raw(&key);
+    let Some(stored) = raw.as_deref().and_then(storage::from_json) else {
+        // Unreadable, or left by a browser session that has ended: the tokens go.
+        if raw.is_some() {
+            i.store.remove(&key);
+        }
         return;
     };
     if stored.refresh_expires_at <= js_sys::Date::now() {
@@ -611,9 +618,10 @@ async fn locked_refresh(rc: &Shared, attempt: u64) {
         pump(rc);
         return;
     }
-    let (url, body, device_id, cookie, timeout_ms, old_refresh, key) = {
+    let (url, body, device_id, cookie, timeout_ms, old_refresh, key, browser) = {
         let mut i = rc.borrow_mut();
         let refresh = i.state.as_ref().and_then(|s| s.refresh_token.clone());
+        let browser = i.state.as_ref().and_then(|s| s.browser.clone());
         let of = i
             .state
             .as_ref()
@@ -644,6 +652,7 @@ async fn locked_refresh(rc: &Shared, attempt: u64) {
             i.opts.auth_timeout_ms,
             refresh,
             key,
+            browser,
         )
     };
     let started = js_sys::Date::now();
@@ -667,6 +676,7 @@ async fn locked_refresh(rc: &Shared, attempt: u64) {
                     reply.received_at,
                     reply.skew_ms,
                     if cookie { None } else { old_refresh },
+                    browser,
                 );
                 let grant = grant_of(&stored);
                 fresh = Some(stored);
@@ -826,7 +836,11 @@ pub(crate) async fn login(
     }
     let t = parse_token_response(&reply.body)
         .ok_or_else(|| js::client_error(ErrorCode::Internal, "unexpected login response"))?;
-    let stored = stored_of(&t, reply.received_at, reply.skew_ms, None);
+    // Without remember-me, a session kept in localStorage ends with the browser session.
+    let browser = (!remember_me && rc.borrow().opts.storage == Kind::Local)
+        .then(|| storage::browser_session(true))
+        .flatten();
+    let stored = stored_of(&t, reply.received_at, reply.skew_ms, None, browser);
     let session = {
         let mut i = rc.borrow_mut();
         let grant = grant_of(&stored);

@@ -2,7 +2,7 @@
 
 use crate::js;
 use js_sys::Object;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -27,6 +27,10 @@ pub(crate) struct Stored {
     pub(crate) email: String,
     pub(crate) session_id: String,
     pub(crate) skew_ms: Option<f64>,
+    /// Set for a session signed in without remember-me and kept in localStorage: the browser
+    /// session it belongs to (see [`browser_session`]). Once the browser has been closed, the
+    /// stored session is ignored and removed.
+    pub(crate) browser: Option<String>,
 }
 
 pub(crate) const VERSION: u32 = 1;
@@ -117,6 +121,9 @@ pub(crate) fn to_value(s: &Stored) -> JsValue {
     if let Some(k) = s.skew_ms {
         js::set(&o, "skewMs", k);
     }
+    if let Some(b) = &s.browser {
+        js::set(&o, "browser", b.as_str());
+    }
     o.into()
 }
 
@@ -128,9 +135,14 @@ pub(crate) fn from_json(raw: &str) -> Option<Stored> {
     from_value(&js_sys::JSON::parse(raw).ok()?)
 }
 
-/// Reads a stored session; anything malformed or from another version is ignored.
+/// Reads a stored session; anything malformed, from another version, or from a browser
+/// session that has ended is ignored.
 pub(crate) fn from_value(v: &JsValue) -> Option<Stored> {
     if js::get_f64(v, "v")? as u32 != VERSION {
+        return None;
+    }
+    let browser = js::get_str(v, "browser");
+    if browser.is_some() && browser != browser_session(false) {
         return None;
     }
     Some(Stored {
@@ -144,5 +156,37 @@ pub(crate) fn from_value(v: &JsValue) -> Option<Stored> {
         email: js::get_str(v, "email")?,
         session_id: js::get_str(v, "sessionId")?,
         skew_ms: js::get_f64(v, "skewMs"),
+        browser,
     })
+}
+
+/// The cookie naming the current browser session.
+const BROWSER_COOKIE: &str = "baton_browser_session=";
+
+/// The id of the current browser session, kept in a cookie without an expiry date, which the
+/// browser drops when it closes: shared by every tab of the origin, unlike `sessionStorage`.
+/// With `create`, starts one when there is none. `None` without a document (workers).
+pub(crate) fn browser_session(create: bool) -> Option<String> {
+    let doc = js::get(&js::global(), "document");
+    let cookies = js::get_str(&doc, "cookie")?;
+    let found = cookies
+        .split(';')
+        .find_map(|c| c.trim().strip_prefix(BROWSER_COOKIE))
+        .filter(|v| !v.is_empty());
+    if found.is_some() || !create {
+        return found.map(str::to_owned);
+    }
+    let id = crate::device::random_salt();
+    let secure = js::get_str(&js::get(&js::global(), "location"), "protocol")
+        .is_some_and(|p| p == "https:");
+    let cookie = js::cat(&[
+        BROWSER_COOKIE,
+        &id,
+        "; Path=/; SameSite=Strict",
+        if secure { "; Secure" } else { "" },
+    ]);
+    js::set(&doc.unchecked_into(), "cookie", cookie);
+    // Where cookies are refused, no later page finds this id: the session then lasts as long
+    // as this page.
+    Some(id)
 }

@@ -576,28 +576,30 @@ fn respond_tokens(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if session.cookie_transport {
         let token = sessions::cookie_token(&state.keys, session, generation)?;
-        h.insert(
-            header::SET_COOKIE,
-            refresh_cookie(state, &token, body.refresh_expires_in),
-        );
+        // A session without remember-me gets a browser-session cookie (no Max-Age): it ends
+        // when the browser does, whatever its server-side lifetime left.
+        let max_age = session.remember_me.then_some(body.refresh_expires_in);
+        h.insert(header::SET_COOKIE, refresh_cookie(state, &token, max_age));
     }
     Ok(res)
 }
 
-fn refresh_cookie(state: &AppState, token: &str, max_age: u64) -> HeaderValue {
+/// The refresh cookie; `max_age: None` makes it a browser-session cookie.
+fn refresh_cookie(state: &AppState, token: &str, max_age: Option<u64>) -> HeaderValue {
     let secure = if state.config.cookie_secure {
         "; Secure"
     } else {
         ""
     };
+    let max_age = max_age.map_or(String::new(), |s| format!("; Max-Age={s}"));
     HeaderValue::from_str(&format!(
-        "{REFRESH_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/auth; Max-Age={max_age}{secure}"
+        "{REFRESH_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/auth{max_age}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 fn cleared_cookie(state: &AppState) -> HeaderValue {
-    refresh_cookie(state, "", 0)
+    refresh_cookie(state, "", Some(0))
 }
 
 /// 204, clearing the refresh cookie only when the request presented one: a request that

@@ -737,6 +737,62 @@ async fn cookie_transport_keeps_the_refresh_token_out_of_bodies() {
     insecure.stop().await;
 }
 
+/// Without remember-me the refresh cookie is a browser-session cookie (no Max-Age, no
+/// Expires), on login and on every rotation; with it, the cookie lasts as long as the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_cookie_ends_with_the_browser_unless_remember_me() {
+    let s = Server::start(&[]).await;
+    let email = "session-cookie@example.com";
+    s.register(email, "password1").await;
+    for remember in [false, true] {
+        let r = s
+            .post(
+                "/auth/login",
+                json!({"email": email, "password": "password1",
+                       "refresh_transport": "cookie", "remember_me": remember}),
+                Some("dev"),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+        let body: Value = r.json().await.unwrap();
+        let lifetime = body["refresh_expires_in"].as_u64().unwrap();
+        let pair = cookie.split(';').next().unwrap().to_owned();
+        let r = cookie_post(&s, "/auth/refresh", &pair, Some("dev")).await;
+        assert_eq!(r.status(), 200);
+        let rotated = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+        for c in [&cookie, &rotated] {
+            assert!(!c.contains("Expires"), "{c}");
+            if remember {
+                assert!(
+                    c.contains("; Max-Age="),
+                    "remember-me cookie without Max-Age: {c}"
+                );
+                let age: u64 = c
+                    .split("Max-Age=")
+                    .nth(1)
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap();
+                assert!(
+                    age + 5 >= lifetime && age <= lifetime,
+                    "{age} vs {lifetime}"
+                );
+            } else {
+                assert!(
+                    !c.contains("Max-Age"),
+                    "session cookie with a lifetime: {c}"
+                );
+            }
+        }
+    }
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_by_bearer_or_body_revokes_at_once() {
     let s = Server::start(&[]).await;
