@@ -2,12 +2,12 @@
 // BatonError is recognised across two copies of the package (double bundling).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { packedTarball } from "./harness.mjs";
+import { ROOT, packedTarball, unpackedPackage } from "./harness.mjs";
 
 function copy() {
   const dir = mkdtempSync(join(tmpdir(), "baton-copy-"));
@@ -36,4 +36,79 @@ test("isBatonError recognises errors from another copy of the package", async ()
   for (const other of [new Error("x"), { code: "rate_limited" }, null, undefined, "rate_limited"]) {
     assert.ok(!b.isBatonError(other));
   }
+});
+
+test("npm pack refuses to pack the package without its build", () => {
+  const dir = mkdtempSync(join(tmpdir(), "baton-unbuilt-"));
+  for (const f of ["package.json", "check-build.mjs", "index.js", "index.d.ts", "react.js", "react.d.ts", "README.md"]) {
+    copyFileSync(join(ROOT, "npm-package", f), join(dir, f));
+  }
+  const r = spawnSync("npm", ["pack", "--pack-destination", dir], { cwd: dir, encoding: "utf8" });
+  assert.notEqual(r.status, 0, "npm pack succeeded without dist/");
+  assert.match(r.stderr, /cargo xtask build-wasm/);
+  assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith(".tgz")), []);
+});
+
+test("the package's metadata and README work on the registry page", () => {
+  const pkg = JSON.parse(readFileSync(join(unpackedPackage(), "package.json"), "utf8"));
+  assert.match(pkg.repository.url, /^git\+https:\/\//);
+  assert.match(pkg.homepage, /^https:\/\//);
+  assert.equal(pkg.peerDependenciesMeta.react.optional, true);
+  const readme = readFileSync(join(unpackedPackage(), "README.md"), "utf8");
+  const links = [...readme.matchAll(/\]\(([^)]+)\)/g)].map((m) => m[1]);
+  assert.ok(links.length > 0);
+  for (const link of links) assert.match(link, /^(https:\/\/|#)/, `a link that breaks on the registry: ${link}`);
+});
+
+test("a strict TypeScript app type-checks against both entry points", () => {
+  const dir = mkdtempSync(join(tmpdir(), "baton-ts-"));
+  const modules = join(dir, "node_modules");
+  mkdirSync(join(modules, "baton-auth"), { recursive: true });
+  execFileSync("tar", ["-xzf", packedTarball(), "-C", join(modules, "baton-auth"), "--strip-components=1"]);
+  mkdirSync(join(modules, "@types"));
+  symlinkSync(join(ROOT, "tests/node_modules/@types/react"), join(modules, "@types/react"), "dir");
+  symlinkSync(join(ROOT, "tests/node_modules/react"), join(modules, "react"), "dir");
+  writeFileSync(
+    join(dir, "tsconfig.json"),
+    JSON.stringify({
+      compilerOptions: { strict: true, noEmit: true, target: "es2022", module: "esnext", moduleResolution: "bundler", lib: ["es2022", "dom"], types: [] },
+      files: ["app.ts"],
+    }),
+  );
+  writeFileSync(
+    join(dir, "app.ts"),
+    `import { Baton, BatonError, isBatonError, type Session } from "baton-auth";
+import { BatonProvider, useBaton, useSession } from "baton-auth/react";
+import { createElement } from "react";
+
+export async function main(): Promise<string | null> {
+  const baton: Baton = await Baton.create({ baseUrl: "https://auth.example.com", storage: "local" });
+  const session: Session = await baton.login("a@example.com", "pw", { rememberMe: false });
+  const off: () => void = baton.on("change", (d) => void d.session?.email);
+  off();
+  try {
+    await baton.fetch("/api/x");
+  } catch (e) {
+    if (isBatonError(e)) { const code: string = e.code; void code; }
+  }
+  void (new Error() instanceof BatonError);
+  // @ts-expect-error storage must be one of the documented values
+  await Baton.create({ baseUrl: "https://auth.example.com", storage: "disk" });
+  return session.email;
+}
+
+export function Who(): string | null {
+  const s: Session | null = useSession();
+  const b: Baton = useBaton();
+  void b;
+  return s ? s.email : null;
+}
+
+export const tree = createElement(BatonProvider, { options: { baseUrl: "https://auth.example.com" }, fallback: "…" });
+// @ts-expect-error the provider needs a Baton, not a string
+export const wrong = createElement(BatonProvider, { client: "nope" });
+`,
+  );
+  const r = spawnSync(join(ROOT, "tests/node_modules/.bin/tsc"), ["-p", dir], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
 });

@@ -213,11 +213,13 @@ fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
     );
     std::fs::write(gen.join("index.js"), index)?;
     minify::js(&bin, &gen.join("index.js"), &dist.join("index.js"))?;
+    minify::js(&bin, &pkg.join("react.js"), &dist.join("react.js"))?;
     let mut total = 0;
     for f in [
         "wasm/baton_client_bg.wasm",
         "wasm/baton_client.js",
         "index.js",
+        "react.js",
     ] {
         let path = dist.join(f);
         let (raw, gz) = (std::fs::metadata(&path)?.len(), util::gzip_size(&path)?);
