@@ -32,12 +32,6 @@ pub(crate) struct Options {
     pub(crate) storage_key: String,
 }
 
-pub(crate) type Listener = (
-    web_sys::EventTarget,
-    &'static str,
-    Closure<dyn FnMut(web_sys::Event)>,
-);
-
 struct Waiter {
     resolve: Function,
     reject: Function,
@@ -57,7 +51,8 @@ pub(crate) struct Inner {
     timer_deadline: Option<baton_core::Instant>,
     channel: Option<web_sys::BroadcastChannel>,
     channel_handler: Option<Closure<dyn FnMut(web_sys::Event)>>,
-    listeners: Vec<Listener>,
+    /// The wake-up listeners: the function that removes them, and their callback.
+    watch: Option<(Function, Closure<dyn FnMut()>)>,
     emit: Function,
     pub(crate) disposed: bool,
     pub(crate) last_refresh_ms: Option<f64>,
@@ -192,15 +187,22 @@ pub(crate) async fn create(
     // Only a session in localStorage is shared by tabs.
     let shared = (opts.storage == Kind::Local && opts.cross_tab && shared.is_object())
         .then(|| Object::from(shared));
-    let device_id = crate::device::device_id()
+    let device_id = JsFuture::from(crate::platform::device_id())
         .await
-        .map_err(|m| js::client_error(ErrorCode::InvalidOptions, &m))?;
+        .ok()
+        .and_then(|v| v.as_string())
+        .ok_or_else(|| {
+            js::client_error(
+                ErrorCode::InvalidOptions,
+                "SubtleCrypto is unavailable (needs a secure context)",
+            )
+        })?;
     let machine = RefreshMachine::new(
         Config {
             margin: opts.margin,
             ..Config::default()
         },
-        crate::device::random_u64(),
+        crate::platform::random_u64(),
     );
     let inner = Inner {
         machine,
@@ -214,7 +216,7 @@ pub(crate) async fn create(
         timer_deadline: None,
         channel: None,
         channel_handler: None,
-        listeners: Vec::new(),
+        watch: None,
         emit,
         disposed: false,
         last_refresh_ms: None,
@@ -274,33 +276,16 @@ fn attach(rc: &Shared) {
             i.channel_handler = Some(handler);
         }
     }
-    let mut targets: Vec<(web_sys::EventTarget, &'static str)> = Vec::new();
-    if let Some(w) = js::window() {
-        for ev in ["pageshow", "online", "focus"] {
-            targets.push((w.clone().into(), ev));
-        }
-        if let Some(doc) = w.document() {
-            targets.push((doc.into(), "visibilitychange"));
-        }
-    }
-    let mut listeners = Vec::new();
-    for (target, ev) in targets {
-        let w = weak.clone();
-        let cb = Closure::<dyn FnMut(web_sys::Event)>::new(move |_e: web_sys::Event| {
-            if let Some(rc) = w.upgrade() {
-                let hidden = js::window()
-                    .and_then(|w| w.document())
-                    .is_some_and(|d| d.visibility_state() == web_sys::VisibilityState::Hidden);
-                if !hidden && !rc.borrow().disposed {
-                    rc.borrow_mut().machine.handle_wake(js::now());
-                    pump(&rc);
-                }
+    let wake = Closure::<dyn FnMut()>::new(move || {
+        if let Some(rc) = weak.upgrade() {
+            if !rc.borrow().disposed {
+                rc.borrow_mut().machine.handle_wake(js::now());
+                pump(&rc);
             }
-        });
-        let _ = target.add_event_listener_with_callback(ev, cb.as_ref().unchecked_ref());
-        listeners.push((target, ev, cb));
-    }
-    rc.borrow_mut().listeners = listeners;
+        }
+    });
+    let stop = crate::platform::watch(wake.as_ref());
+    rc.borrow_mut().watch = Some((stop, wake));
 }
 
 fn on_message(rc: &Shared, data: &JsValue) {
@@ -634,7 +619,7 @@ async fn locked_refresh(rc: &Shared, attempt: u64) {
         let key = match &i.refresh_key {
             Some((same, key)) if *same == of => key.clone(),
             _ => {
-                let key = crate::device::random_salt();
+                let key = crate::platform::random_id();
                 i.refresh_key = Some((of, key.clone()));
                 key
             }
@@ -657,7 +642,6 @@ async fn locked_refresh(rc: &Shared, attempt: u64) {
     };
     let started = js_sys::Date::now();
     let result = http::call(Call {
-        method: "POST",
         url,
         body,
         bearer: None,
@@ -795,7 +779,6 @@ async fn api(
 ) -> Result<http::Reply, JsValue> {
     let (url, device_id, cookie, timeout_ms) = endpoint(rc, path)?;
     http::call(Call {
-        method: "POST",
         url,
         body,
         bearer: bearer.as_deref(),
@@ -838,7 +821,7 @@ pub(crate) async fn login(
         .ok_or_else(|| js::client_error(ErrorCode::Internal, "unexpected login response"))?;
     // Without remember-me, a session kept in localStorage ends with the browser session.
     let browser = (!remember_me && rc.borrow().opts.storage == Kind::Local)
-        .then(|| storage::browser_session(true))
+        .then(|| crate::platform::browser_session(true))
         .flatten();
     let stored = stored_of(&t, reply.received_at, reply.skew_ms, None, browser);
     let session = {
@@ -943,51 +926,41 @@ fn reply_error_value(reply: &http::Reply) -> JsValue {
 pub(crate) async fn fetch(rc: &Shared, input: JsValue, init: JsValue) -> Result<JsValue, JsValue> {
     let ctor = js::get(&js::global(), "Request");
     let args = js_sys::Array::of2(&input, &init);
-    let request: web_sys::Request =
-        js_sys::Reflect::construct(ctor.unchecked_ref::<Function>(), &args)
-            .map_err(|e| {
-                let msg = js::get_str(&e, "message").unwrap_or_else(|| "invalid request".into());
-                js::client_error(ErrorCode::InvalidRequest, &msg)
-            })?
-            .unchecked_into();
+    let request =
+        js_sys::Reflect::construct(ctor.unchecked_ref::<Function>(), &args).map_err(|e| {
+            let msg = js::get_str(&e, "message").unwrap_or_else(|| "invalid request".into());
+            js::client_error(ErrorCode::InvalidRequest, &msg)
+        })?;
     let token = access_token(rc, false).await?;
     let first = send(rc, &request, &token).await?;
-    if first.status() != 401 {
-        return Ok(first.into());
+    if js::get_f64(&first, "status") != Some(401.0) {
+        return Ok(first);
     }
     let Some(retry) = token_after_401(rc, &token).await else {
-        return Ok(first.into());
+        return Ok(first);
     };
     let second = send(rc, &request, &retry).await?;
-    if second.status() == 401 {
+    if js::get_f64(&second, "status") == Some(401.0) {
         rc.borrow_mut().machine.handle_retry_401(&retry);
         pump(rc);
     }
-    Ok(second.into())
+    Ok(second)
 }
 
-async fn send(
-    rc: &Shared,
-    request: &web_sys::Request,
-    token: &str,
-) -> Result<web_sys::Response, JsValue> {
+async fn send(rc: &Shared, request: &JsValue, token: &str) -> Result<JsValue, JsValue> {
     let (device_id, timeout_ms) = {
         let i = rc.borrow();
         (i.device_id.clone(), i.opts.request_timeout_ms)
     };
-    // Always send a clone: the original keeps its body for the one retry.
-    let attempt = request.clone().map_err(|_| {
-        js::client_error(
-            ErrorCode::InvalidRequest,
-            "the request body was already used",
-        )
-    })?;
-    let headers = attempt.headers();
-    let _ = headers.set("Authorization", &js::cat(&["Bearer ", token]));
-    let _ = headers.set("X-Device-ID", &device_id);
-    http::fetch_with_timeout(&attempt, Some(request.signal()), timeout_ms)
+    http::send(request, token, &device_id, timeout_ms)
         .await
-        .map_err(|e| js::error_value(&e, &describe(&e)))
+        .map_err(|e| match e {
+            Some(e) => js::error_value(&e, &describe(&e)),
+            None => js::client_error(
+                ErrorCode::InvalidRequest,
+                "the request body was already used",
+            ),
+        })
 }
 
 /// Releases timers, listeners and the channel; pending callers get `disposed`.
@@ -1004,8 +977,8 @@ pub(crate) fn dispose(rc: &Shared) {
     let mut i = rc.borrow_mut();
     i.timer = None;
     i.timer_deadline = None;
-    for (target, ev, cb) in i.listeners.drain(..) {
-        let _ = target.remove_event_listener_with_callback(ev, cb.as_ref().unchecked_ref());
+    if let Some((stop, _wake)) = i.watch.take() {
+        let _ = stop.call0(&JsValue::NULL);
     }
     if let Some(ch) = i.channel.take() {
         ch.set_onmessage(None);

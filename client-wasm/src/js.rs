@@ -7,10 +7,6 @@ use wasm_bindgen::JsCast;
 
 #[wasm_bindgen]
 extern "C" {
-    /// The global `fetch` (window or worker).
-    #[wasm_bindgen(js_name = fetch)]
-    pub(crate) fn global_fetch(req: &web_sys::Request) -> js_sys::Promise;
-
     /// `navigator.locks` (Web Locks), bound by hand because web-sys marks it unstable.
     pub(crate) type LockManager;
     #[wasm_bindgen(method, js_name = request)]

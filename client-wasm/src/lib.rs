@@ -5,9 +5,9 @@
 //! Nothing here runs at import: browser globals are touched only by `BatonClient.create`.
 
 mod client;
-mod device;
 mod http;
 mod js;
+mod platform;
 mod storage;
 
 use baton_core::ErrorCode;

@@ -2,7 +2,7 @@
 
 use crate::js;
 use js_sys::Object;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsValue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -28,7 +28,7 @@ pub(crate) struct Stored {
     pub(crate) session_id: String,
     pub(crate) skew_ms: Option<f64>,
     /// Set for a session signed in without remember-me and kept in localStorage: the browser
-    /// session it belongs to (see [`browser_session`]). Once the browser has been closed, the
+    /// session it belongs to (see `platform::browser_session`). Once the browser has been closed, the
     /// stored session is ignored and removed.
     pub(crate) browser: Option<String>,
 }
@@ -142,7 +142,7 @@ pub(crate) fn from_value(v: &JsValue) -> Option<Stored> {
         return None;
     }
     let browser = js::get_str(v, "browser");
-    if browser.is_some() && browser != browser_session(false) {
+    if browser.is_some() && browser != crate::platform::browser_session(false) {
         return None;
     }
     Some(Stored {
@@ -158,35 +158,4 @@ pub(crate) fn from_value(v: &JsValue) -> Option<Stored> {
         skew_ms: js::get_f64(v, "skewMs"),
         browser,
     })
-}
-
-/// The cookie naming the current browser session.
-const BROWSER_COOKIE: &str = "baton_browser_session=";
-
-/// The id of the current browser session, kept in a cookie without an expiry date, which the
-/// browser drops when it closes: shared by every tab of the origin, unlike `sessionStorage`.
-/// With `create`, starts one when there is none. `None` without a document (workers).
-pub(crate) fn browser_session(create: bool) -> Option<String> {
-    let doc = js::get(&js::global(), "document");
-    let cookies = js::get_str(&doc, "cookie")?;
-    let found = cookies
-        .split(';')
-        .find_map(|c| c.trim().strip_prefix(BROWSER_COOKIE))
-        .filter(|v| !v.is_empty());
-    if found.is_some() || !create {
-        return found.map(str::to_owned);
-    }
-    let id = crate::device::random_salt();
-    let secure = js::get_str(&js::get(&js::global(), "location"), "protocol")
-        .is_some_and(|p| p == "https:");
-    let cookie = js::cat(&[
-        BROWSER_COOKIE,
-        &id,
-        "; Path=/; SameSite=Strict",
-        if secure { "; Secure" } else { "" },
-    ]);
-    js::set(&doc.unchecked_into(), "cookie", cookie);
-    // Where cookies are refused, no later page finds this id: the session then lasts as long
-    // as this page.
-    Some(id)
 }

@@ -206,6 +206,15 @@ fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
         &gen.join("baton_client.min-names.js"),
         &dist.join("wasm/baton_client.js"),
     )?;
+    // wasm-bindgen's copies of `#[wasm_bindgen(module = ...)]` files, imported by the glue.
+    let mut shipped: Vec<String> = Vec::new();
+    for snippet in util::files_under(&gen.join("snippets"))? {
+        let rel = snippet.strip_prefix(&gen)?;
+        let out = dist.join("wasm").join(rel);
+        std::fs::create_dir_all(out.parent().context("snippet path")?)?;
+        minify::js(&bin, &snippet, &out)?;
+        shipped.push(format!("wasm/{}", rel.display()));
+    }
     let pkg = root.join("npm-package");
     let index = std::fs::read_to_string(pkg.join("index.js"))?.replace(
         "\"./dist/wasm/baton_client.js\"",
@@ -215,12 +224,16 @@ fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
     minify::js(&bin, &gen.join("index.js"), &dist.join("index.js"))?;
     minify::js(&bin, &pkg.join("react.js"), &dist.join("react.js"))?;
     let mut total = 0;
-    for f in [
-        "wasm/baton_client_bg.wasm",
-        "wasm/baton_client.js",
-        "index.js",
-        "react.js",
-    ] {
+    shipped.extend(
+        [
+            "wasm/baton_client_bg.wasm",
+            "wasm/baton_client.js",
+            "index.js",
+            "react.js",
+        ]
+        .map(String::from),
+    );
+    for f in &shipped {
         let path = dist.join(f);
         let (raw, gz) = (std::fs::metadata(&path)?.len(), util::gzip_size(&path)?);
         total += gz;

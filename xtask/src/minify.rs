@@ -35,13 +35,26 @@ pub(crate) fn names(bin: &Path, features: &[&str], wasm: &Path, glue: &Path) -> 
         bail!("expected one import module after minifying, found {modules:?}");
     };
     let mut js = std::fs::read_to_string(glue)?;
+    // Imports the wasm takes straight from a `module = ...` file are merged into the one module.
+    let mut direct = String::new();
     for entry in map["imports"].as_array().context("no imports in mapping")? {
-        let (old, new) = (str_at(entry, 1)?, str_at(entry, 2)?);
+        let (from, old, new) = (str_at(entry, 0)?, str_at(entry, 1)?, str_at(entry, 2)?);
+        if from != "./baton_client_bg.js" {
+            let ns = namespace_of(&js, from)
+                .with_context(|| format!("no `import * as` of {from} in the glue"))?;
+            direct.push_str(&format!("{new}: {ns}.{old},"));
+            continue;
+        }
         // In the glue each import is an object key: `name: function(...)`.
         if !replace_ident(&mut js, old, new, Some(':')) {
             bail!("import {old} not found in the wasm-bindgen glue");
         }
     }
+    let head = "const import0 = {\n        __proto__: null,";
+    if !js.contains(head) {
+        bail!("import object not found in the wasm-bindgen glue");
+    }
+    js = js.replacen(head, &format!("{head}{direct}"), 1);
     for entry in map["exports"].as_array().context("no exports in mapping")? {
         let (old, new) = (str_at(entry, 0)?, str_at(entry, 1)?);
         replace_ident(
@@ -56,6 +69,15 @@ pub(crate) fn names(bin: &Path, features: &[&str], wasm: &Path, glue: &Path) -> 
         bail!("import module object not found in the wasm-bindgen glue");
     }
     Ok(js.replace(from, &format!("\"{module}\": import0")))
+}
+
+/// The name of the glue's `import * as <name> from "<module>"`.
+fn namespace_of(js: &str, module: &str) -> Option<String> {
+    js.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("import * as ")?;
+        let (name, from) = rest.split_once(" from ")?;
+        (from.trim_end_matches(';').trim_matches(['"', '\'']) == module).then(|| name.to_owned())
+    })
 }
 
 fn str_at(v: &serde_json::Value, i: usize) -> Result<&str> {

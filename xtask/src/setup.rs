@@ -56,23 +56,26 @@ pub(crate) fn all(needs: &Needs) -> Result<Env> {
 /// How to compile for `wasm32-unknown-unknown` on this machine.
 #[derive(Debug, Clone)]
 pub(crate) enum WasmToolchain {
-    /// rustup has the target: plain cargo.
+    /// rustup has the target and the standard library's source (`rust-src`).
     Rustup,
-    /// Debian's `rustc-web` with std built from `rust-web-src` (`-Zbuild-std`).
+    /// Debian's `rustc-web` with std built from `rust-web-src`.
     DebianBuildStd { rustc: PathBuf, rustdoc: PathBuf },
 }
 
-/// Size settings of release builds with the Debian toolchain: std is rebuilt anyway, so it can
-/// be built to abort on panic without unwinding or messages, and without `Debug` formatting.
+/// Size settings of the package build, the same on every toolchain path: std is rebuilt from
+/// source (`-Zbuild-std`), to abort on panic without unwinding or messages and without `Debug`
+/// formatting, so the shipped size does not depend on which path setup took.
 const SIZE_RUSTFLAGS: &str = r#"target.wasm32-unknown-unknown.rustflags=["-Zunstable-options","-Cpanic=immediate-abort","-Zfmt-debug=none","-Zlocation-detail=none"]"#;
 
 impl WasmToolchain {
-    /// Like `cargo`, plus the size-only compiler settings where the toolchain allows them.
+    /// The package build: `cargo` with std rebuilt and the size-only compiler settings.
     pub(crate) fn cargo_size(&self, args: &[&str]) -> Command {
         let mut c = self.cargo(args);
-        if matches!(self, Self::DebianBuildStd { .. }) {
-            c.args(["--config", SIZE_RUSTFLAGS]);
+        if matches!(self, Self::Rustup) {
+            c.arg("-Zbuild-std=std,panic_abort")
+                .env("RUSTC_BOOTSTRAP", "1");
         }
+        c.args(["--config", SIZE_RUSTFLAGS]);
         c
     }
 
@@ -91,8 +94,8 @@ impl WasmToolchain {
 }
 
 pub(crate) fn wasm_toolchain() -> Result<WasmToolchain> {
-    if rustup_has_target() {
-        println!("  wasm target: rustup ({WASM_TARGET} installed)");
+    if rustup_has(&["target"], WASM_TARGET) && rustup_has(&["component"], "rust-src") {
+        println!("  wasm target: rustup ({WASM_TARGET} and rust-src installed)");
         return Ok(WasmToolchain::Rustup);
     }
     if let Some(tc) = debian_toolchain() {
@@ -100,15 +103,25 @@ pub(crate) fn wasm_toolchain() -> Result<WasmToolchain> {
         return Ok(tc);
     }
     if find_program(&["rustup"]).is_some() {
-        step(&format!("rustup target add {WASM_TARGET} (60 s limit)"));
-        let ok = Command::new("timeout")
-            .args(["60", "rustup", "target", "add", WASM_TARGET])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok && rustup_has_target() {
+        step(&format!(
+            "rustup target add {WASM_TARGET} && rustup component add rust-src (60 s limit each)"
+        ));
+        let add = |args: &[&str]| {
+            Command::new("timeout")
+                .arg("60")
+                .arg("rustup")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if add(&["target", "add", WASM_TARGET])
+            && add(&["component", "add", "rust-src"])
+            && rustup_has(&["target"], WASM_TARGET)
+            && rustup_has(&["component"], "rust-src")
+        {
             return Ok(WasmToolchain::Rustup);
         }
-        println!("  rustup could not download the target; using Debian's rustc-web instead");
+        println!("  rustup could not download them; using Debian's rustc-web instead");
     }
     apt_install(&["rustc-web", "rust-web-src", "rust-web-llvm", "lld-22"])?;
     debian_toolchain().context(
@@ -116,9 +129,15 @@ pub(crate) fn wasm_toolchain() -> Result<WasmToolchain> {
     )
 }
 
-fn rustup_has_target() -> bool {
-    output(Command::new("rustup").args(["target", "list", "--installed"]))
-        .is_some_and(|s| s.lines().any(|l| l.trim() == WASM_TARGET))
+/// Whether `rustup <kind> list --installed` lists `name` (a target, or a component such as
+/// `rust-src`, listed without a target suffix).
+fn rustup_has(kind: &[&str], name: &str) -> bool {
+    output(
+        Command::new("rustup")
+            .args(kind)
+            .args(["list", "--installed"]),
+    )
+    .is_some_and(|s| s.lines().any(|l| l.trim() == name))
 }
 
 fn debian_toolchain() -> Option<WasmToolchain> {

@@ -110,3 +110,24 @@ pub(crate) fn gzip_size(path: &std::path::Path) -> Result<u64> {
     }
     Ok(out.stdout.len() as u64)
 }
+
+/// Every file under `dir`, recursively, in a stable order (none when `dir` does not exist).
+pub(crate) fn files_under(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let path = e?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

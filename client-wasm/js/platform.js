@@ -1,0 +1,121 @@
+// The browser primitives baton-client calls: plain JavaScript, because each of these is a few
+// bytes here and a few hundred in WebAssembly (wasm-bindgen ships this file beside the glue).
+// The decisions (when to refresh, what an answer means) stay in Rust.
+
+// Why a request got no response: "timeout", "aborted" (the caller's signal) or "network_error".
+const failure = (e) => (e && e.name === "TimeoutError" ? "timeout" : e && e.name === "AbortError" ? "aborted" : "network_error");
+
+// fetch(request) aborted after `ms`, also honouring the request's own signal.
+async function timed(request, ms) {
+  const t = AbortSignal.timeout(ms);
+  try {
+    return await fetch(new Request(request, { signal: request.signal ? AbortSignal.any([request.signal, t]) : t }));
+  } catch (e) {
+    throw failure(e);
+  }
+}
+
+// A POST to baton-server. Resolves to { status, body (parsed JSON or null), retryAfter (seconds),
+// skewMs (server clock minus ours, from Date), receivedAt }; rejects with a failure code.
+export async function call(url, body, bearer, device, key, cookie, ms) {
+  const headers = { "X-Device-ID": device };
+  if (key) headers["Idempotency-Key"] = key;
+  if (bearer) headers.Authorization = "Bearer " + bearer;
+  if (body != null) headers["Content-Type"] = "application/json";
+  const res = await timed(
+    new Request(url, {
+      method: "POST",
+      headers,
+      body: body == null ? undefined : JSON.stringify(body),
+      credentials: cookie ? "include" : "same-origin",
+    }),
+    ms,
+  );
+  const receivedAt = Date.now();
+  const h = (n) => res.headers.get(n);
+  const ra = (h("retry-after") || "").trim();
+  const at = Date.parse(ra);
+  const date = Date.parse(h("date"));
+  let parsed = null;
+  try {
+    const text = await res.text();
+    if (text) parsed = JSON.parse(text);
+  } catch {}
+  return {
+    status: res.status,
+    body: parsed,
+    retryAfter: /^\d+$/.test(ra) ? Number(ra) : at === at ? Math.max(0, at - receivedAt) / 1000 : undefined,
+    skewMs: date === date ? date - receivedAt : undefined,
+    receivedAt,
+  };
+}
+
+// The app's request with the token and device id, on a clone (the original keeps its body for
+// the one retry after a 401). Resolves to the Response; rejects with a failure code, or
+// "body_used" when the request's body was already read.
+export function send(request, token, device, ms) {
+  let r;
+  try {
+    r = request.clone();
+  } catch {
+    return Promise.reject("body_used");
+  }
+  r.headers.set("Authorization", "Bearer " + token);
+  r.headers.set("X-Device-ID", device);
+  return timed(r, ms);
+}
+
+// A random id: crypto.randomUUID() (122 random bits).
+export function randomId() {
+  return crypto.randomUUID ? crypto.randomUUID() : String(Math.floor(Math.random() * 9e15));
+}
+
+// The device id: SHA-256 over stable device attributes and a random per-profile salt, base64url.
+// The salt lives in localStorage (every tab of the profile shares it), else in memory; the raw
+// attributes never leave the browser. Rejects with a message without SubtleCrypto.
+export async function deviceId() {
+  const SALT = "baton-auth:device-salt";
+  let store, salt;
+  try {
+    store = localStorage;
+    salt = store.getItem(SALT);
+  } catch {}
+  if (!salt || salt.length < 16) {
+    salt = randomId();
+    try {
+      store.setItem(SALT, salt);
+    } catch {}
+  }
+  const n = navigator;
+  const s = globalThis.screen || {};
+  const parts = [n.userAgent, n.language, n.platform, s.width, s.height, s.colorDepth, Intl.DateTimeFormat().resolvedOptions().timeZone, salt];
+  if (!crypto.subtle) throw "SubtleCrypto is unavailable (needs a secure context)";
+  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(parts.map((p) => (p == null ? "" : p)).join("|")));
+  return btoa(String.fromCharCode(...new Uint8Array(d))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+// The id of the current browser session, kept in a cookie without expiry, which the browser
+// drops when it closes: shared by every tab of the origin, unlike sessionStorage. With `create`,
+// starts one when there is none (where cookies are refused, no later page finds it: a session
+// marked with it then lasts as long as its page). Undefined without a document (workers).
+export function browserSession(create) {
+  if (typeof document === "undefined") return undefined;
+  const name = "baton_browser_session=";
+  const found = document.cookie.split(";").map((c) => c.trim()).find((c) => c.startsWith(name) && c.length > name.length);
+  if (found || !create) return found && found.slice(name.length);
+  const id = randomId();
+  document.cookie = name + id + "; Path=/; SameSite=Strict" + (location.protocol === "https:" ? "; Secure" : "");
+  return id;
+}
+
+// Calls `wake()` when the page may have slept or been throttled (shown again, back online,
+// focused, visible). Returns the function that stops it.
+export function watch(wake) {
+  if (typeof window === "undefined") return () => {};
+  const on = () => document.visibilityState === "hidden" || wake();
+  const t = [[window, "pageshow"], [window, "online"], [window, "focus"], [document, "visibilitychange"]];
+  for (const [target, name] of t) target.addEventListener(name, on);
+  return () => {
+    for (const [target, name] of t) target.removeEventListener(name, on);
+  };
+}

@@ -1,0 +1,48 @@
+//! Bindings to `js/platform.js`: the browser primitives that are a few bytes of JavaScript and
+//! a few hundred of WebAssembly (requests with timeouts, the device id, the browser-session
+//! cookie, wake-up listeners). What to do with their results is decided in Rust.
+
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(module = "/js/platform.js")]
+extern "C" {
+    /// A POST to baton-server: resolves to `{ status, body, retryAfter, skewMs, receivedAt }`,
+    /// rejects with `"timeout"`, `"aborted"` or `"network_error"`.
+    pub(crate) fn call(
+        url: &str,
+        body: &JsValue,
+        bearer: Option<&str>,
+        device: &str,
+        key: Option<&str>,
+        cookie: bool,
+        timeout_ms: u32,
+    ) -> js_sys::Promise;
+
+    /// The app's `Request` with the token and device id (on a clone), with a timeout.
+    pub(crate) fn send(
+        request: &JsValue,
+        token: &str,
+        device: &str,
+        timeout_ms: u32,
+    ) -> js_sys::Promise;
+
+    /// `crypto.randomUUID()`.
+    #[wasm_bindgen(js_name = randomId)]
+    pub(crate) fn random_id() -> String;
+
+    /// The device id (salted SHA-256 of device attributes); rejects with a message.
+    #[wasm_bindgen(js_name = deviceId)]
+    pub(crate) fn device_id() -> js_sys::Promise;
+
+    /// The id of the browser session (a cookie without expiry), started when `create`.
+    #[wasm_bindgen(js_name = browserSession)]
+    pub(crate) fn browser_session(create: bool) -> Option<String>;
+
+    /// Calls `wake` when the page may have slept; returns the function that stops it.
+    pub(crate) fn watch(wake: &JsValue) -> js_sys::Function;
+}
+
+/// A seed for the backoff jitter.
+pub(crate) fn random_u64() -> u64 {
+    (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
+}
