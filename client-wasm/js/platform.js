@@ -119,3 +119,52 @@ export function watch(wake) {
     for (const [target, name] of t) target.removeEventListener(name, on);
   };
 }
+
+// Validates and completes the options of Baton.create; throws a message for invalid ones.
+export function options(o) {
+  if (o === null || typeof o !== "object") throw "options must be an object with at least baseUrl";
+  const baseUrl = typeof o.baseUrl === "string" ? o.baseUrl.replace(/\/+$/, "") : "";
+  if (!/^https?:\/\//.test(baseUrl)) throw 'baseUrl must be an http(s) URL, e.g. "https://auth.example.com"';
+  const pick = (key, values, fallback) => {
+    const v = o[key] === undefined ? fallback : o[key];
+    if (!values.includes(v)) throw `${key} must be one of ${values.map((x) => `"${x}"`).join(", ")}`;
+    return v;
+  };
+  const num = (from, key, fallback, min, max, unit) => {
+    const v = from[key] === undefined ? fallback : from[key];
+    if (typeof v !== "number" || !(v >= min && v <= max)) throw `${key} must be a number of ${unit}, ${min} to ${max}`;
+    return v;
+  };
+  const t = o.timeouts === undefined ? {} : o.timeouts;
+  if (t === null || typeof t !== "object") throw "timeouts must be { auth, request } in milliseconds";
+  if (o.crossTab !== undefined && typeof o.crossTab !== "boolean") throw "crossTab must be a boolean";
+  const key = o.storageKey === undefined ? "baton-auth:session:" + baseUrl : o.storageKey;
+  if (typeof key !== "string" || !key || key.length > 200) throw "storageKey must be a non-empty string";
+  return {
+    baseUrl,
+    storage: pick("storage", ["local", "session", "memory"], "local"),
+    cookie: pick("refreshTransport", ["body", "cookie"], "body") === "cookie",
+    margin: num(o, "refreshMargin", 60, 0, 86400, "seconds"),
+    crossTab: o.crossTab !== false,
+    auth: num(t, "auth", 10000, 1, 600000, "ms"),
+    request: num(t, "request", 20000, 1, 600000, "ms"),
+    storageKey: key,
+  };
+}
+
+// localStorage or sessionStorage, checked to accept writes; throws a message when unusable.
+export function webStorage(kind) {
+  if (typeof window === "undefined") throw 'Web Storage needs a window; use storage: "memory"';
+  let s;
+  try {
+    s = kind === "local" ? localStorage : sessionStorage;
+  } catch {}
+  if (!s) throw "Web Storage is unavailable (private mode or blocked)";
+  try {
+    s.setItem("baton-auth:probe", "1");
+    s.removeItem("baton-auth:probe");
+  } catch {
+    throw "Web Storage refuses writes";
+  }
+  return s;
+}

@@ -53,10 +53,6 @@ pub(crate) fn message_of(body: &JsValue, fallback: &str) -> String {
     get_str(&get(body, "error"), "message").unwrap_or_else(|| fallback.to_owned())
 }
 
-pub(crate) fn window() -> Option<web_sys::Window> {
-    js_sys::global().dyn_into::<web_sys::Window>().ok()
-}
-
 pub(crate) fn navigator() -> JsValue {
     get(&js_sys::global(), "navigator")
 }

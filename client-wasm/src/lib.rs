@@ -44,109 +44,25 @@ fn invalid(message: &str) -> JsValue {
     js::client_error(ErrorCode::InvalidOptions, message)
 }
 
-/// Validates `Baton.create` options.
+/// Validates `Baton.create` options (in `js/platform.js`).
 fn parse_options(o: &JsValue) -> Result<Options, JsValue> {
-    if !o.is_object() {
-        return Err(invalid("options must be an object with at least baseUrl"));
-    }
-    let base_url = js::get_str(o, "baseUrl")
-        .map(|u| u.trim_end_matches('/').to_owned())
-        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
-        .ok_or_else(|| {
-            invalid("baseUrl must be an http(s) URL, e.g. \"https://auth.example.com\"")
-        })?;
-    let storage = match js::get(o, "storage").as_string().as_deref() {
-        None if js::get(o, "storage").is_undefined() => storage::Kind::Local,
-        Some("local") => storage::Kind::Local,
-        Some("session") => storage::Kind::Session,
-        Some("memory") => storage::Kind::Memory,
-        _ => {
-            return Err(invalid(
-                "storage must be \"local\", \"session\" or \"memory\"",
-            ))
-        }
-    };
-    let cookie = match js::get(o, "refreshTransport").as_string().as_deref() {
-        None if js::get(o, "refreshTransport").is_undefined() => false,
-        Some("body") => false,
-        Some("cookie") => true,
-        _ => return Err(invalid("refreshTransport must be \"body\" or \"cookie\"")),
-    };
-    let margin = number(
-        o,
-        "refreshMargin",
-        60.0,
-        0.0,
-        86_400.0,
-        "of seconds, 0 to 86400",
-    )?;
-    let cross_tab = match js::get(o, "crossTab") {
-        v if v.is_undefined() => true,
-        v => v
-            .as_bool()
-            .ok_or_else(|| invalid("crossTab must be a boolean"))?,
-    };
-    let timeouts = js::get(o, "timeouts");
-    let (auth, request) = if timeouts.is_undefined() {
-        (10_000.0, 20_000.0)
-    } else if timeouts.is_object() {
-        (
-            number(
-                &timeouts,
-                "auth",
-                10_000.0,
-                1.0,
-                600_000.0,
-                "of ms, 1 to 600000",
-            )?,
-            number(
-                &timeouts,
-                "request",
-                20_000.0,
-                1.0,
-                600_000.0,
-                "of ms, 1 to 600000",
-            )?,
-        )
-    } else {
-        return Err(invalid(
-            "timeouts must be { auth, request } in milliseconds",
-        ));
-    };
-    let storage_key = match js::get(o, "storageKey") {
-        v if v.is_undefined() => js::cat(&["baton-auth:session:", &base_url]),
-        v => v
-            .as_string()
-            .filter(|s| !s.is_empty() && s.len() <= 200)
-            .ok_or_else(|| invalid("storageKey must be a non-empty string"))?,
-    };
+    let v = platform::options(o)
+        .map_err(|m| invalid(&m.as_string().unwrap_or_else(|| "invalid options".into())))?;
+    let num = |k| js::get_f64(&v, k).unwrap_or(0.0);
     Ok(Options {
-        base_url,
-        storage,
-        cookie,
-        margin: Duration::from_secs_f64(margin),
-        cross_tab,
-        auth_timeout_ms: auth as u32,
-        request_timeout_ms: request as u32,
-        storage_key,
+        base_url: js::get_str(&v, "baseUrl").unwrap_or_default(),
+        storage: match js::get_str(&v, "storage").as_deref() {
+            Some("session") => storage::Kind::Session,
+            Some("memory") => storage::Kind::Memory,
+            _ => storage::Kind::Local,
+        },
+        cookie: js::get(&v, "cookie").is_truthy(),
+        margin: Duration::from_secs_f64(num("margin")),
+        cross_tab: js::get(&v, "crossTab").is_truthy(),
+        auth_timeout_ms: num("auth") as u32,
+        request_timeout_ms: num("request") as u32,
+        storage_key: js::get_str(&v, "storageKey").unwrap_or_default(),
     })
-}
-
-fn number(
-    o: &JsValue,
-    key: &str,
-    default: f64,
-    min: f64,
-    max: f64,
-    range: &str,
-) -> Result<f64, JsValue> {
-    let v = js::get(o, key);
-    if v.is_undefined() {
-        return Ok(default);
-    }
-    v.as_f64()
-        .filter(|n| n.is_finite() && *n >= min && *n <= max)
-        .ok_or_else(|| invalid(&js::cat(&[key, " must be a number ", range])))
 }
 
 fn string_arg(v: &JsValue, name: &str) -> Result<String, JsValue> {

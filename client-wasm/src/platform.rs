@@ -38,6 +38,16 @@ extern "C" {
     #[wasm_bindgen(js_name = browserSession)]
     pub(crate) fn browser_session(create: bool) -> Option<String>;
 
+    /// `Baton.create`'s options validated and completed (`{ baseUrl, storage, cookie, margin,
+    /// crossTab, auth, request, storageKey }`); throws a message for invalid ones.
+    #[wasm_bindgen(catch)]
+    pub(crate) fn options(o: &JsValue) -> Result<JsValue, JsValue>;
+
+    /// `localStorage` (`"local"`) or `sessionStorage`, checked to accept writes; throws a
+    /// message when unusable.
+    #[wasm_bindgen(catch, js_name = webStorage)]
+    pub(crate) fn web_storage(kind: &str) -> Result<web_sys::Storage, JsValue>;
+
     /// Calls `wake` when the page may have slept; returns the function that stops it.
     pub(crate) fn watch(wake: &JsValue) -> js_sys::Function;
 }

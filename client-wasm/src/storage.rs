@@ -47,24 +47,14 @@ impl Store {
     pub(crate) fn open(kind: Kind) -> Result<Self, String> {
         let backend = match kind {
             Kind::Memory => None,
-            Kind::Local | Kind::Session => {
-                let w =
-                    js::window().ok_or("Web Storage needs a window; use storage: \"memory\"")?;
-                let s = match kind {
-                    Kind::Local => w.local_storage(),
-                    _ => w.session_storage(),
-                };
-                let s = s
-                    .ok()
-                    .flatten()
-                    .ok_or("Web Storage is unavailable (private mode or blocked)")?;
-                // Quota zero or disabled storage throws here rather than later.
-                let probe = "baton-auth:probe";
-                s.set_item(probe, "1")
-                    .map_err(|_| "Web Storage refuses writes")?;
-                let _ = s.remove_item(probe);
-                Some(s)
-            }
+            Kind::Local | Kind::Session => Some(
+                crate::platform::web_storage(if kind == Kind::Local {
+                    "local"
+                } else {
+                    "session"
+                })
+                .map_err(|m| m.as_string().unwrap_or_default())?,
+            ),
         };
         Ok(Self {
             kind,

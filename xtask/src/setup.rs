@@ -94,7 +94,13 @@ impl WasmToolchain {
 }
 
 pub(crate) fn wasm_toolchain() -> Result<WasmToolchain> {
-    if rustup_has(&["target"], WASM_TARGET) && rustup_has(&["component"], "rust-src") {
+    // `BATON_WASM_TOOLCHAIN=debian` takes the Debian path even where rustup could serve, to
+    // check that both paths build the same package.
+    let force_debian = std::env::var("BATON_WASM_TOOLCHAIN").is_ok_and(|v| v == "debian");
+    if !force_debian
+        && rustup_has(&["target"], WASM_TARGET)
+        && rustup_has(&["component"], "rust-src")
+    {
         println!("  wasm target: rustup ({WASM_TARGET} and rust-src installed)");
         return Ok(WasmToolchain::Rustup);
     }
@@ -102,7 +108,7 @@ pub(crate) fn wasm_toolchain() -> Result<WasmToolchain> {
         println!("  wasm target: Debian rustc-web with -Zbuild-std");
         return Ok(tc);
     }
-    if find_program(&["rustup"]).is_some() {
+    if !force_debian && find_program(&["rustup"]).is_some() {
         step(&format!(
             "rustup target add {WASM_TARGET} && rustup component add rust-src (60 s limit each)"
         ));
