@@ -1,5 +1,6 @@
 // baton-auth: the public API. The refresh logic is Rust compiled to WebAssembly
-// (dist/wasm); this file only loads it and gives it a JavaScript face.
+// (client-wasm, built into dist/ with its glue); this file only loads it and gives it a
+// JavaScript face. `cargo xtask build-wasm` bundles the three into dist/index.js.
 // Importing this module touches no browser global (SSR-safe).
 import init, { BatonClient } from "./dist/wasm/baton_client.js";
 
@@ -185,11 +186,11 @@ export class Baton {
   }
 
   register(email, password) {
-    return call(() => this.#client.register(email, password));
+    return call(() => this.#client.call(0, email, password, false));
   }
 
   login(email, password, options = {}) {
-    return call(() => this.#client.login(email, password, !!(options && options.rememberMe)));
+    return call(() => this.#client.call(1, email, password, !!(options && options.rememberMe)));
   }
 
   /**
@@ -227,20 +228,20 @@ export class Baton {
 
   /** An access token valid for at least `refreshMargin` seconds, or a BatonError. */
   getAccessToken() {
-    return call(() => this.#client.getAccessToken());
+    return call(() => this.#client.call(2, undefined, undefined, false));
   }
 
   /** Refreshes now (sharing any refresh already in flight); resolves to the session. */
   refresh() {
-    return call(() => this.#client.refresh());
+    return call(() => this.#client.call(3, undefined, undefined, false));
   }
 
   logout() {
-    return call(() => this.#client.logout());
+    return call(() => this.#client.call(4, undefined, undefined, false));
   }
 
   logoutAll() {
-    return call(() => this.#client.logoutAll());
+    return call(() => this.#client.call(5, undefined, undefined, false));
   }
 
   /** Subscribes to an event; returns the function that unsubscribes. */
@@ -254,17 +255,17 @@ export class Baton {
 
   /** The session, or null; the same object until the session changes (see the `change` event). */
   get session() {
-    this.#session = snapshot(this.#session, this.#client.session);
+    this.#session = snapshot(this.#session, this.#client.view(0));
     return this.#session.value;
   }
 
   get deviceId() {
-    return this.#client.deviceId;
+    return this.#client.view(1);
   }
 
   /** Timing details: expiresAt, nextRefreshAt, refreshing, refreshCount, lastRefreshMs, skewMs. */
   status() {
-    this.#status = snapshot(this.#status, this.#client.status());
+    this.#status = snapshot(this.#status, this.#client.view(2));
     return this.#status.value;
   }
 

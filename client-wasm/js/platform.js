@@ -168,3 +168,102 @@ export function webStorage(kind) {
   }
   return s;
 }
+
+// Runs `body()` (which returns a promise) holding the Web Lock `name`. Waits at most `ms` for
+// it, then takes it over: a tab frozen while holding it must not block the others. Where Web
+// Locks are missing or fail, runs it without.
+export async function locked(name, ms, body) {
+  const locks = globalThis.navigator && navigator.locks;
+  if (locks) {
+    try {
+      return await locks.request(name, { signal: AbortSignal.timeout(ms) }, body);
+    } catch (e) {
+      if (e && (e.name === "AbortError" || e.name === "TimeoutError")) {
+        try {
+          return await locks.request(name, { steal: true }, body);
+        } catch {}
+      }
+    }
+  }
+  return body();
+}
+
+// A BroadcastChannel handing each message's data to `receive`; undefined where unavailable.
+export function channel(name, receive) {
+  try {
+    const c = new BroadcastChannel(name);
+    c.onmessage = (e) => receive(e.data);
+    return c;
+  } catch {}
+}
+
+const FAILURES = {
+  timeout: [true, "the server did not answer in time"],
+  network_error: [true, "the server could not be reached"],
+  aborted: [false, "request failed: aborted"],
+  body_used: [false, "the request body was already used"],
+};
+
+// baton.fetch: the app's request with a token valid for the margin, and one retry after a 401
+// when the client's machine says so. `client` is a BatonClient handle of its own (freed here);
+// op 2 of its `call` gives a token, op 6 the token to retry with after a 401 (or nothing), op 7
+// reports that an API refused a token fresh from a refresh.
+export async function authorizedFetch(client, input, init, device, ms) {
+  const attempt = (request, token) =>
+    send(request, token, device, ms).catch((code) => {
+      const [retryable, message] = FAILURES[code] || FAILURES.network_error;
+      throw { code: code === "body_used" ? "invalid_request" : code in FAILURES ? code : "network_error", status: 0, retryable, message };
+    });
+  try {
+    let request;
+    try {
+      request = new Request(input, init);
+    } catch (e) {
+      throw { code: "invalid_request", status: 0, retryable: false, message: (e && e.message) || "invalid request" };
+    }
+    const token = await client.call(2, undefined, undefined, false);
+    const first = await attempt(request, token);
+    if (first.status !== 401) return first;
+    const retry = await client.call(6, token, undefined, false);
+    if (typeof retry !== "string") return first;
+    const second = await attempt(request, retry);
+    if (second.status === 401) await client.call(7, retry, undefined, false);
+    return second;
+  } finally {
+    client.free();
+  }
+}
+
+// Calls `store[method](key, value)` on the tabs' shared store; its promise, if any.
+export function shared(store, method, key, value) {
+  try {
+    const p = store[method](key, value);
+    if (p && typeof p.then === "function") return p;
+  } catch {}
+}
+
+// The stored form of a token response (see storage.rs), or undefined when the response is not
+// one. `keep`: the refresh token to keep when the response has none (a refresh in cookie mode
+// has none at all).
+export function stored(t, receivedAt, skewMs, keep, browser) {
+  const u = t && t.user;
+  const str = (v) => typeof v === "string";
+  const num = (v) => typeof v === "number";
+  if (!u || !str(t.access_token) || !str(t.token_type) || !num(t.expires_in) || !num(t.expires_at) || !num(t.refresh_expires_in) || !str(t.session_id) || !str(u.id) || !str(u.email) || !num(u.created_at)) return;
+  const s = {
+    v: 1,
+    accessToken: t.access_token,
+    expiresIn: t.expires_in,
+    receivedAt,
+    refreshToken: str(t.refresh_token) ? t.refresh_token : keep,
+    refreshExpiresAt: receivedAt + t.refresh_expires_in * 1000,
+    userId: u.id,
+    email: u.email,
+    sessionId: t.session_id,
+    skewMs,
+    browser,
+  };
+  for (const k in s) if (s[k] === undefined || s[k] === null) delete s[k];
+  return s;
+}
+

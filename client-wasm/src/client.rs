@@ -9,7 +9,7 @@ use crate::js;
 use crate::storage::{self, Kind, Store, Stored};
 use baton_core::{
     Action, ClientError, Config, ErrorCode, Event, Grant, GrantSource, RefreshMachine,
-    RefreshOutcome, Retry401, SignOutReason, TokenAnswer, TokenResponse, WaiterId,
+    RefreshOutcome, Retry401, SignOutReason, TokenAnswer, WaiterId,
 };
 use js_sys::{Function, Object, Promise};
 use std::cell::RefCell;
@@ -50,7 +50,7 @@ pub(crate) struct Inner {
     timer: Option<gloo_timers::callback::Timeout>,
     timer_deadline: Option<baton_core::Instant>,
     channel: Option<web_sys::BroadcastChannel>,
-    channel_handler: Option<Closure<dyn FnMut(web_sys::Event)>>,
+    channel_handler: Option<Closure<dyn FnMut(JsValue)>>,
     /// The wake-up listeners: the function that removes them, and their callback.
     watch: Option<(Function, Closure<dyn FnMut()>)>,
     emit: Function,
@@ -91,7 +91,7 @@ impl Inner {
         if let Some(ch) = &self.channel {
             let msg = Object::new();
             js::set(&msg, "type", "session");
-            js::set(&msg, "session", storage::to_value(s));
+            js::set(&msg, "session", &s.value);
             let _ = ch.post_message(&msg);
         }
     }
@@ -135,45 +135,15 @@ fn grant_of(s: &Stored) -> Grant {
     }
 }
 
-/// The fields of a token response the client uses (read without a generic deserializer).
-fn parse_token_response(v: &JsValue) -> Option<TokenResponse> {
-    let user = js::get(v, "user");
-    Some(TokenResponse {
-        access_token: js::get_str(v, "access_token")?,
-        token_type: js::get_str(v, "token_type")?,
-        expires_in: js::get_f64(v, "expires_in")? as u64,
-        expires_at: js::get_f64(v, "expires_at")? as i64,
-        refresh_token: js::get_str(v, "refresh_token"),
-        refresh_expires_in: js::get_f64(v, "refresh_expires_in")? as u64,
-        session_id: js::get_str(v, "session_id")?,
-        user: baton_core::User {
-            id: js::get_str(&user, "id")?,
-            email: js::get_str(&user, "email")?,
-            created_at: js::get_f64(&user, "created_at")? as i64,
-        },
-    })
-}
-
-fn stored_of(
-    t: &TokenResponse,
-    received_at: f64,
-    skew_ms: Option<i64>,
-    keep_refresh: Option<String>,
-    browser: Option<String>,
-) -> Stored {
-    Stored {
-        v: storage::VERSION,
-        access_token: t.access_token.clone(),
-        expires_in: t.expires_in,
-        received_at,
-        refresh_token: t.refresh_token.clone().or(keep_refresh),
-        refresh_expires_at: received_at + t.refresh_expires_in as f64 * 1000.0,
-        user_id: t.user.id.clone(),
-        email: t.user.email.clone(),
-        session_id: t.session_id.clone(),
-        skew_ms: skew_ms.map(|v| v as f64),
+/// The session of a token response (login, refresh), or `None` when it is not one.
+fn stored_of(reply: &http::Reply, keep: Option<String>, browser: Option<String>) -> Option<Stored> {
+    storage::from_value(&crate::platform::stored(
+        &reply.body,
+        reply.received_at,
+        reply.skew_ms.map(|v| v as f64),
+        keep,
         browser,
-    }
+    ))
 }
 
 /// Creates the client: storage, device id, restored session, cross-tab channel, wake listeners.
@@ -263,18 +233,16 @@ fn attach(rc: &Shared) {
         )
     };
     if cross_tab {
-        if let Ok(ch) = web_sys::BroadcastChannel::new(&name) {
-            let w = weak.clone();
-            let handler = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
-                if let Some(rc) = w.upgrade() {
-                    on_message(&rc, &js::get(&e, "data"));
-                }
-            });
-            ch.set_onmessage(Some(handler.as_ref().unchecked_ref()));
-            let mut i = rc.borrow_mut();
-            i.channel = Some(ch);
-            i.channel_handler = Some(handler);
-        }
+        let w = weak.clone();
+        let handler = Closure::<dyn FnMut(JsValue)>::new(move |data: JsValue| {
+            if let Some(rc) = w.upgrade() {
+                on_message(&rc, &data);
+            }
+        });
+        let ch = crate::platform::channel(&name, handler.as_ref());
+        let mut i = rc.borrow_mut();
+        i.channel = ch;
+        i.channel_handler = Some(handler);
     }
     let wake = Closure::<dyn FnMut()>::new(move || {
         if let Some(rc) = weak.upgrade() {
@@ -294,7 +262,9 @@ fn on_message(rc: &Shared, data: &JsValue) {
     }
     match js::get_str(data, "type").as_deref() {
         Some("session") => {
-            if let Some(stored) = storage::from_value(&js::get(data, "session")) {
+            if let Some(stored) =
+                storage::from_value(&js::get(data, "session")).and_then(storage::alive)
+            {
                 adopt(rc, stored);
             }
         }
@@ -539,59 +509,22 @@ async fn refresh_task(rc: Shared, attempt: u64) {
             i.opts.auth_timeout_ms.saturating_add(2_000),
         )
     };
-    let body: Rc<dyn Fn() -> Promise> = {
-        let rc = rc.clone();
-        Rc::new(move || {
-            let rc = rc.clone();
-            crate::promise(async move {
-                locked_refresh(&rc, attempt).await;
-                Ok(JsValue::UNDEFINED)
-            })
+    let rc2 = rc.clone();
+    let body = Closure::once_into_js(move || -> JsValue {
+        crate::promise(async move {
+            locked_refresh(&rc2, attempt).await;
+            Ok(JsValue::UNDEFINED)
         })
+        .into()
+    });
+    let run = if cross_tab {
+        crate::platform::locked(&name, wait_ms, &body)
+    } else {
+        body.unchecked_into::<Function>()
+            .call0(&JsValue::NULL)
+            .map_or_else(|_| Promise::resolve(&JsValue::NULL), Promise::from)
     };
-    if cross_tab {
-        if let Some(locks) = js::lock_manager() {
-            match with_lock(&locks, &name, LockWait::Bounded(wait_ms), &body).await {
-                Ok(()) => return,
-                Err(e) if js::is_abort_error(&e) => {
-                    // The holder is stuck (a frozen tab): take the lock over.
-                    if with_lock(&locks, &name, LockWait::Steal, &body)
-                        .await
-                        .is_ok()
-                    {
-                        return;
-                    }
-                }
-                Err(_) => {}
-            }
-        }
-    }
-    let _ = JsFuture::from(body()).await;
-}
-
-enum LockWait {
-    Bounded(u32),
-    Steal,
-}
-
-async fn with_lock(
-    locks: &js::LockManager,
-    name: &str,
-    wait: LockWait,
-    body: &Rc<dyn Fn() -> Promise>,
-) -> Result<(), JsValue> {
-    let opts = Object::new();
-    match wait {
-        LockWait::Bounded(ms) => {
-            js::set(&opts, "signal", web_sys::AbortSignal::timeout_with_u32(ms))
-        }
-        LockWait::Steal => js::set(&opts, "steal", true),
-    }
-    let body = body.clone();
-    let cb = Closure::once_into_js(move |_lock: JsValue| -> JsValue { body().into() });
-    JsFuture::from(locks.request(name, &opts, cb.unchecked_ref()))
-        .await
-        .map(|_| ())
+    let _ = JsFuture::from(run).await;
 }
 
 /// Inside the lock: re-read shared storage (another tab may have refreshed), else call the server.
@@ -653,24 +586,19 @@ async fn locked_refresh(rc: &Shared, attempt: u64) {
     .await;
     let mut fresh = None;
     let outcome = match result {
-        Ok(reply) if reply.status == 200 => match parse_token_response(&reply.body) {
-            Some(t) => {
-                let stored = stored_of(
-                    &t,
-                    reply.received_at,
-                    reply.skew_ms,
-                    if cookie { None } else { old_refresh },
-                    browser,
-                );
-                let grant = grant_of(&stored);
-                fresh = Some(stored);
-                RefreshOutcome::Success(grant)
+        Ok(reply) if reply.status == 200 => {
+            match stored_of(&reply, if cookie { None } else { old_refresh }, browser) {
+                Some(stored) => {
+                    let grant = grant_of(&stored);
+                    fresh = Some(stored);
+                    RefreshOutcome::Success(grant)
+                }
+                None => RefreshOutcome::Failed {
+                    error: ClientError::new(ErrorCode::Internal, 200),
+                    retry_after: None,
+                },
             }
-            None => RefreshOutcome::Failed {
-                error: ClientError::new(ErrorCode::Internal, 200),
-                retry_after: None,
-            },
-        },
+        }
         Ok(reply) => http::refresh_outcome(&reply),
         Err(error) => RefreshOutcome::Failed {
             error,
@@ -708,13 +636,7 @@ fn shared_call(
     key: &str,
     value: Option<&str>,
 ) -> Option<Promise> {
-    let shared = shared.as_ref()?;
-    let f: Function = js::get(shared, method).dyn_into().ok()?;
-    let r = match value {
-        Some(v) => f.call2(shared, &key.into(), &v.into()),
-        None => f.call1(shared, &key.into()),
-    };
-    r.ok()?.dyn_into::<Promise>().ok()
+    crate::platform::shared(shared.as_ref()?, method, key, value)
 }
 
 /// Inside the refresh lock: adopts a newer session another tab stored. Reads the shared store
@@ -817,13 +739,12 @@ pub(crate) async fn login(
     if reply.status != 200 {
         return Err(reply_error_value(&reply));
     }
-    let t = parse_token_response(&reply.body)
-        .ok_or_else(|| js::client_error(ErrorCode::Internal, "unexpected login response"))?;
     // Without remember-me, a session kept in localStorage ends with the browser session.
     let browser = (!remember_me && rc.borrow().opts.storage == Kind::Local)
         .then(|| crate::platform::browser_session(true))
         .flatten();
-    let stored = stored_of(&t, reply.received_at, reply.skew_ms, None, browser);
+    let stored = stored_of(&reply, None, browser)
+        .ok_or_else(|| js::client_error(ErrorCode::Internal, "unexpected login response"))?;
     let session = {
         let mut i = rc.borrow_mut();
         let grant = grant_of(&stored);
@@ -917,50 +838,16 @@ fn reply_error_value(reply: &http::Reply) -> JsValue {
     let e = http::reply_error(reply);
     let v = js::error_value(&e, &js::message_of(&reply.body, &describe(&e)));
     if let Some(ra) = reply.retry_after {
-        js::set(v.unchecked_ref(), "retryAfter", ra.as_secs_f64());
+        js::set(v.unchecked_ref(), "retryAfter", ra.as_millis() as f64 / 1e3);
     }
     v
 }
 
-/// `fetch` with the access token and device id; one retry after a 401.
-pub(crate) async fn fetch(rc: &Shared, input: JsValue, init: JsValue) -> Result<JsValue, JsValue> {
-    let ctor = js::get(&js::global(), "Request");
-    let args = js_sys::Array::of2(&input, &init);
-    let request =
-        js_sys::Reflect::construct(ctor.unchecked_ref::<Function>(), &args).map_err(|e| {
-            let msg = js::get_str(&e, "message").unwrap_or_else(|| "invalid request".into());
-            js::client_error(ErrorCode::InvalidRequest, &msg)
-        })?;
-    let token = access_token(rc, false).await?;
-    let first = send(rc, &request, &token).await?;
-    if js::get_f64(&first, "status") != Some(401.0) {
-        return Ok(first);
-    }
-    let Some(retry) = token_after_401(rc, &token).await else {
-        return Ok(first);
-    };
-    let second = send(rc, &request, &retry).await?;
-    if js::get_f64(&second, "status") == Some(401.0) {
-        rc.borrow_mut().machine.handle_retry_401(&retry);
-        pump(rc);
-    }
-    Ok(second)
-}
-
-async fn send(rc: &Shared, request: &JsValue, token: &str) -> Result<JsValue, JsValue> {
-    let (device_id, timeout_ms) = {
-        let i = rc.borrow();
-        (i.device_id.clone(), i.opts.request_timeout_ms)
-    };
-    http::send(request, token, &device_id, timeout_ms)
-        .await
-        .map_err(|e| match e {
-            Some(e) => js::error_value(&e, &describe(&e)),
-            None => js::client_error(
-                ErrorCode::InvalidRequest,
-                "the request body was already used",
-            ),
-        })
+/// An API answered 401 to `token`, which came fresh from a refresh: the machine stops
+/// refreshing for that token and tells the app (`tokenRejected`).
+pub(crate) fn retry_refused(rc: &Shared, token: &str) {
+    rc.borrow_mut().machine.handle_retry_401(token);
+    pump(rc);
 }
 
 /// Releases timers, listeners and the channel; pending callers get `disposed`.
@@ -981,7 +868,6 @@ pub(crate) fn dispose(rc: &Shared) {
         let _ = stop.call0(&JsValue::NULL);
     }
     if let Some(ch) = i.channel.take() {
-        ch.set_onmessage(None);
         ch.close();
     }
     i.channel_handler = None;

@@ -3,20 +3,6 @@
 use baton_core::{ClientError, ErrorCode, Instant};
 use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
-
-#[wasm_bindgen]
-extern "C" {
-    /// `navigator.locks` (Web Locks), bound by hand because web-sys marks it unstable.
-    pub(crate) type LockManager;
-    #[wasm_bindgen(method, js_name = request)]
-    pub(crate) fn request(
-        this: &LockManager,
-        name: &str,
-        options: &JsValue,
-        callback: &js_sys::Function,
-    ) -> js_sys::Promise;
-}
 
 pub(crate) fn now() -> Instant {
     Instant::from_millis(js_sys::Date::now() as u64)
@@ -51,23 +37,6 @@ pub(crate) fn client_error(code: ErrorCode, message: &str) -> JsValue {
 /// The error message of an error body, or a fallback.
 pub(crate) fn message_of(body: &JsValue, fallback: &str) -> String {
     get_str(&get(body, "error"), "message").unwrap_or_else(|| fallback.to_owned())
-}
-
-pub(crate) fn navigator() -> JsValue {
-    get(&js_sys::global(), "navigator")
-}
-
-pub(crate) fn lock_manager() -> Option<LockManager> {
-    let locks = get(&navigator(), "locks");
-    (!locks.is_undefined() && !locks.is_null()).then(|| locks.unchecked_into())
-}
-
-pub(crate) fn is_abort_error(e: &JsValue) -> bool {
-    get_str(e, "name").is_some_and(|n| n == "AbortError" || n == "TimeoutError")
-}
-
-pub(crate) fn global() -> JsValue {
-    js_sys::global().into()
 }
 
 /// Concatenates string pieces (cheaper in code size than `format!`).

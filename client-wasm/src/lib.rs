@@ -57,7 +57,7 @@ fn parse_options(o: &JsValue) -> Result<Options, JsValue> {
             _ => storage::Kind::Local,
         },
         cookie: js::get(&v, "cookie").is_truthy(),
-        margin: Duration::from_secs_f64(num("margin")),
+        margin: Duration::from_millis((num("margin") * 1e3) as u64),
         cross_tab: js::get(&v, "crossTab").is_truthy(),
         auth_timeout_ms: num("auth") as u32,
         request_timeout_ms: num("request") as u32,
@@ -75,6 +75,42 @@ fn string_arg(v: &JsValue, name: &str) -> Result<String, JsValue> {
 }
 
 impl BatonClient {
+    pub fn register(&self, email: JsValue, password: JsValue) -> Promise {
+        self.call(0, email, password, false)
+    }
+
+    pub fn login(&self, email: JsValue, password: JsValue, remember_me: bool) -> Promise {
+        self.call(1, email, password, remember_me)
+    }
+
+    pub fn get_access_token(&self) -> Promise {
+        self.call(2, JsValue::UNDEFINED, JsValue::UNDEFINED, false)
+    }
+
+    pub fn refresh(&self) -> Promise {
+        self.call(3, JsValue::UNDEFINED, JsValue::UNDEFINED, false)
+    }
+
+    pub fn logout(&self) -> Promise {
+        self.call(4, JsValue::UNDEFINED, JsValue::UNDEFINED, false)
+    }
+
+    pub fn logout_all(&self) -> Promise {
+        self.call(5, JsValue::UNDEFINED, JsValue::UNDEFINED, false)
+    }
+
+    pub fn session(&self) -> JsValue {
+        self.view(0)
+    }
+
+    pub fn device_id(&self) -> String {
+        self.view(1).as_string().unwrap_or_default()
+    }
+
+    pub fn status(&self) -> JsValue {
+        self.view(2)
+    }
+
     /// The constructor for Rust callers; JavaScript uses `BatonClient.create`.
     pub async fn new(options: JsValue, emit: Function) -> Result<BatonClient, JsValue> {
         Self::with_shared(options, emit, JsValue::UNDEFINED).await
@@ -104,94 +140,93 @@ impl BatonClient {
         })
     }
 
-    pub fn register(&self, email: JsValue, password: JsValue) -> Promise {
+    /// The account and token calls, in one export (each export costs the package a shim):
+    /// `op` 0 register(a: email, b: password), 1 login(a, b, remember: flag), 2 getAccessToken,
+    /// 3 refresh, 4 logout, 5 logoutAll; for `fetch`'s flow, 6 the token to retry with after a
+    /// 401 with token `a`, 7 an API refused `a`. The Rust methods of the same names call this.
+    pub fn call(&self, op: u32, a: JsValue, b: JsValue, flag: bool) -> Promise {
         let rc = self.rc.clone();
         promise(async move {
-            let (e, p) = (
-                string_arg(&email, "email")?,
-                string_arg(&password, "password")?,
-            );
-            client::register(&rc, e, p).await
+            match op {
+                0 | 1 => {
+                    let (e, p) = (string_arg(&a, "email")?, string_arg(&b, "password")?);
+                    if op == 0 {
+                        client::register(&rc, e, p).await
+                    } else {
+                        client::login(&rc, e, p, flag).await
+                    }
+                }
+                2 | 3 => {
+                    let token = client::access_token(&rc, op == 3).await?;
+                    Ok(if op == 2 {
+                        token.into()
+                    } else {
+                        rc.borrow().session_value()
+                    })
+                }
+                4 => client::logout(&rc).await,
+                5 => client::logout_all(&rc).await,
+                // After a 401 with token `a`: the token to retry with, or undefined.
+                6 => Ok(
+                    client::token_after_401(&rc, &a.as_string().unwrap_or_default())
+                        .await
+                        .map_or(JsValue::UNDEFINED, JsValue::from),
+                ),
+                // An API refused `a`, a token fresh from a refresh.
+                _ => {
+                    client::retry_refused(&rc, &a.as_string().unwrap_or_default());
+                    Ok(JsValue::UNDEFINED)
+                }
+            }
         })
     }
 
-    pub fn login(&self, email: JsValue, password: JsValue, remember_me: bool) -> Promise {
-        let rc = self.rc.clone();
-        promise(async move {
-            let (e, p) = (
-                string_arg(&email, "email")?,
-                string_arg(&password, "password")?,
-            );
-            client::login(&rc, e, p, remember_me).await
-        })
-    }
-
+    /// `fetch` with the access token and device id, and one retry after a 401 (the flow is in
+    /// `js/platform.js`; every decision is the machine's, through `call`).
     pub fn fetch(&self, input: JsValue, init: JsValue) -> Promise {
-        let rc = self.rc.clone();
-        promise(async move { client::fetch(&rc, input, init).await })
-    }
-
-    #[wasm_bindgen(js_name = getAccessToken)]
-    pub fn get_access_token(&self) -> Promise {
-        let rc = self.rc.clone();
-        promise(async move { client::access_token(&rc, false).await.map(JsValue::from) })
-    }
-
-    pub fn refresh(&self) -> Promise {
-        let rc = self.rc.clone();
-        promise(async move {
-            client::access_token(&rc, true).await?;
-            Ok(rc.borrow().session_value())
-        })
-    }
-
-    pub fn logout(&self) -> Promise {
-        let rc = self.rc.clone();
-        promise(async move { client::logout(&rc).await })
-    }
-
-    #[wasm_bindgen(js_name = logoutAll)]
-    pub fn logout_all(&self) -> Promise {
-        let rc = self.rc.clone();
-        promise(async move { client::logout_all(&rc).await })
-    }
-
-    /// `{ userId, email, sessionId, expiresAt, refreshExpiresAt }` or `null`.
-    #[wasm_bindgen(getter)]
-    pub fn session(&self) -> JsValue {
-        self.rc.borrow().session_value()
-    }
-
-    #[wasm_bindgen(getter, js_name = deviceId)]
-    pub fn device_id(&self) -> String {
-        self.rc.borrow().device_id.clone()
-    }
-
-    /// Timing details for dashboards: `{ expiresAt, nextRefreshAt, refreshing, refreshCount,
-    /// lastRefreshMs, skewMs }` (times are `Date.now()` milliseconds).
-    pub fn status(&self) -> JsValue {
-        let i = self.rc.borrow();
-        let o = Object::new();
-        let ms = |t: Option<baton_core::Instant>| {
-            t.map_or(JsValue::NULL, |t| JsValue::from(t.as_millis() as f64))
+        let (device, timeout_ms) = {
+            let i = self.rc.borrow();
+            (i.device_id.clone(), i.opts.request_timeout_ms)
         };
-        js::set(&o, "expiresAt", ms(i.machine.expires_at()));
-        js::set(&o, "nextRefreshAt", ms(i.machine.next_refresh_at()));
-        js::set(&o, "refreshing", i.machine.is_refreshing());
-        js::set(&o, "refreshCount", i.machine.refresh_count() as f64);
-        js::set(
-            &o,
-            "lastRefreshMs",
-            i.last_refresh_ms.map_or(JsValue::NULL, JsValue::from),
-        );
-        js::set(
-            &o,
-            "skewMs",
-            i.machine
-                .skew_ms()
-                .map_or(JsValue::NULL, |v| JsValue::from(v as f64)),
-        );
-        o.into()
+        let handle = BatonClient {
+            rc: self.rc.clone(),
+        };
+        platform::authorized_fetch(handle, &input, &init, &device, timeout_ms)
+    }
+
+    /// What the client shows, in one export: `which` 0 the session (`{ userId, email,
+    /// sessionId, expiresAt, refreshExpiresAt }` or `null`), 1 the device id, 2 timing details
+    /// for dashboards (`{ expiresAt, nextRefreshAt, refreshing, refreshCount, lastRefreshMs,
+    /// skewMs }`, times in `Date.now()` milliseconds). The Rust methods of those names call it.
+    pub fn view(&self, which: u32) -> JsValue {
+        let i = self.rc.borrow();
+        match which {
+            0 => i.session_value(),
+            1 => i.device_id.as_str().into(),
+            _ => {
+                let ms = |t: Option<baton_core::Instant>| {
+                    t.map_or(JsValue::NULL, |t| JsValue::from(t.as_millis() as f64))
+                };
+                let o = Object::new();
+                js::set(&o, "expiresAt", ms(i.machine.expires_at()));
+                js::set(&o, "nextRefreshAt", ms(i.machine.next_refresh_at()));
+                js::set(&o, "refreshing", i.machine.is_refreshing());
+                js::set(&o, "refreshCount", i.machine.refresh_count() as f64);
+                js::set(
+                    &o,
+                    "lastRefreshMs",
+                    i.last_refresh_ms.map_or(JsValue::NULL, JsValue::from),
+                );
+                js::set(
+                    &o,
+                    "skewMs",
+                    i.machine
+                        .skew_ms()
+                        .map_or(JsValue::NULL, |v| JsValue::from(v as f64)),
+                );
+                o.into()
+            }
+        }
     }
 
     pub fn dispose(&self) {

@@ -18,10 +18,13 @@ extern "C" {
         timeout_ms: u32,
     ) -> js_sys::Promise;
 
-    /// The app's `Request` with the token and device id (on a clone), with a timeout.
-    pub(crate) fn send(
-        request: &JsValue,
-        token: &str,
+    /// `baton.fetch`: the app's request with a token, one retry after a 401 as the client's
+    /// machine decides (through `client.call`, ops 2, 6 and 7); frees `client`.
+    #[wasm_bindgen(js_name = authorizedFetch)]
+    pub(crate) fn authorized_fetch(
+        client: crate::BatonClient,
+        input: &JsValue,
+        init: &JsValue,
         device: &str,
         timeout_ms: u32,
     ) -> js_sys::Promise;
@@ -47,6 +50,32 @@ extern "C" {
     /// message when unusable.
     #[wasm_bindgen(catch, js_name = webStorage)]
     pub(crate) fn web_storage(kind: &str) -> Result<web_sys::Storage, JsValue>;
+
+    /// Runs `body()` (returning a promise) under the Web Lock `name`: waits at most `wait_ms`,
+    /// then takes the lock over; without Web Locks, runs it at once.
+    pub(crate) fn locked(name: &str, wait_ms: u32, body: &JsValue) -> js_sys::Promise;
+
+    /// A `BroadcastChannel` handing each message's data to `receive`; undefined where
+    /// unavailable.
+    pub(crate) fn channel(name: &str, receive: &JsValue) -> Option<web_sys::BroadcastChannel>;
+
+    /// `store[method](key, value)` on the tabs' shared store; its promise, if any.
+    pub(crate) fn shared(
+        store: &JsValue,
+        method: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Option<js_sys::Promise>;
+
+    /// The stored form of a token response (see `storage::Stored`), undefined when it is not
+    /// one; `keep`: the refresh token to keep when the response has none.
+    pub(crate) fn stored(
+        response: &JsValue,
+        received_at: f64,
+        skew_ms: Option<f64>,
+        keep: Option<String>,
+        browser: Option<String>,
+    ) -> JsValue;
 
     /// Calls `wake` when the page may have slept; returns the function that stops it.
     pub(crate) fn watch(wake: &JsValue) -> js_sys::Function;

@@ -1,7 +1,6 @@
 //! Where the session lives: `localStorage`, `sessionStorage` or memory.
 
 use crate::js;
-use js_sys::Object;
 use wasm_bindgen::JsValue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +30,8 @@ pub(crate) struct Stored {
     /// session it belongs to (see `platform::browser_session`). Once the browser has been closed, the
     /// stored session is ignored and removed.
     pub(crate) browser: Option<String>,
+    /// The object this was read from: what is stored and broadcast, as is.
+    pub(crate) value: JsValue,
 }
 
 pub(crate) const VERSION: u32 = 1;
@@ -94,47 +95,26 @@ impl Store {
     }
 }
 
-/// The JS object form (camelCase keys), as stored and broadcast.
-pub(crate) fn to_value(s: &Stored) -> JsValue {
-    let o = Object::new();
-    js::set(&o, "v", s.v);
-    js::set(&o, "accessToken", s.access_token.as_str());
-    js::set(&o, "expiresIn", s.expires_in as f64);
-    js::set(&o, "receivedAt", s.received_at);
-    if let Some(t) = &s.refresh_token {
-        js::set(&o, "refreshToken", t.as_str());
-    }
-    js::set(&o, "refreshExpiresAt", s.refresh_expires_at);
-    js::set(&o, "userId", s.user_id.as_str());
-    js::set(&o, "email", s.email.as_str());
-    js::set(&o, "sessionId", s.session_id.as_str());
-    if let Some(k) = s.skew_ms {
-        js::set(&o, "skewMs", k);
-    }
-    if let Some(b) = &s.browser {
-        js::set(&o, "browser", b.as_str());
-    }
-    o.into()
-}
-
 pub(crate) fn to_json(s: &Stored) -> Option<String> {
-    js_sys::JSON::stringify(&to_value(s)).ok()?.as_string()
+    js_sys::JSON::stringify(&s.value).ok()?.as_string()
 }
 
 pub(crate) fn from_json(raw: &str) -> Option<Stored> {
-    from_value(&js_sys::JSON::parse(raw).ok()?)
+    alive(from_value(&js_sys::JSON::parse(raw).ok()?)?)
 }
 
-/// Reads a stored session; anything malformed, from another version, or from a browser
-/// session that has ended is ignored.
+/// A session read back (from storage, another tab): ignored when it belonged to a browser
+/// session that has ended.
+pub(crate) fn alive(s: Stored) -> Option<Stored> {
+    (s.browser.is_none() || s.browser == crate::platform::browser_session(false)).then_some(s)
+}
+
+/// Reads a session in its stored form; anything malformed or from another version is ignored.
 pub(crate) fn from_value(v: &JsValue) -> Option<Stored> {
     if js::get_f64(v, "v")? as u32 != VERSION {
         return None;
     }
     let browser = js::get_str(v, "browser");
-    if browser.is_some() && browser != crate::platform::browser_session(false) {
-        return None;
-    }
     Some(Stored {
         v: VERSION,
         access_token: js::get_str(v, "accessToken")?,
@@ -147,5 +127,6 @@ pub(crate) fn from_value(v: &JsValue) -> Option<Stored> {
         session_id: js::get_str(v, "sessionId")?,
         skew_ms: js::get_f64(v, "skewMs"),
         browser,
+        value: v.clone(),
     })
 }

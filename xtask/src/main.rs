@@ -186,8 +186,8 @@ fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
     )?;
     let dist = root.join("npm-package/dist");
     let _ = std::fs::remove_dir_all(&dist);
-    std::fs::create_dir_all(dist.join("wasm"))?;
-    let wasm_out = dist.join("wasm/baton_client_bg.wasm");
+    std::fs::create_dir_all(&dist)?;
+    let wasm_out = dist.join("baton_client_bg.wasm");
     let features = [
         "--enable-bulk-memory",
         "--enable-nontrapping-float-to-int",
@@ -198,6 +198,10 @@ fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
     util::run(
         std::process::Command::new(bin.join("wasm-opt"))
             .args(["-Oz", "--converge", "--strip-debug", "--strip-producers"])
+            // Safe for Rust output: it never relies on an out-of-bounds access trapping, never
+            // touches the first KB of memory (the stack grows down towards it from 1 MB), and
+            // wasm memory starts zeroed.
+            .args(["-iit", "--low-memory-unused", "--zero-filled-memory"])
             .args(features)
             .arg(gen.join("baton_client_bg.wasm"))
             .arg("-o")
@@ -205,25 +209,21 @@ fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
     )?;
     let glue = minify::names(&bin, &features, &wasm_out, &gen.join("baton_client.js"))?;
     std::fs::write(gen.join("baton_client.min-names.js"), glue)?;
-    minify::js(
-        &bin,
-        &gen.join("baton_client.min-names.js"),
-        &dist.join("wasm/baton_client.js"),
-    )?;
-    // wasm-bindgen's copies of `#[wasm_bindgen(module = ...)]` files, imported by the glue.
-    for snippet in util::files_under(&gen.join("snippets"))? {
-        let rel = snippet.strip_prefix(&gen)?;
-        let out = dist.join("wasm").join(rel);
-        std::fs::create_dir_all(out.parent().context("snippet path")?)?;
-        minify::js(&bin, &snippet, &out)?;
-    }
+    // One module: index.js, the glue and wasm-bindgen's copies of `#[wasm_bindgen(module)]`
+    // files, bundled (one gzip stream and names shared across files are smaller than four);
+    // the glue finds the wasm beside it with `new URL(..., import.meta.url)`.
     let pkg = root.join("npm-package");
-    let index = std::fs::read_to_string(pkg.join("index.js"))?.replace(
-        "\"./dist/wasm/baton_client.js\"",
-        "\"./wasm/baton_client.js\"",
-    );
-    std::fs::write(gen.join("index.js"), index)?;
-    minify::js(&bin, &gen.join("index.js"), &dist.join("index.js"))?;
+    let from = "\"./dist/wasm/baton_client.js\"";
+    let index = std::fs::read_to_string(pkg.join("index.js"))?;
+    if !index.contains(from) {
+        bail!("npm-package/index.js no longer imports {from}");
+    }
+    std::fs::write(
+        gen.join("index.js"),
+        index.replace(from, "\"./baton_client.min-names.js\""),
+    )?;
+    minify::bundle(&bin, &gen.join("index.js"), &gen.join("bundle.js"))?;
+    minify::js(&bin, &gen.join("bundle.js"), &dist.join("index.js"))?;
     minify::js(&bin, &pkg.join("react.js"), &dist.join("react.js"))?;
     let mut total = 0;
     for path in util::files_under(&dist)? {

@@ -111,6 +111,14 @@ fn replace_ident(js: &mut String, old: &str, new: &str, then: Option<char>) -> b
     found
 }
 
+/// Bundles an ES module and what it imports into one ES module with rolldown.
+pub(crate) fn bundle(bin: &Path, entry: &Path, out: &Path) -> Result<()> {
+    run(Command::new(bin.join("rolldown"))
+        .arg(entry)
+        .args(["--format", "esm", "--platform", "browser", "--file"])
+        .arg(out))
+}
+
 /// Minifies an ES module with terser.
 pub(crate) fn js(bin: &Path, input: &Path, out: &Path) -> Result<()> {
     run(Command::new(bin.join("terser"))
