@@ -197,12 +197,18 @@ export function channel(name, receive) {
   } catch {}
 }
 
-const FAILURES = {
-  timeout: [true, "the server did not answer in time"],
-  network_error: [true, "the server could not be reached"],
-  aborted: [false, "request failed: aborted"],
-  body_used: [false, "the request body was already used"],
+const MESSAGES = {
+  timeout: "the server did not answer in time",
+  network_error: "the server could not be reached",
+  session_missing: "not signed in",
+  disposed: "this Baton instance was disposed",
+  body_used: "the request body was already used",
 };
+
+// The message of an error code the client raises itself.
+export function describe(code) {
+  return MESSAGES[code] || "request failed: " + code;
+}
 
 // baton.fetch: the app's request with a token valid for the margin, and one retry after a 401
 // when the client's machine says so. `client` is a BatonClient handle of its own (freed here);
@@ -211,8 +217,7 @@ const FAILURES = {
 export async function authorizedFetch(client, input, init, device, ms) {
   const attempt = (request, token) =>
     send(request, token, device, ms).catch((code) => {
-      const [retryable, message] = FAILURES[code] || FAILURES.network_error;
-      throw { code: code === "body_used" ? "invalid_request" : code in FAILURES ? code : "network_error", status: 0, retryable, message };
+      throw { code: code === "body_used" ? "invalid_request" : code, status: 0, retryable: code === "timeout" || code === "network_error", message: describe(code) };
     });
   try {
     let request;
@@ -234,12 +239,37 @@ export async function authorizedFetch(client, input, init, device, ms) {
   }
 }
 
-// Calls `store[method](key, value)` on the tabs' shared store; its promise, if any.
+// Calls `store[method](key, value)` on the tabs' shared store, which keeps JSON text: a value
+// is stored as JSON, what "get" finds is parsed. Its promise, if any.
 export function shared(store, method, key, value) {
   try {
-    const p = store[method](key, value);
-    if (p && typeof p.then === "function") return p;
+    const p = store[method](key, value === undefined ? value : JSON.stringify(value));
+    if (p && typeof p.then === "function") return method === "get" ? p.then(parse) : p;
   } catch {}
+}
+
+// JSON text parsed; undefined when it is not a string of JSON.
+function parse(text) {
+  try {
+    if (typeof text === "string") return JSON.parse(text);
+  } catch {}
+}
+
+// What Web Storage `store` holds under `key`, parsed; undefined when nothing or not JSON.
+export function load(store, key) {
+  try {
+    return parse(store.getItem(key));
+  } catch {}
+}
+
+// Stores `value` as JSON under `key`; false when the storage refused it (quota, blocked).
+export function save(store, key, value) {
+  try {
+    store.setItem(key, JSON.stringify(value));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 // The stored form of a token response (see storage.rs), or undefined when the response is not

@@ -80,14 +80,10 @@ impl Inner {
     fn persist(&mut self) {
         let Some(s) = &self.state else { return };
         let key = self.opts.storage_key.clone();
-        if let Some(json) = storage::to_json(s) {
-            if !self.store.write_raw(&key, &json) {
-                web_sys::console::warn_1(
-                    &"baton-auth: could not write the session to storage".into(),
-                );
-            }
-            self.shared_write = shared_call(&self.shared, "set", &key, Some(&json));
+        if !self.store.write(&key, &s.value) {
+            web_sys::console::warn_1(&"baton-auth: could not write the session to storage".into());
         }
+        self.shared_write = shared_call(&self.shared, "set", &key, &s.value);
         if let Some(ch) = &self.channel {
             let msg = Object::new();
             js::set(&msg, "type", "session");
@@ -99,7 +95,7 @@ impl Inner {
     fn clear_persisted(&mut self) {
         let key = self.opts.storage_key.clone();
         self.store.remove(&key);
-        self.shared_write = shared_call(&self.shared, "del", &key, None);
+        self.shared_write = shared_call(&self.shared, "del", &key, &JsValue::UNDEFINED);
         if let Some(ch) = &self.channel {
             let msg = Object::new();
             js::set(&msg, "type", "signout");
@@ -157,16 +153,17 @@ pub(crate) async fn create(
     // Only a session in localStorage is shared by tabs.
     let shared = (opts.storage == Kind::Local && opts.cross_tab && shared.is_object())
         .then(|| Object::from(shared));
+    // Rejected with the reason (no SubtleCrypto outside a secure context).
     let device_id = JsFuture::from(crate::platform::device_id())
         .await
-        .ok()
-        .and_then(|v| v.as_string())
-        .ok_or_else(|| {
+        .map_err(|m| {
             js::client_error(
                 ErrorCode::InvalidOptions,
-                "SubtleCrypto is unavailable (needs a secure context)",
+                &m.as_string().unwrap_or_default(),
             )
-        })?;
+        })?
+        .as_string()
+        .unwrap_or_default();
     let machine = RefreshMachine::new(
         Config {
             margin: opts.margin,
@@ -204,10 +201,10 @@ pub(crate) async fn create(
 fn restore(rc: &Shared) {
     let mut i = rc.borrow_mut();
     let key = i.opts.storage_key.clone();
-    let raw = i.store.read_raw(&key);
-    let Some(stored) = raw.as_deref().and_then(storage::from_json) else {
+    let raw = i.store.read(&key);
+    let Some(stored) = storage::read(&raw) else {
         // Unreadable, or left by a browser session that has ended: the tokens go.
-        if raw.is_some() {
+        if !raw.is_undefined() {
             i.store.remove(&key);
         }
         return;
@@ -341,13 +338,7 @@ pub(crate) fn pump(rc: &Shared) {
 }
 
 fn describe(e: &ClientError) -> String {
-    match e.code.as_str() {
-        "network_error" => "the server could not be reached".into(),
-        "timeout" => "the server did not answer in time".into(),
-        "session_missing" => "not signed in".into(),
-        "disposed" => "this Baton instance was disposed".into(),
-        code => js::cat(&["request failed: ", code]),
-    }
+    crate::platform::describe(&e.code)
 }
 
 fn event_value(i: &Inner, e: Event) -> (&'static str, JsValue) {
@@ -634,7 +625,7 @@ fn shared_call(
     shared: &Option<Object>,
     method: &str,
     key: &str,
-    value: Option<&str>,
+    value: &JsValue,
 ) -> Option<Promise> {
     crate::platform::shared(shared.as_ref()?, method, key, value)
 }
@@ -646,12 +637,12 @@ fn shared_call(
 async fn take_newer_from_shared(rc: &Shared) -> bool {
     let read = {
         let i = rc.borrow();
-        shared_call(&i.shared, "get", &i.opts.storage_key, None)
+        shared_call(&i.shared, "get", &i.opts.storage_key, &JsValue::UNDEFINED)
     };
     if let Some(read) = read {
         if let Ok(v) = JsFuture::from(read).await {
             let ours = rc.borrow().state.clone();
-            let theirs = v.as_string().and_then(|r| storage::from_json(&r));
+            let theirs = storage::read(&v);
             if let (Some(ours), Some(theirs)) = (ours, theirs) {
                 if theirs.received_at > ours.received_at {
                     adopt(rc, theirs);
@@ -671,10 +662,10 @@ fn take_newer_from_storage(rc: &Shared) -> bool {
         if i.store.kind() == Kind::Memory {
             return false;
         }
-        (i.store.read_raw(&i.opts.storage_key), i.state.clone())
+        (i.store.read(&i.opts.storage_key), i.state.clone())
     };
     let Some(ours) = ours else { return false };
-    match raw.and_then(|r| storage::from_json(&r)) {
+    match storage::read(&raw) {
         Some(stored) if stored.received_at > ours.received_at => {
             adopt(rc, stored);
             true

@@ -59,13 +59,21 @@ extern "C" {
     /// unavailable.
     pub(crate) fn channel(name: &str, receive: &JsValue) -> Option<web_sys::BroadcastChannel>;
 
-    /// `store[method](key, value)` on the tabs' shared store; its promise, if any.
+    /// `store[method](key, value)` on the tabs' shared store (values as JSON; what `get`
+    /// finds is parsed); its promise, if any.
     pub(crate) fn shared(
         store: &JsValue,
         method: &str,
         key: &str,
-        value: Option<&str>,
+        value: &JsValue,
     ) -> Option<js_sys::Promise>;
+
+    /// What Web Storage holds under `key`, parsed from JSON; undefined when nothing or not
+    /// JSON.
+    pub(crate) fn load(store: &web_sys::Storage, key: &str) -> JsValue;
+
+    /// Stores `value` as JSON under `key`; false when the storage refused it.
+    pub(crate) fn save(store: &web_sys::Storage, key: &str, value: &JsValue) -> bool;
 
     /// The stored form of a token response (see `storage::Stored`), undefined when it is not
     /// one; `keep`: the refresh token to keep when the response has none.
@@ -76,6 +84,9 @@ extern "C" {
         keep: Option<String>,
         browser: Option<String>,
     ) -> JsValue;
+
+    /// The message of an error code the client raises itself.
+    pub(crate) fn describe(code: &str) -> String;
 
     /// Calls `wake` when the page may have slept; returns the function that stops it.
     pub(crate) fn watch(wake: &JsValue) -> js_sys::Function;

@@ -40,7 +40,7 @@ pub(crate) const VERSION: u32 = 1;
 pub(crate) struct Store {
     kind: Kind,
     backend: Option<web_sys::Storage>,
-    memory: Option<String>,
+    memory: JsValue,
 }
 
 impl Store {
@@ -60,7 +60,7 @@ impl Store {
         Ok(Self {
             kind,
             backend,
-            memory: None,
+            memory: JsValue::UNDEFINED,
         })
     }
 
@@ -68,18 +68,20 @@ impl Store {
         self.kind
     }
 
-    pub(crate) fn read_raw(&self, key: &str) -> Option<String> {
+    /// What is stored under `key`, parsed; undefined when nothing (or not JSON).
+    pub(crate) fn read(&self, key: &str) -> JsValue {
         match &self.backend {
-            Some(s) => s.get_item(key).ok().flatten(),
+            Some(s) => crate::platform::load(s, key),
             None => self.memory.clone(),
         }
     }
 
-    pub(crate) fn write_raw(&mut self, key: &str, value: &str) -> bool {
+    /// Stores `value` (as JSON); false when the storage refused it.
+    pub(crate) fn write(&mut self, key: &str, value: &JsValue) -> bool {
         match &self.backend {
-            Some(s) => s.set_item(key, value).is_ok(),
+            Some(s) => crate::platform::save(s, key, value),
             None => {
-                self.memory = Some(value.to_owned());
+                self.memory = value.clone();
                 true
             }
         }
@@ -90,17 +92,14 @@ impl Store {
             Some(s) => {
                 let _ = s.remove_item(key);
             }
-            None => self.memory = None,
+            None => self.memory = JsValue::UNDEFINED,
         }
     }
 }
 
-pub(crate) fn to_json(s: &Stored) -> Option<String> {
-    js_sys::JSON::stringify(&s.value).ok()?.as_string()
-}
-
-pub(crate) fn from_json(raw: &str) -> Option<Stored> {
-    alive(from_value(&js_sys::JSON::parse(raw).ok()?)?)
+/// A session read back from storage or another tab, if it is one.
+pub(crate) fn read(v: &JsValue) -> Option<Stored> {
+    alive(from_value(v)?)
 }
 
 /// A session read back (from storage, another tab): ignored when it belonged to a browser

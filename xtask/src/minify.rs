@@ -13,6 +13,8 @@ pub(crate) fn names(bin: &Path, features: &[&str], wasm: &Path, glue: &Path) -> 
     let out = Command::new(bin.join("wasm-opt"))
         .arg("--minify-imports-and-exports-and-modules")
         .args(features)
+        // The last pass: the features section is for tools, browsers ignore it.
+        .arg("--strip-target-features")
         .arg(wasm)
         .arg("-o")
         .arg(wasm)
@@ -123,7 +125,9 @@ pub(crate) fn bundle(bin: &Path, entry: &Path, out: &Path) -> Result<()> {
 pub(crate) fn js(bin: &Path, input: &Path, out: &Path) -> Result<()> {
     run(Command::new(bin.join("terser"))
         .arg(input)
-        .args(["--module", "--compress", "passes=2", "--mangle", "-o"])
+        .args(["--module", "--ecma", "2020", "--mangle", "--compress"])
+        .arg("passes=3,ecma=2020,unsafe_arrows=true")
+        .arg("-o")
         .arg(out))
 }
 
