@@ -51,9 +51,23 @@ pub struct Config {
     #[arg(long, env = "BATON_RATE_LIMITS", default_value = "on")]
     pub rate_limits: OnOff,
 
-    /// `iss` of access tokens.
-    #[arg(long, env = "BATON_ISSUER", default_value = "http://127.0.0.1:8080")]
-    pub issuer: String,
+    /// `iss` of access tokens. Default: `BATON_PUBLIC_URL`, else `http://` and the listen
+    /// address (`http://127.0.0.1:8080` with the default `BATON_BIND`; an unspecified address
+    /// such as 0.0.0.0 becomes 127.0.0.1).
+    #[arg(long, env = "BATON_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// The URL browsers and other services reach this server at, e.g.
+    /// `https://auth.example.com` behind a proxy: the default issuer, and the base of the
+    /// URLs that `/.well-known/openid-configuration` publishes.
+    #[arg(long, env = "BATON_PUBLIC_URL", value_parser = public_url)]
+    pub public_url: Option<String>,
+
+    /// The secret resource servers present to `POST /auth/introspect` (as
+    /// `Authorization: Bearer <secret>`, or as the password of HTTP Basic). Unset:
+    /// introspection is off (404).
+    #[arg(long, env = "BATON_INTROSPECTION_TOKEN", hide_env_values = true)]
+    pub introspection_token: Option<String>,
 
     /// `aud` of access tokens.
     #[arg(long, env = "BATON_AUDIENCE", default_value = "baton")]
@@ -167,6 +181,40 @@ impl Config {
     pub fn defaults() -> Self {
         Self::parse_from(["baton-server"])
     }
+
+    /// Where this server is reached: `BATON_PUBLIC_URL`, else `http://` and the listen address
+    /// (an unspecified address as loopback).
+    pub fn base_url(&self) -> String {
+        if let Some(u) = &self.public_url {
+            return u.clone();
+        }
+        let mut addr = self.bind;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            });
+        }
+        format!("http://{addr}")
+    }
+
+    /// `iss` of access tokens: `BATON_ISSUER`, else [`Config::base_url`].
+    pub fn issuer(&self) -> String {
+        self.issuer.clone().unwrap_or_else(|| self.base_url())
+    }
+}
+
+/// An `http(s)` URL without query or fragment; a trailing `/` is dropped.
+fn public_url(s: &str) -> Result<String, String> {
+    let u = s.trim().trim_end_matches('/');
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err("must be a URL such as https://auth.example.com".into());
+    }
+    Ok(u.to_owned())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

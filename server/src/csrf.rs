@@ -16,9 +16,12 @@ use crate::error::ApiError;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use baton_core::ErrorCode;
 
-/// Whether `method` and `path` change state under `/auth/`.
+/// Whether `method` and `path` change state under `/auth/`. Introspection is for other
+/// services, authenticated by a secret no browser holds, and takes a form (RFC 7662).
 pub fn applies(method: &Method, path: &str) -> bool {
-    path.starts_with("/auth/") && (method == Method::POST || method == Method::DELETE)
+    path.starts_with("/auth/")
+        && path != "/auth/introspect"
+        && (method == Method::POST || method == Method::DELETE)
 }
 
 /// Checks one request; `own_host` is the host (and port) this server is reached at.

@@ -4,10 +4,12 @@
 pub mod config;
 pub mod csrf;
 pub mod db;
+pub mod discovery;
 pub mod email;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod introspect;
 pub mod keystore;
 pub mod limits;
 pub mod lockout;
@@ -58,7 +60,19 @@ pub struct AppState {
 
 impl AppState {
     /// Connects to the database, runs migrations, loads (or creates) keys and the revocation view.
-    pub async fn new(config: Config) -> anyhow::Result<Self> {
+    pub async fn new(mut config: Config) -> anyhow::Result<Self> {
+        if config.issuer.is_none()
+            && config.public_url.is_none()
+            && config.database_url.starts_with("postgres")
+        {
+            tracing::warn!(
+                issuer = %config.issuer(),
+                "BATON_PUBLIC_URL is not set: the issuer is this instance's listen address; \
+                 instances sharing this database must be reached at one URL and agree on it"
+            );
+        }
+        // Resolved once, from the address actually bound when `run` started this instance.
+        config.issuer = Some(config.issuer());
         let store = Store::connect(&config.database_url, config.request_timeout).await?;
         let sealer = keystore::Sealer::from_settings(
             config.key_encryption_key.as_deref(),
@@ -98,7 +112,12 @@ pub fn app(state: AppState) -> Router {
         .route("/auth/sessions/{id}", delete(handlers::delete_session))
         .route("/auth/audit-log", get(handlers::audit_log))
         .route("/api/ping", get(handlers::ping))
+        .route("/auth/introspect", post(introspect::introspect))
         .route("/.well-known/jwks.json", get(handlers::jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
         .route("/metrics", get(handlers::metrics))
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz));
@@ -260,6 +279,8 @@ fn endpoint_label(path: Option<&MatchedPath>) -> Option<&'static str> {
         "/auth/audit-log" => "audit_log",
         "/api/ping" => "ping",
         "/.well-known/jwks.json" => "jwks",
+        "/.well-known/openid-configuration" => "discovery",
+        "/auth/introspect" => "introspect",
         _ => return None,
     })
 }
@@ -364,8 +385,10 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
-    let state = AppState::new(config).await?;
     let addr = listener.local_addr()?;
+    // The port actually bound (port 0 picks one): the default issuer names it.
+    config.bind = addr;
+    let state = AppState::new(config).await?;
     let background = spawn_background(&state);
     {
         use std::io::Write;
@@ -373,7 +396,12 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         writeln!(out, "listening on http://{addr}")?;
         out.flush()?;
     }
-    tracing::info!(%addr, backend = ?state.store.backend, "baton-server started");
+    tracing::info!(
+        %addr,
+        issuer = %state.config.issuer(),
+        backend = ?state.store.backend,
+        "baton-server started"
+    );
     let store = state.store.clone();
     let opts = serve::ServeOptions::from_config(&state.config);
     serve::serve(listener, app(state), opts, shutdown_signal()).await;

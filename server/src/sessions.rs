@@ -39,7 +39,7 @@ pub fn token_response(
     let ends_s = session.ends_at() / 1000;
     let exp = (now_s + state.config.access_ttl.as_secs() as i64).min(ends_s);
     let claims = AccessClaims {
-        iss: state.config.issuer.clone(),
+        iss: state.config.issuer(),
         aud: state.config.audience.clone(),
         sub: user.id.clone(),
         sid: session.id.clone(),

@@ -165,7 +165,7 @@ impl Keys {
         // The algorithm is pinned: a token claiming any other `alg` is refused.
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = LEEWAY_SECS as u64;
-        validation.set_issuer(&[&config.issuer]);
+        validation.set_issuer(&[config.issuer()]);
         validation.set_audience(&[&config.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.validate_exp = true;

@@ -25,6 +25,8 @@ fn help_documents_every_setting_with_its_environment_variable() {
         ("--registration", "BATON_REGISTRATION"),
         ("--rate-limits", "BATON_RATE_LIMITS"),
         ("--issuer", "BATON_ISSUER"),
+        ("--public-url", "BATON_PUBLIC_URL"),
+        ("--introspection-token", "BATON_INTROSPECTION_TOKEN"),
         ("--audience", "BATON_AUDIENCE"),
         ("--cookie-secure", "BATON_COOKIE_SECURE"),
         ("--request-timeout", "BATON_REQUEST_TIMEOUT"),
@@ -54,6 +56,7 @@ fn bad_settings_fail_with_a_clear_message() {
         ("BATON_DEVICE_BINDING", "maybe"),
         ("BATON_TRUSTED_PROXIES", "10.0.0.0/99"),
         ("BATON_DATABASE_URL", "mysql://x"),
+        ("BATON_PUBLIC_URL", "auth.example.com"),
     ] {
         let out = Command::new(BIN)
             .env(k, v)
@@ -64,6 +67,24 @@ fn bad_settings_fail_with_a_clear_message() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.is_empty() && !err.contains("panicked"), "{k}: {err}");
     }
+}
+
+/// Without BATON_ISSUER or BATON_PUBLIC_URL, tokens name the address the server listens on,
+/// with the port it actually bound (here chosen by the system).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_issuer_is_the_address_listened_on() {
+    let db = common::fresh_database().await;
+    let p = common::Process::start(&db, &[]);
+    assert!(!p.url.ends_with(":0"), "{}", p.url);
+    let doc: serde_json::Value =
+        reqwest::get(format!("{}/.well-known/openid-configuration", p.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(doc["issuer"], p.url.as_str());
+    p.kill9();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,9 +75,10 @@ impl Server {
 
     /// Starts an instance on an existing database (restarts, several instances).
     pub async fn start_on(database_url: &str, overrides: &[(&str, &str)]) -> Server {
-        let cfg = config(database_url, overrides);
+        let mut cfg = config(database_url, overrides);
         let listener = tokio::net::TcpListener::bind(cfg.bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        cfg.bind = addr;
         let state = AppState::new(cfg).await.expect("server state");
         let background = baton_server::spawn_background(&state);
         let app = baton_server::app(state.clone());

@@ -1,0 +1,33 @@
+//! `GET /.well-known/openid-configuration`: where other services find the issuer, the keys and
+//! the introspection endpoint (docs/api.md, "Verifying tokens in other services").
+//!
+//! Baton is not an OpenID provider (no authorization endpoint, no ID tokens): the document
+//! carries the fields a resource server's JWT library reads from it, in their RFC 8414 names,
+//! plus `access_token_signing_alg_values_supported`, Baton's own field for the one algorithm its
+//! access tokens are signed with.
+
+use crate::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+pub async fn openid_configuration(State(state): State<AppState>) -> Response {
+    let base = state.config.base_url();
+    let mut doc = json!({
+        "issuer": state.config.issuer(),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "access_token_signing_alg_values_supported": ["EdDSA"],
+    });
+    if state.config.introspection_token.is_some() {
+        doc["introspection_endpoint"] = json!(format!("{base}/auth/introspect"));
+        doc["introspection_endpoint_auth_methods_supported"] = json!(["client_secret_basic"]);
+    }
+    let mut res = Json(doc).into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    res
+}

@@ -1,0 +1,235 @@
+//! Other services verifying Baton's tokens: the discovery document, the issuer, and RFC 7662
+//! introspection (docs/api.md, "Verifying tokens in other services").
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use reqwest::Method;
+use serde_json::Value;
+use std::time::Duration;
+
+const SECRET: &str = "introspection secret for tests";
+
+async fn introspect(s: &Server, auth: Option<&str>, form: &str) -> reqwest::Response {
+    let mut r = s
+        .req(Method::POST, "/auth/introspect")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_owned());
+    if let Some(a) = auth {
+        r = r.header("authorization", a);
+    }
+    r.send().await.unwrap()
+}
+
+async fn active(s: &Server, token: &str) -> Value {
+    let r = introspect(
+        s,
+        Some(&format!("Bearer {SECRET}")),
+        &format!("token={token}"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_names_the_issuer_keys_and_introspection() {
+    // Without BATON_PUBLIC_URL the issuer is the address the server listens on.
+    let s = Server::start(&[]).await;
+    let doc: Value = s
+        .http
+        .get(format!("{}/.well-known/openid-configuration", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["issuer"], s.url.as_str());
+    assert_eq!(doc["jwks_uri"], format!("{}/.well-known/jwks.json", s.url));
+    assert_eq!(
+        doc["access_token_signing_alg_values_supported"],
+        serde_json::json!(["EdDSA"])
+    );
+    assert!(
+        doc.get("introspection_endpoint").is_none(),
+        "off without a secret: {doc}"
+    );
+    let (_, t) = s.user("d").await;
+    assert_eq!(claims(&t.access)["iss"], s.url.as_str());
+    s.stop().await;
+
+    // Behind a proxy: BATON_PUBLIC_URL is the issuer and the base of every URL.
+    let s = Server::start(&[
+        ("public-url", "https://auth.example.com/"),
+        ("introspection-token", SECRET),
+    ])
+    .await;
+    let doc: Value = s
+        .http
+        .get(format!("{}/.well-known/openid-configuration", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["issuer"], "https://auth.example.com");
+    assert_eq!(
+        doc["jwks_uri"],
+        "https://auth.example.com/.well-known/jwks.json"
+    );
+    assert_eq!(
+        doc["introspection_endpoint"],
+        "https://auth.example.com/auth/introspect"
+    );
+    let (_, t) = s.user("d").await;
+    assert_eq!(claims(&t.access)["iss"], "https://auth.example.com");
+    // And the server accepts its own tokens with that issuer.
+    assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+    s.stop().await;
+}
+
+/// The payload of a JWT, unverified (the tests check what is in it).
+fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&raw).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_needs_the_secret_and_a_form() {
+    let off = Server::start(&[]).await;
+    expect_error(
+        introspect(&off, Some("Bearer x"), "token=x").await,
+        404,
+        "not_found",
+    )
+    .await;
+    off.stop().await;
+
+    let s = Server::start(&[("introspection-token", SECRET)]).await;
+    let r = introspect(&s, None, "token=x").await;
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("Basic"));
+    expect_error(r, 401, "token_missing").await;
+    expect_error(
+        introspect(&s, Some("Bearer wrong"), "token=x").await,
+        401,
+        "token_invalid",
+    )
+    .await;
+    let (_, t) = s.user("d").await;
+    // An access token is not the secret.
+    expect_error(
+        introspect(
+            &s,
+            Some(&format!("Bearer {}", t.access)),
+            &format!("token={}", t.access),
+        )
+        .await,
+        401,
+        "token_invalid",
+    )
+    .await;
+    // HTTP Basic with the secret as password (client_secret_basic; its parts form-encoded).
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("resource-server:{}", SECRET.replace(' ', "+")));
+    let r = introspect(
+        &s,
+        Some(&format!("Basic {basic}")),
+        &format!("token={}", t.access),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["active"], true);
+    // A form, not JSON; the token field is required.
+    let r = s
+        .req(Method::POST, "/auth/introspect")
+        .header("authorization", format!("Bearer {SECRET}"))
+        .json(&serde_json::json!({ "token": t.access }))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 415, "unsupported_media_type").await;
+    expect_error(
+        introspect(
+            &s,
+            Some(&format!("Bearer {SECRET}")),
+            "token_type_hint=access_token",
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_reports_live_tokens_and_not_revoked_expired_or_foreign_ones() {
+    let s = Server::start(&[("introspection-token", SECRET), ("access-ttl", "2s")]).await;
+    let (_, t) = s.user("d").await;
+    let v = active(&s, &t.access).await;
+    let c = claims(&t.access);
+    assert_eq!(v["active"], true, "{v}");
+    for k in ["iss", "aud", "sub", "sid", "jti", "iat", "exp"] {
+        assert_eq!(v[k], c[k], "{k}");
+    }
+    assert_eq!(v["token_type"], "Bearer");
+    // Refresh tokens, garbage, and a token of another issuer are not active, and say nothing.
+    for other in [t.refresh.as_str(), "garbage", "a.b.c"] {
+        assert_eq!(
+            active(&s, other).await,
+            serde_json::json!({ "active": false })
+        );
+    }
+    // Expired.
+    tokio::time::sleep(Duration::from_millis(2_000 + 5_000 + 1_200)).await;
+    assert_eq!(active(&s, &t.access).await["active"], false);
+    s.stop().await;
+}
+
+/// A signed-out session's access token is inactive within a second, also when another instance
+/// of the same database revoked it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_session_is_inactive_within_a_second_on_every_instance() {
+    // Instances of one deployment share the issuer (here through BATON_PUBLIC_URL).
+    let settings = [
+        ("introspection-token", SECRET),
+        ("public-url", "https://auth.example.com"),
+    ];
+    let a = Server::start(&settings).await;
+    let b = Server::start_on(&a.database_url, &settings).await;
+    let (_, t) = a.user("d").await;
+    assert_eq!(active(&a, &t.access).await["active"], true);
+    assert_eq!(active(&b, &t.access).await["active"], true);
+    let r = a
+        .req(Method::POST, "/auth/logout")
+        .header("authorization", format!("Bearer {}", t.access))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        active(&a, &t.access).await["active"],
+        false,
+        "at once where revoked"
+    );
+    let took = eventually(Duration::from_secs(1), || async {
+        active(&b, &t.access).await["active"] == false
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "still active on the other instance after 1 s"
+    );
+    a.stop().await;
+    b.stop().await;
+}
