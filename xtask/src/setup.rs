@@ -45,6 +45,9 @@ pub(crate) fn all(needs: &Needs) -> Result<Env> {
         PathBuf::new()
     };
     npm_tools()?;
+    if needs.browser {
+        python_jwt()?;
+    }
     Ok(Env {
         wasm,
         chromium,
@@ -226,6 +229,26 @@ fn postgres_bindir() -> Option<PathBuf> {
         .collect();
     dirs.sort();
     dirs.pop()
+}
+
+/// Debian's Python with PyJWT and cryptography, for the end-to-end test that verifies tokens
+/// the way a Python API would (`tests/verify/verify.py`).
+fn python_jwt() -> Result<()> {
+    let ok = || {
+        Command::new("/usr/bin/python3")
+            .args(["-c", "import jwt, cryptography"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if ok() {
+        println!("  python3 with PyJWT and cryptography: present");
+        return Ok(());
+    }
+    apt_install(&["python3", "python3-jwt", "python3-cryptography"])?;
+    if !ok() {
+        bail!("/usr/bin/python3 cannot import jwt and cryptography after installing them");
+    }
+    Ok(())
 }
 
 /// The JavaScript tools of `tests/package.json` (wasm-opt, Playwright, Vite), via `npm ci`
