@@ -4,12 +4,31 @@ use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The workspace root (the parent of `xtask/`).
+/// The workspace root (the parent of `xtask/`), found at run time: from `CARGO_MANIFEST_DIR`,
+/// which `cargo run` sets for the checkout it runs in, else upwards from the current
+/// directory. Never the path the binary was built at: a copied or moved checkout works on
+/// itself.
+#[expect(clippy::exit, reason = "nothing can run outside a checkout; a message beats a panic")]
 pub(crate) fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives inside the workspace")
-        .to_path_buf()
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let is_root = |d: &std::path::Path| {
+            d.join("xtask/Cargo.toml").is_file() && d.join("Cargo.toml").is_file()
+        };
+        let from_cargo = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .and_then(|d| d.parent().map(PathBuf::from))
+            .filter(|d| is_root(d));
+        let from_cwd = || {
+            let cwd = std::env::current_dir().ok()?;
+            cwd.ancestors().find(|d| is_root(d)).map(PathBuf::from)
+        };
+        from_cargo.or_else(from_cwd).unwrap_or_else(|| {
+            eprintln!("xtask: run it inside a Baton checkout (cargo xtask ...)");
+            std::process::exit(2)
+        })
+    })
+    .clone()
 }
 
 pub(crate) fn step(msg: &str) {
