@@ -8,27 +8,34 @@ use std::process::Command;
 /// which `cargo run` sets for the checkout it runs in, else upwards from the current
 /// directory. Never the path the binary was built at: a copied or moved checkout works on
 /// itself.
-#[expect(clippy::exit, reason = "nothing can run outside a checkout; a message beats a panic")]
+#[expect(
+    clippy::exit,
+    reason = "nothing can run outside a checkout; a message beats a panic"
+)]
 pub(crate) fn root() -> PathBuf {
     static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ROOT.get_or_init(|| {
-        let is_root = |d: &std::path::Path| {
-            d.join("xtask/Cargo.toml").is_file() && d.join("Cargo.toml").is_file()
-        };
-        let from_cargo = std::env::var_os("CARGO_MANIFEST_DIR")
-            .map(PathBuf::from)
-            .and_then(|d| d.parent().map(PathBuf::from))
-            .filter(|d| is_root(d));
-        let from_cwd = || {
-            let cwd = std::env::current_dir().ok()?;
-            cwd.ancestors().find(|d| is_root(d)).map(PathBuf::from)
-        };
-        from_cargo.or_else(from_cwd).unwrap_or_else(|| {
+        let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+        let cwd = std::env::current_dir().unwrap_or_default();
+        find_root(manifest.as_deref(), &cwd).unwrap_or_else(|| {
             eprintln!("xtask: run it inside a Baton checkout (cargo xtask ...)");
             std::process::exit(2)
         })
     })
     .clone()
+}
+
+/// The checkout: the parent of `manifest` (xtask's directory) when that is one, else the
+/// nearest directory at or above `cwd` that has `Cargo.toml` and `xtask/Cargo.toml`.
+fn find_root(manifest: Option<&std::path::Path>, cwd: &std::path::Path) -> Option<PathBuf> {
+    let is_root = |d: &std::path::Path| {
+        d.join("xtask/Cargo.toml").is_file() && d.join("Cargo.toml").is_file()
+    };
+    manifest
+        .and_then(std::path::Path::parent)
+        .filter(|d| is_root(d))
+        .or_else(|| cwd.ancestors().find(|d| is_root(d)))
+        .map(PathBuf::from)
 }
 
 pub(crate) fn step(msg: &str) {
@@ -149,4 +156,33 @@ pub(crate) fn files_under(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_root;
+
+    #[test]
+    fn the_root_is_the_checkout_xtask_runs_in_not_where_it_was_built() {
+        let base = std::env::temp_dir().join(format!("xtask-root-{}", std::process::id()));
+        let (old, copy) = (base.join("old"), base.join("copy"));
+        for d in [&old, &copy] {
+            std::fs::create_dir_all(d.join("xtask/src")).unwrap();
+            std::fs::write(d.join("Cargo.toml"), "[workspace]").unwrap();
+            std::fs::write(d.join("xtask/Cargo.toml"), "[package]").unwrap();
+        }
+        // `cargo run` in the copy sets the copy's manifest directory.
+        assert_eq!(
+            find_root(Some(&copy.join("xtask")), &old),
+            Some(copy.clone())
+        );
+        // Without it, the directory the command runs in decides, also from a subdirectory.
+        assert_eq!(find_root(None, &copy.join("xtask/src")), Some(copy.clone()));
+        assert_eq!(
+            find_root(Some(&base.join("nowhere")), &copy),
+            Some(copy.clone())
+        );
+        assert_eq!(find_root(None, &base), None);
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }
