@@ -147,6 +147,12 @@ pub struct Config {
     /// A file holding `BATON_KEY_ENCRYPTION_KEY` (for secret mounts).
     #[arg(long, env = "BATON_KEY_ENCRYPTION_KEY_FILE")]
     pub key_encryption_key_file: Option<PathBuf>,
+    /// Run pending database migrations at start. `false`: refuse to start while the schema is
+    /// behind (run `baton-server migrate` first, e.g. once per deployment, before the new
+    /// instances start).
+    #[arg(long, env = "BATON_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
+
     /// Serve the files of this directory at `/` (the demo page).
     #[arg(long, env = "BATON_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
@@ -166,6 +172,8 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Apply the pending database migrations and exit (with the same settings as the server).
+    Migrate,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

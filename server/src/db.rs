@@ -95,9 +95,29 @@ const SESSION_COLUMNS: &str = "id, user_id, generation, nonce, device_id, user_a
     remember_me, cookie_transport, created_at, last_used_at, rotated_at, rotated_by_device, \
     idle_expires_at, absolute_expires_at, revoked_at, revoked_reason, rotated_by_key";
 
+/// What connecting does to the database schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Apply the pending migrations.
+    Migrate,
+    /// Refuse a schema that is behind this build.
+    Require,
+    /// Nothing (`baton-server migrate` looks first, then migrates).
+    AsIs,
+}
+
 impl Store {
     /// Connects, creating the SQLite file if needed, and runs the migrations.
     pub async fn connect(url: &str, request_timeout: Duration) -> anyhow::Result<Self> {
+        Self::connect_with(url, request_timeout, Schema::Migrate).await
+    }
+
+    /// Connects, and does to the schema what `schema` says.
+    pub async fn connect_with(
+        url: &str,
+        request_timeout: Duration,
+        schema: Schema,
+    ) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
@@ -159,24 +179,58 @@ impl Store {
             backend,
             probe: Arc::default(),
         };
-        store.migrate().await?;
+        if schema == Schema::Migrate {
+            store.migrate().await?;
+        } else if schema == Schema::Require {
+            let pending = store.pending_migrations().await?;
+            if pending > 0 {
+                anyhow::bail!(
+                    "the database schema is behind this baton-server ({pending} migration(s) \
+                     pending): run `baton-server migrate` with the same settings, or start with \
+                     BATON_MIGRATE_ON_START=true"
+                );
+            }
+        }
         Ok(store)
     }
 
-    async fn migrate(&self) -> anyhow::Result<()> {
+    fn migrator(&self) -> sqlx::migrate::Migrator {
         match self.backend {
-            Backend::Sqlite => {
-                sqlx::migrate!("migrations/sqlite")
-                    .run(&self.writer)
-                    .await?
-            }
-            Backend::Postgres => {
-                sqlx::migrate!("migrations/postgres")
-                    .run(&self.writer)
-                    .await?
-            }
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("migrations/postgres"),
         }
-        Ok(())
+    }
+
+    /// Runs the pending migrations; returns how many ran.
+    pub async fn migrate(&self) -> anyhow::Result<usize> {
+        let before = self.pending_migrations().await?;
+        self.migrator().run(&self.writer).await?;
+        Ok(before)
+    }
+
+    /// How many of this build's migrations the database has not applied.
+    pub async fn pending_migrations(&self) -> anyhow::Result<usize> {
+        let applied: Vec<i64> =
+            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_all(&self.writer)
+                .await
+            {
+                Ok(v) => v,
+                // No migration table yet: nothing applied (SQLite says "no such table",
+                // PostgreSQL 42P01).
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("42P01")
+                        || e.message().contains("no such table") =>
+                {
+                    Vec::new()
+                }
+                Err(e) => return Err(e.into()),
+            };
+        Ok(self
+            .migrator()
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .count())
     }
 
     pub async fn close(&self) {

@@ -73,7 +73,13 @@ impl AppState {
         }
         // Resolved once, from the address actually bound when `run` started this instance.
         config.issuer = Some(config.issuer());
-        let store = Store::connect(&config.database_url, config.request_timeout).await?;
+        let schema = if config.migrate_on_start {
+            db::Schema::Migrate
+        } else {
+            db::Schema::Require
+        };
+        let store =
+            Store::connect_with(&config.database_url, config.request_timeout, schema).await?;
         let sealer = keystore::Sealer::from_settings(
             config.key_encryption_key.as_deref(),
             config.key_encryption_key_file.as_deref(),
@@ -287,6 +293,19 @@ fn endpoint_label(path: Option<&MatchedPath>) -> Option<&'static str> {
 
 /// How often every instance re-reads the signing keys (a rotation takes effect that fast).
 pub const KEY_RELOAD: Duration = Duration::from_secs(2);
+
+/// `baton-server migrate`: applies the pending migrations; returns how many ran.
+pub async fn migrate(config: &Config) -> anyhow::Result<usize> {
+    let store = Store::connect_with(
+        &config.database_url,
+        config.request_timeout,
+        db::Schema::AsIs,
+    )
+    .await?;
+    let ran = store.migrate().await;
+    store.close().await;
+    ran
+}
 
 /// `baton-server keys rotate`: adds a signing key to the database the server uses.
 pub async fn rotate_keys(config: &Config) -> anyhow::Result<String> {

@@ -30,6 +30,18 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Some(Command::Migrate) = &config.command {
+        return match baton_server::migrate(&config).await {
+            Ok(ran) => {
+                println!("database migrated: {ran} migration(s) applied, schema up to date");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("baton-server migrate: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match baton_server::run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

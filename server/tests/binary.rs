@@ -39,14 +39,17 @@ fn help_documents_every_setting_with_its_environment_variable() {
         ("--refresh-recovery", "BATON_REFRESH_RECOVERY"),
         ("--key-encryption-key", "BATON_KEY_ENCRYPTION_KEY"),
         ("--key-encryption-key-file", "BATON_KEY_ENCRYPTION_KEY_FILE"),
+        ("--migrate-on-start", "BATON_MIGRATE_ON_START"),
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
         assert!(help.contains(env), "{env} missing from --help");
     }
-    assert!(
-        help.contains("keys"),
-        "the keys subcommand is missing from --help"
-    );
+    for sub in ["keys", "migrate"] {
+        assert!(
+            help.contains(sub),
+            "the {sub} subcommand is missing from --help"
+        );
+    }
 }
 
 #[test]
@@ -67,6 +70,48 @@ fn bad_settings_fail_with_a_clear_message() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.is_empty() && !err.contains("panicked"), "{k}: {err}");
     }
+}
+
+/// `baton-server migrate` brings a database up to date and exits; with
+/// `BATON_MIGRATE_ON_START=false` the server refuses a database that is behind, and starts on
+/// one that is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_can_run_apart_from_starting() {
+    let db = common::fresh_database().await;
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("BATON_DATABASE_URL", &db)
+            .env("BATON_BIND", "127.0.0.1:0")
+            .env("BATON_LOG", "warn");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    // A fresh database with migrations off at start: refused, and told what to do.
+    let out = run(&[], &[("BATON_MIGRATE_ON_START", "false")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("baton-server migrate"), "{err}");
+    let out = run(&["migrate"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!said.starts_with("database migrated: 0 "), "{said}");
+    let again = String::from_utf8_lossy(&run(&["migrate"], &[]).stdout).into_owned();
+    assert!(
+        again.starts_with("database migrated: 0 migration(s)"),
+        "{again}"
+    );
+    // Up to date: it starts without migrating.
+    let p = common::Process::start(&db, &[("BATON_MIGRATE_ON_START", "false")]);
+    let r = reqwest::get(format!("{}/readyz", p.url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    p.kill9();
 }
 
 /// Without BATON_ISSUER or BATON_PUBLIC_URL, tokens name the address the server listens on,

@@ -81,9 +81,10 @@ fn test() -> Result<()> {
     };
 
     timed("lint: rustfmt and clippy", &mut lint)?;
-    timed("baton-core: unit tests (simulated clock); xtask's own tests", &mut || {
-        util::run(util::cargo().args(["test", "-p", "baton-core", "-p", "xtask"]))
-    })?;
+    timed(
+        "baton-core: unit tests (simulated clock); xtask's own tests",
+        &mut || util::run(util::cargo().args(["test", "-p", "baton-core", "-p", "xtask"])),
+    )?;
     timed("baton-server: tests on SQLite", &mut || {
         util::run(
             util::cargo()
