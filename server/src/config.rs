@@ -147,6 +147,11 @@ pub struct Config {
     /// A file holding `BATON_KEY_ENCRYPTION_KEY` (for secret mounts).
     #[arg(long, env = "BATON_KEY_ENCRYPTION_KEY_FILE")]
     pub key_encryption_key_file: Option<PathBuf>,
+    /// Log lines as `text` (for people) or `json` (one object per line, for log collectors).
+    /// Colours only when the log goes to a terminal. The level and targets are `BATON_LOG`.
+    #[arg(long, env = "BATON_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
     /// Run pending database migrations at start. `false`: refuse to start while the schema is
     /// behind (run `baton-server migrate` first, e.g. once per deployment, before the new
     /// instances start).
@@ -223,6 +228,12 @@ fn public_url(s: &str) -> Result<String, String> {
         return Err("must be a URL such as https://auth.example.com".into());
     }
     Ok(u.to_owned())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

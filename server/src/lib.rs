@@ -201,6 +201,13 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         }
     }
     let endpoint = endpoint_label(req.extensions().get::<MatchedPath>());
+    let method = req.method().clone();
+    // The path without the query (a query could carry something private).
+    let path = req.uri().path().to_owned();
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| extract::client_ip(c.0.ip(), req.headers(), &state.config.trusted_proxies));
     let started = std::time::Instant::now();
     let res = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
         Ok(res) => res,
@@ -209,10 +216,22 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
             ApiError::unavailable().into_response()
         }
     };
+    let took = started.elapsed();
     if let Some(endpoint) = endpoint {
-        state.metrics.observe(endpoint, started.elapsed());
+        state.metrics.observe(endpoint, took);
     }
-    json_errors(res)
+    let res = json_errors(res);
+    // The access log: one line per request (`BATON_LOG=...,baton_server::access=off` to mute).
+    tracing::info!(
+        target: "baton_server::access",
+        %method,
+        path,
+        status = res.status().as_u16(),
+        ms = took.as_secs_f64() * 1e3,
+        client = client.map(tracing::field::display),
+        "request"
+    );
+    res
 }
 
 /// Every error leaves in the documented JSON shape, also the rejections axum and tower-http

@@ -453,6 +453,9 @@ pub async fn audit(
     }
 }
 
+/// An audit event to record. Security events (severity `warning` or `critical`: failed logins,
+/// lockouts, refresh-token reuse, device mismatches, revocations, rate limiting) also go to the
+/// log, target `baton_server::security`; details never hold secrets.
 pub fn event(
     user_id: Option<&str>,
     kind: &'static str,
@@ -461,6 +464,19 @@ pub fn event(
     caller: &Caller,
     detail: &str,
 ) -> NewEvent {
+    if severity != "info" {
+        tracing::warn!(
+            target: "baton_server::security",
+            event = kind,
+            severity,
+            user_id,
+            session_id,
+            device_id = caller.device_id.as_deref(),
+            ip = %caller.ip,
+            detail,
+            "security event"
+        );
+    }
     NewEvent {
         user_id: user_id.map(str::to_owned),
         at: now_ms(),

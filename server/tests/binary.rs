@@ -213,4 +213,92 @@ async fn serves_prints_its_address_logs_no_secrets_and_stops_on_sigterm() {
     for secret in [password, refresh.as_str(), access.as_str()] {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
+    // Not a terminal: no colour codes.
+    assert!(
+        !logs.contains('\u{1b}'),
+        "ANSI escapes in a log that is not a terminal"
+    );
+}
+
+/// `BATON_LOG_FORMAT=json`: every line is one JSON object; each request has an access line;
+/// security events (a failed login, a lockout) are logged; no password, no token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_with_access_lines_and_security_events() {
+    let db = common::fresh_database().await;
+    let mut child = Command::new(BIN)
+        .env("BATON_BIND", "127.0.0.1:0")
+        .env("BATON_DATABASE_URL", &db)
+        .env("BATON_LOG", "info")
+        .env("BATON_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let http = reqwest::Client::new();
+    let password = "another-secret-password";
+    let email = "json-log@example.com";
+    let r = http
+        .post(format!("{url}/auth/register"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    for _ in 0..6 {
+        let _ = http
+            .post(format!("{url}/auth/login"))
+            .header("x-device-id", "d")
+            .json(&serde_json::json!({"email": email, "password": "wrong-password-1"}))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        http.get(format!("{url}/healthz?x=1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    child.wait().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let access = lines
+        .iter()
+        .find(|l| l["target"] == "baton_server::access" && l["path"] == "/healthz")
+        .unwrap_or_else(|| panic!("no access line for /healthz:\n{logs}"));
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["method"], "GET");
+    assert!(
+        access["ms"].is_number() && access["client"] == "127.0.0.1",
+        "{access}"
+    );
+    let security: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["target"] == "baton_server::security")
+        .filter_map(|l| l["event"].as_str())
+        .collect();
+    assert!(security.contains(&"login_failed"), "{security:?}");
+    assert!(security.contains(&"account_locked"), "{security:?}");
+    assert!(!logs.contains(password) && !logs.contains("wrong-password-1"));
 }
