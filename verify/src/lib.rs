@@ -1,0 +1,396 @@
+//! `baton-verify`: accept Baton's access tokens in your own Rust services.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use baton_verify::{Authenticated, Options, Verifier};
+//!
+//! # async fn run() -> Result<(), baton_verify::Error> {
+//! // Finds the issuer, the keys and the introspection endpoint in the discovery document.
+//! let verifier = Verifier::discover("https://auth.example.com", Options::default()).await?;
+//! let app: Router = Router::new()
+//!     .route("/orders", get(|Authenticated(claims): Authenticated| async move {
+//!         format!("orders of user {}", claims.sub)
+//!     }))
+//!     .with_state(verifier);
+//! # Ok(()) }
+//! ```
+//!
+//! What is checked (see "Verifying tokens in other services" in Baton's `docs/api.md`): the
+//! signature with the key named by the token's `kid` from the JWKS (algorithm pinned to EdDSA),
+//! `typ: at+jwt`, `iss`, `aud`, `exp` with a small leeway. Keys are fetched once and cached; an
+//! unknown `kid` (a key rotation) fetches them again, at most every
+//! [`Options::min_refetch`] (10 s by default), and the set is refreshed when older than
+//! [`MAX_AGE`](keys::MAX_AGE). A signature stays valid until `exp`: the [`Live`] extractor and
+//! [`Verifier::verify_live`] also ask Baton's introspection endpoint, so a token of a session
+//! signed out a moment ago is refused.
+
+pub mod keys;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The claims of a Baton access token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Claims {
+    /// The issuer (the Baton server's URL).
+    pub iss: String,
+    /// The audience (`BATON_AUDIENCE`).
+    pub aud: String,
+    /// The user id.
+    pub sub: String,
+    /// The session id.
+    pub sid: String,
+    /// The token's unique id.
+    pub jti: String,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Expires at, Unix seconds.
+    pub exp: i64,
+}
+
+/// Why a token was refused, or could not be checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// No `Authorization: Bearer` token.
+    Missing,
+    /// Past `exp`.
+    Expired,
+    /// Not a valid Baton access token: bad signature, unknown key, wrong `typ`, `iss` or
+    /// `aud`, malformed.
+    Invalid(String),
+    /// Introspection says the token is no longer active (its session was signed out).
+    Revoked,
+    /// The keys, the discovery document or introspection could not be fetched.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing => f.write_str("an access token is required"),
+            Self::Expired => f.write_str("the access token has expired"),
+            Self::Invalid(why) => write!(f, "the access token is invalid: {why}"),
+            Self::Revoked => f.write_str("the session of this access token was signed out"),
+            Self::Unavailable(why) => write!(f, "tokens cannot be checked now: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// How to verify.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The expected `aud` (`BATON_AUDIENCE`; `baton` by default).
+    pub audience: String,
+    /// Leeway on `exp`, for clock differences.
+    pub leeway: Duration,
+    /// `BATON_INTROSPECTION_TOKEN`, for [`Verifier::verify_live`] and [`Live`].
+    pub introspection_secret: Option<String>,
+    /// The least time between two fetches of the keys for an unknown `kid`.
+    pub min_refetch: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            audience: "baton".into(),
+            leeway: Duration::from_secs(5),
+            introspection_secret: None,
+            min_refetch: keys::MIN_REFETCH,
+        }
+    }
+}
+
+/// Verifies access tokens; cheap to clone (one key cache shared by the clones).
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    issuer: String,
+    validation: Validation,
+    introspection: Option<(String, String)>,
+    http: reqwest::Client,
+    keys: keys::KeyCache,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+    introspection_endpoint: Option<String>,
+}
+
+impl Verifier {
+    /// Reads `<base_url>/.well-known/openid-configuration` for the issuer, the JWKS URL and the
+    /// introspection endpoint, and fetches the keys.
+    pub async fn discover(base_url: &str, options: Options) -> Result<Self, Error> {
+        let http = client();
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            base_url.trim_end_matches('/')
+        );
+        let doc: Discovery = fetch_json(&http, &url).await?;
+        let introspection = match (&options.introspection_secret, doc.introspection_endpoint) {
+            (Some(secret), Some(endpoint)) => Some((endpoint, secret.clone())),
+            (Some(_), None) => {
+                return Err(Error::Unavailable(
+                    "an introspection secret was given, but the server has introspection off"
+                        .into(),
+                ))
+            }
+            _ => None,
+        };
+        let v = Self::build(doc.issuer, doc.jwks_uri, introspection, &options, http);
+        v.inner.keys.refresh(&v.inner.http).await?;
+        Ok(v)
+    }
+
+    /// Without discovery: the issuer and the JWKS URL given; keys are fetched on first use.
+    /// Introspection, if wanted, at `<issuer>/auth/introspect`.
+    pub fn new(issuer: &str, jwks_uri: &str, options: Options) -> Self {
+        let introspection = options.introspection_secret.clone().map(|s| {
+            (
+                format!("{}/auth/introspect", issuer.trim_end_matches('/')),
+                s,
+            )
+        });
+        Self::build(
+            issuer.to_owned(),
+            jwks_uri.to_owned(),
+            introspection,
+            &options,
+            client(),
+        )
+    }
+
+    fn build(
+        issuer: String,
+        jwks_uri: String,
+        introspection: Option<(String, String)>,
+        options: &Options,
+        http: reqwest::Client,
+    ) -> Self {
+        // The algorithm is pinned: a token naming any other is refused.
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = options.leeway.as_secs();
+        validation.set_issuer(&[&issuer]);
+        validation.set_audience(&[&options.audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        Self {
+            inner: Arc::new(Inner {
+                issuer,
+                validation,
+                introspection,
+                http,
+                keys: keys::KeyCache::new(jwks_uri, options.min_refetch),
+            }),
+        }
+    }
+
+    /// The issuer tokens must name.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// Checks the signature and the claims; no network call unless the keys need fetching.
+    pub async fn verify(&self, token: &str) -> Result<Claims, Error> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| Error::Invalid(format!("malformed: {e}")))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(Error::Invalid(format!("algorithm {:?}", header.alg)));
+        }
+        if header.typ.as_deref() != Some("at+jwt") {
+            return Err(Error::Invalid("not an access token (typ)".into()));
+        }
+        let kid = header.kid.ok_or_else(|| Error::Invalid("no kid".into()))?;
+        let key = self
+            .inner
+            .keys
+            .key(&self.inner.http, &kid, Instant::now())
+            .await?;
+        jsonwebtoken::decode::<Claims>(token, &key, &self.inner.validation)
+            .map(|d| d.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Error::Expired,
+                _ => Error::Invalid(e.to_string()),
+            })
+    }
+
+    /// Whether Baton still considers the token active (RFC 7662 introspection).
+    pub async fn introspect(&self, token: &str) -> Result<bool, Error> {
+        let Some((endpoint, secret)) = &self.inner.introspection else {
+            return Err(Error::Unavailable(
+                "introspection needs Options::introspection_secret".into(),
+            ));
+        };
+        let body = format!("token={}", form_encode(token));
+        let r = self
+            .inner
+            .http
+            .post(endpoint)
+            .bearer_auth(secret)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable(format!("introspection: {e}")))?;
+        if !r.status().is_success() {
+            return Err(Error::Unavailable(format!(
+                "introspection answered {}",
+                r.status()
+            )));
+        }
+        let v: serde_json::Value = r
+            .json()
+            .await
+            .map_err(|e| Error::Unavailable(format!("introspection: {e}")))?;
+        Ok(v["active"] == true)
+    }
+
+    /// [`Verifier::verify`], then introspection: refuses the tokens of signed-out sessions.
+    pub async fn verify_live(&self, token: &str) -> Result<Claims, Error> {
+        let claims = self.verify(token).await?;
+        if self.introspect(token).await? {
+            Ok(claims)
+        } else {
+            Err(Error::Revoked)
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
+}
+
+async fn fetch_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<T, Error> {
+    let r = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| Error::Unavailable(format!("{url}: {e}")))?;
+    if !r.status().is_success() {
+        return Err(Error::Unavailable(format!("{url} answered {}", r.status())));
+    }
+    r.json()
+        .await
+        .map_err(|e| Error::Unavailable(format!("{url}: {e}")))
+}
+
+/// `application/x-www-form-urlencoded` for a token (base64url and dots need no escaping, but
+/// anything else is escaped).
+fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `Authorization: Bearer` token of a request.
+fn bearer(parts: &Parts) -> Result<&str, Error> {
+    let v = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or(Error::Missing)?;
+    let v = v
+        .to_str()
+        .map_err(|_| Error::Invalid("malformed Authorization header".into()))?;
+    match v.split_once(' ') {
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
+            Ok(t.trim())
+        }
+        _ => Err(Error::Invalid("Authorization is not a Bearer token".into())),
+    }
+}
+
+/// An axum extractor: the claims of a valid access token (signature and claims checked; see
+/// [`Live`] to also refuse signed-out sessions). Needs a [`Verifier`] in the router's state
+/// (`FromRef`). Refusals are 401 in Baton's error shape, with `WWW-Authenticate: Bearer`.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Claims);
+
+/// Like [`Authenticated`], and introspection says the session is still signed in.
+#[derive(Debug, Clone)]
+pub struct Live(pub Claims);
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    Verifier: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let token = bearer(parts)?;
+        Verifier::from_ref(state).verify(token).await.map(Self)
+    }
+}
+
+impl<S> FromRequestParts<S> for Live
+where
+    Verifier: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let token = bearer(parts)?;
+        Verifier::from_ref(state).verify_live(token).await.map(Self)
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::Missing => (StatusCode::UNAUTHORIZED, "token_missing"),
+            Self::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            Self::Invalid(_) => (StatusCode::UNAUTHORIZED, "token_invalid"),
+            Self::Revoked => (StatusCode::UNAUTHORIZED, "token_revoked"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        if let Self::Unavailable(why) = &self {
+            tracing::warn!(%why, "Baton tokens cannot be checked");
+        }
+        // Details of a refusal stay in the server; the client learns the code.
+        let message = match &self {
+            Self::Invalid(_) => "the access token is invalid".to_owned(),
+            Self::Unavailable(_) => "tokens cannot be checked now".to_owned(),
+            other => other.to_string(),
+        };
+        let body = serde_json::json!({ "error": { "code": code, "message": message } });
+        let mut res = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = if self == Self::Missing {
+                r#"Bearer error="invalid_request""#
+            } else {
+                r#"Bearer error="invalid_token""#
+            };
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        } else {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        res
+    }
+}

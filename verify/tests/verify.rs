@@ -1,0 +1,281 @@
+//! baton-verify against a real baton-server (in-process, SQLite): discovery, forgeries,
+//! expiry, key rotation, introspection, and the axum extractors.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use baton_verify::{Authenticated, Error, Live, Options, Verifier};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tower::ServiceExt;
+
+const SECRET: &str = "verify-crate-introspection-secret";
+
+struct Server {
+    url: String,
+    config: baton_server::config::Config,
+    task: tokio::task::JoinHandle<()>,
+    background: tokio::task::JoinHandle<()>,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start(extra: &[&str]) -> Self {
+        use clap::Parser;
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let db = dir.join(format!("verify-{}.db", uuid::Uuid::new_v4().simple()));
+        let mut args = vec![
+            "baton-server".to_owned(),
+            "--bind=127.0.0.1:0".into(),
+            format!("--database-url=sqlite://{}", db.display()),
+            format!("--introspection-token={SECRET}"),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut config = baton_server::config::Config::try_parse_from(args).unwrap();
+        let listener = tokio::net::TcpListener::bind(config.bind).await.unwrap();
+        config.bind = listener.local_addr().unwrap();
+        let state = baton_server::AppState::new(config.clone()).await.unwrap();
+        let background = baton_server::spawn_background(&state);
+        let opts = baton_server::serve::ServeOptions::from_config(&state.config);
+        let app = baton_server::app(state);
+        let task = tokio::spawn(async move {
+            baton_server::serve::serve(listener, app, opts, std::future::pending()).await;
+        });
+        Self {
+            url: format!("http://{}", config.bind),
+            config,
+            task,
+            background,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> reqwest::Response {
+        let mut r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("x-device-id", "verify-tests")
+            .json(&body);
+        if let Some(t) = bearer {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    /// A new user, signed in: (user id, access token).
+    async fn user(&self) -> (String, String) {
+        let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+        let creds = json!({"email": email, "password": "correct horse battery"});
+        assert_eq!(
+            self.post("/auth/register", creds.clone(), None)
+                .await
+                .status(),
+            201
+        );
+        let t: Value = self
+            .post("/auth/login", creds, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (
+            t["user"]["id"].as_str().unwrap().to_owned(),
+            t["access_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    fn stop(self) {
+        self.task.abort();
+        self.background.abort();
+    }
+}
+
+fn with_secret() -> Options {
+    Options {
+        introspection_secret: Some(SECRET.into()),
+        ..Options::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifies_tokens_found_through_discovery_and_refuses_forgeries() {
+    let s = Server::start(&[]).await;
+    let v = Verifier::discover(&s.url, Options::default())
+        .await
+        .unwrap();
+    assert_eq!(v.issuer(), s.url);
+    let (user, token) = s.user().await;
+    let claims = v.verify(&token).await.unwrap();
+    assert_eq!(claims.sub, user);
+    assert_eq!(claims.iss, s.url);
+    assert_eq!(claims.aud, "baton");
+
+    let other_api = Verifier::discover(
+        &s.url,
+        Options {
+            audience: "billing".into(),
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        other_api.verify(&token).await,
+        Err(Error::Invalid(_))
+    ));
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert!(matches!(v.verify(&tampered).await, Err(Error::Invalid(_))));
+    assert!(matches!(
+        v.verify("not.a.jwt").await,
+        Err(Error::Invalid(_))
+    ));
+    // A verifier for another issuer refuses it too.
+    let stranger = Verifier::new(
+        "https://elsewhere.example.com",
+        &format!("{}/.well-known/jwks.json", s.url),
+        Options::default(),
+    );
+    assert!(matches!(
+        stranger.verify(&token).await,
+        Err(Error::Invalid(_))
+    ));
+    // No introspection secret given, introspection refused as unavailable (not as invalid).
+    assert!(matches!(
+        v.verify_live(&token).await,
+        Err(Error::Unavailable(_))
+    ));
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_tokens_are_refused_as_expired() {
+    let s = Server::start(&["--access-ttl=1s"]).await;
+    let v = Verifier::discover(
+        &s.url,
+        Options {
+            leeway: Duration::ZERO,
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (_, token) = s.user().await;
+    assert!(v.verify(&token).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(v.verify(&token).await, Err(Error::Expired));
+    s.stop();
+}
+
+/// After `baton-server keys rotate`, tokens signed with the new key verify: the unknown `kid`
+/// makes the verifier fetch the keys again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_a_key_rotation() {
+    // Many sign-ins while waiting for the switch: beyond the registration limit.
+    let s = Server::start(&["--rate-limits=off"]).await;
+    let v = Verifier::discover(
+        &s.url,
+        Options {
+            min_refetch: Duration::from_millis(200),
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (_, before) = s.user().await;
+    v.verify(&before).await.unwrap();
+    let kid = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();
+    baton_server::rotate_keys(&s.config).await.unwrap();
+    // Instances sign with the new key within KEY_RELOAD.
+    let mut after = String::new();
+    for _ in 0..40 {
+        after = s.user().await.1;
+        if kid(&after) != kid(&before) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_ne!(kid(&after), kid(&before), "the server never switched keys");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    v.verify(&after).await.unwrap();
+    // The old key still verifies its tokens.
+    v.verify(&before).await.unwrap();
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_verification_refuses_signed_out_sessions() {
+    let s = Server::start(&[]).await;
+    let v = Verifier::discover(&s.url, with_secret()).await.unwrap();
+    let (user, token) = s.user().await;
+    assert_eq!(v.verify_live(&token).await.unwrap().sub, user);
+    assert_eq!(
+        s.post("/auth/logout", json!({}), Some(&token))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(v.verify_live(&token).await, Err(Error::Revoked));
+    // The signature alone still verifies: that is what introspection is for.
+    assert!(v.verify(&token).await.is_ok());
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_extractors_answer_in_batons_error_shape() {
+    let s = Server::start(&[]).await;
+    let v = Verifier::discover(&s.url, with_secret()).await.unwrap();
+    let app = Router::new()
+        .route(
+            "/orders",
+            get(|Authenticated(c): Authenticated| async move { c.sub }),
+        )
+        .route("/live", get(|Live(c): Live| async move { c.sub }))
+        .with_state(v);
+    let call = |path: &'static str, auth: Option<String>| {
+        let app = app.clone();
+        async move {
+            let mut req = Request::get(path);
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let res = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            let status = res.status();
+            let www = res
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            (status, www, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let (user, token) = s.user().await;
+    let bearer = Some(format!("Bearer {token}"));
+    assert_eq!(call("/orders", bearer.clone()).await.2, user);
+    assert_eq!(call("/live", bearer.clone()).await.2, user);
+
+    let (status, www, body) = call("/orders", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(www.as_deref(), Some(r#"Bearer error="invalid_request""#));
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["code"], "token_missing");
+    let (status, _, body) = call("/orders", Some("Bearer nope".into())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("token_invalid"), "{body}");
+
+    assert_eq!(
+        s.post("/auth/logout", json!({}), Some(&token))
+            .await
+            .status(),
+        204
+    );
+    let (status, _, body) = call("/live", bearer.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("token_revoked"), "{body}");
+    assert_eq!(call("/orders", bearer).await.0, StatusCode::OK);
+    s.stop();
+}
