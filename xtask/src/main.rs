@@ -17,7 +17,7 @@ usage: cargo xtask <command>
 
 commands:
   setup        provision the wasm toolchain, wasm-bindgen-cli, Chromium and PostgreSQL (idempotent)
-  test         run every test: baton-core, baton-server on SQLite and PostgreSQL, the wasm client
+  test         run every test: baton-core, baton-verify, baton-server on SQLite and PostgreSQL, the wasm client
                in headless Chromium, and the end-to-end browser tests
   demo         build the npm package, start baton-server (embedded SQLite) serving demo-web/
   build-wasm   build the wasm client and the npm package (npm-package/dist)
@@ -82,8 +82,18 @@ fn test() -> Result<()> {
 
     timed("lint: rustfmt and clippy", &mut lint)?;
     timed(
-        "baton-core: unit tests (simulated clock); xtask's own tests",
-        &mut || util::run(util::cargo().args(["test", "-p", "baton-core", "-p", "xtask"])),
+        "baton-core (simulated clock), baton-verify (against a real server), xtask",
+        &mut || {
+            util::run(util::cargo().args([
+                "test",
+                "-p",
+                "baton-core",
+                "-p",
+                "baton-verify",
+                "-p",
+                "xtask",
+            ]))
+        },
     )?;
     timed("baton-server: tests on SQLite", &mut || {
         util::run(
