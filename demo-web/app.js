@@ -6,6 +6,10 @@ const PREFS = "baton-demo:prefs";
 const prefs = JSON.parse(localStorage.getItem(PREFS) || "{}");
 const params = new URLSearchParams(location.search);
 const demo = { baton: null, events: [], calls: { ok: 0, failed: 0 }, start: (t) => start(t) };
+// The orders service (verify/examples/demo-api.rs): a backend of its own that accepts Baton's
+// tokens with baton-verify. `cargo xtask demo` starts it on the port after the page's;
+// `?api=URL` points elsewhere.
+const API = params.get("api") || (location.port ? `${location.protocol}//${location.hostname}:${Number(location.port) + 1}` : null);
 window.__demo = demo; // for the end-to-end tests and for poking around in devtools
 
 function fmtSeconds(ms) {
@@ -36,6 +40,8 @@ async function start(transport) {
     baseUrl: location.origin,
     refreshTransport: transport,
     storageKey: `baton-demo:${transport}`,
+    // The token may go to the orders service too (and nowhere else).
+    allowedOrigins: API ? [new URL(API).origin] : [],
     // `?margin=3` shows refreshes early with short-lived tokens.
     ...(params.has("margin") ? { refreshMargin: Number(params.get("margin")) } : {}),
   });
@@ -44,6 +50,11 @@ async function start(transport) {
     baton.on(name, (detail) => {
       logEvent(name, detail);
       if (name === "signedIn" || name === "signedOut") render();
+      if (name === "sessionExpired") {
+        $("auth-error").textContent =
+          detail.code === "session_revoked" ? "You were signed out: this session was ended from another device." : `You were signed out (${detail.code}).`;
+        render();
+      }
       if (name === "refreshed") loadLists();
     });
   }
@@ -89,11 +100,25 @@ async function api(path, init) {
   return { status: res.status, body };
 }
 
+// Calls the orders service; when it is not running, baton-server's own /api/ping.
 async function ping() {
   try {
-    const r = await api("/api/ping");
+    let r = null;
+    let where = "orders service";
+    if (API) {
+      try {
+        r = await api(`${API}/orders`);
+        if (r.status === 404) r = null; // something else listens there
+      } catch (e) {
+        if (e.code !== "network_error" && e.code !== "cors_error") throw e;
+      }
+    }
+    if (!r) {
+      r = await api("/api/ping");
+      where = "baton-server /api/ping (the orders service is not running)";
+    }
     if (r.status === 200) demo.calls.ok++; else demo.calls.failed++;
-    $("api-result").textContent = `${r.status} ${JSON.stringify(r.body)}`;
+    $("api-result").textContent = `${where}: ${r.status} ${JSON.stringify(r.body, null, 1)}`;
     return r.status;
   } catch (e) {
     demo.calls.failed++;

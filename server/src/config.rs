@@ -47,9 +47,11 @@ pub struct Config {
     #[arg(long, env = "BATON_REGISTRATION", default_value = "open")]
     pub registration: Registration,
 
-    /// Abuse limits (`off` is for benchmarks only).
+    /// Abuse limits: `on`; `relaxed`, ten times the attempts in the same windows (local
+    /// development, where one person signs in and registers often); `off` is for benchmarks
+    /// only. The lockout after failed passwords applies in every mode but `off`.
     #[arg(long, env = "BATON_RATE_LIMITS", default_value = "on")]
-    pub rate_limits: OnOff,
+    pub rate_limits: RateLimits,
 
     /// `iss` of access tokens. Default: `BATON_PUBLIC_URL`, else `http://` and the listen
     /// address (`http://127.0.0.1:8080` with the default `BATON_BIND`; an unspecified address
@@ -250,8 +252,9 @@ pub enum Registration {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnOff {
+pub enum RateLimits {
     On,
+    Relaxed,
     Off,
 }
 
@@ -387,7 +390,7 @@ mod tests {
         assert_eq!(c.reuse_grace, Duration::from_secs(10));
         assert_eq!(c.device_binding, DeviceBinding::Strict);
         assert_eq!(c.registration, Registration::Open);
-        assert_eq!(c.rate_limits, OnOff::On);
+        assert_eq!(c.rate_limits, RateLimits::On);
         assert!(c.cookie_secure);
         assert_eq!(c.request_timeout, Duration::from_secs(5));
         assert!(c.trusted_proxies.0.is_empty());

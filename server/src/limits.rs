@@ -9,7 +9,7 @@
 //! refused without touching the database (the answer could only be the same or longer, since
 //! other instances can only add attempts), so a flood of refused requests costs no writes.
 
-use crate::config::{Config, OnOff};
+use crate::config::{Config, RateLimits};
 use crate::db::Store;
 use std::time::Duration;
 
@@ -29,6 +29,8 @@ pub const SUSPICIOUS_IPS: i64 = 5;
 #[derive(Debug)]
 pub struct Limits {
     pub enabled: bool,
+    /// Attempts allowed per window are multiplied by this (`relaxed`: 10).
+    scale: i64,
     pub lockout: Duration,
     refusals: Refusals,
 }
@@ -77,7 +79,12 @@ impl Refusals {
 impl Limits {
     pub fn new(config: &Config) -> Self {
         Self {
-            enabled: config.rate_limits == OnOff::On,
+            enabled: config.rate_limits != RateLimits::Off,
+            scale: if config.rate_limits == RateLimits::Relaxed {
+                10
+            } else {
+                1
+            },
             lockout: config.lockout_duration,
             refusals: Refusals::default(),
         }
@@ -96,6 +103,7 @@ impl Limits {
         if !self.enabled {
             return Ok(Ok(None));
         }
+        let limit = limit.saturating_mul(self.scale);
         if let Some(refused) = self.refusals.current(key, now) {
             return Ok(Err(refused));
         }

@@ -56,6 +56,20 @@ async fn five_login_attempts_per_ip_per_minute() {
     s.stop().await;
 }
 
+/// `BATON_RATE_LIMITS=relaxed` (local development): ten times the attempts, still limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relaxed_limits_allow_ten_times_the_attempts_and_still_refuse() {
+    let s = Server::start(&[PROXY, ("rate-limits", "relaxed")]).await;
+    s.register("relaxed@example.com", "password1").await;
+    for i in 0..50 {
+        let r = login_from(&s, "relaxed@example.com", "password1", "203.0.113.9").await;
+        assert_eq!(r.status(), 200, "attempt {i}");
+    }
+    let r = login_from(&s, "relaxed@example.com", "password1", "203.0.113.9").await;
+    expect_429(r, "rate_limited").await;
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_failed_logins_per_account_per_hour() {
     let s = Server::start(&[PROXY]).await;

@@ -20,6 +20,7 @@ commands:
   test         run every test: baton-core, baton-verify, baton-server on SQLite and PostgreSQL, the wasm client
                in headless Chromium, and the end-to-end browser tests
   demo         build the npm package, start baton-server (embedded SQLite) serving demo-web/
+               and the demo's orders service; `cargo xtask demo --help` for its options
   build-wasm   build the wasm client and the npm package (npm-package/dist)
   lint         cargo fmt --check and cargo clippy -D warnings on every crate
   bench        benchmark figures: baton-server on SQLite, PostgreSQL and two instances (release,
@@ -150,6 +151,13 @@ fn test() -> Result<()> {
         &mut || {
             build_wasm(&env.wasm)?;
             util::run(util::cargo().args(["build", "-p", "baton-server"]))?;
+            util::run(util::cargo().args([
+                "build",
+                "-p",
+                "baton-verify",
+                "--example",
+                "demo-api",
+            ]))?;
             let tgz = npm_pack()?;
             let root = util::root();
             util::run(
@@ -157,6 +165,10 @@ fn test() -> Result<()> {
                     .args(["--test", "--test-concurrency=1", "e2e/"])
                     .current_dir(root.join("tests"))
                     .env("BATON_SERVER_BIN", root.join("target/debug/baton-server"))
+                    .env(
+                        "BATON_DEMO_API_BIN",
+                        root.join("target/debug/examples/demo-api"),
+                    )
                     .env("BATON_PACKAGE_TGZ", &tgz)
                     .env("CHROMIUM", &env.chromium),
             )?;
@@ -304,24 +316,75 @@ fn npm_pack() -> Result<std::path::PathBuf> {
     Ok(tgz)
 }
 
+const DEMO_USAGE: &str = "\
+usage: cargo xtask demo [--bind ADDR]
+
+Builds the npm package and baton-server, then runs the demo: baton-server on ADDR (default
+$BATON_BIND, else 127.0.0.1:8080) with the SQLite file ./baton.db, serving demo-web/ at
+http://ADDR/, and the orders service (verify/examples/demo-api.rs, a backend of its own that
+accepts Baton's tokens) on the next port. Ctrl-C stops both.
+
+Environment: BATON_ACCESS_TTL (default 30s here, so refreshes show), BATON_RATE_LIMITS (on;
+see docs/operations.md for relaxing limits in development), and any other BATON_* setting.
+";
+
 fn demo(args: &[String]) -> Result<()> {
+    let mut bind = std::env::var("BATON_BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "-h" | "--help" | "help" => {
+                print!("{DEMO_USAGE}");
+                return Ok(());
+            }
+            "--bind" => bind = rest.next().context("--bind needs an address")?.clone(),
+            other => match other.strip_prefix("--bind=") {
+                Some(b) => bind = b.to_owned(),
+                None => bail!("unknown demo option `{other}`\n\n{DEMO_USAGE}"),
+            },
+        }
+    }
+    let addr: std::net::SocketAddr = bind
+        .parse()
+        .with_context(|| format!("--bind {bind}: expected an address such as 127.0.0.1:8080"))?;
+    let mut api_addr = addr;
+    api_addr.set_port(
+        addr.port()
+            .checked_add(1)
+            .context("no port after the demo's")?,
+    );
     let tc = setup::wasm_toolchain()?;
     setup::wasm_bindgen_cli()?;
     build_wasm(&tc)?;
-    util::step("building baton-server (release)");
+    util::step("building baton-server and the orders service (release)");
     util::run(util::cargo().args(["build", "--release", "-p", "baton-server"]))?;
+    util::run(util::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "baton-verify",
+        "--example",
+        "demo-api",
+    ]))?;
     let root = util::root();
-    let bind = args
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let secret = util::random_hex(16)?;
+    // The page is opened at the address the server is reached at, which is also the issuer.
+    let host = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    let page = format!("http://{host}");
     util::step(&format!(
-        "starting baton-server on http://{bind}/ with ./baton.db; open that URL (Ctrl-C stops)"
+        "starting baton-server on {page}/ with ./baton.db, and the orders service on port {}; \
+         open {page}/ (Ctrl-C stops)",
+        api_addr.port()
     ));
-    let status = std::process::Command::new(root.join("target/release/baton-server"))
+    let mut server = std::process::Command::new(root.join("target/release/baton-server"))
         .current_dir(&root)
-        .env("BATON_BIND", &bind)
+        .env("BATON_BIND", addr.to_string())
         .env("BATON_COOKIE_SECURE", "false")
+        .env("BATON_INTROSPECTION_TOKEN", &secret)
         // Short-lived access tokens make the refreshes visible; set BATON_ACCESS_TTL to change.
         .env(
             "BATON_ACCESS_TTL",
@@ -329,7 +392,25 @@ fn demo(args: &[String]) -> Result<()> {
         )
         .env("BATON_STATIC_DIR", root.join("demo-web"))
         .env("BATON_PACKAGE_DIR", root.join("npm-package"))
-        .status()?;
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut out = std::io::BufReader::new(server.stdout.take().context("server stdout")?);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line)?;
+    if !line.starts_with("listening on ") {
+        let _ = server.kill();
+        bail!("baton-server did not start (it said {line:?})");
+    }
+    print!("  baton-server {line}");
+    let mut orders = std::process::Command::new(root.join("target/release/examples/demo-api"))
+        .env("BATON_URL", &page)
+        .env("BATON_INTROSPECTION_TOKEN", &secret)
+        .env("DEMO_API_BIND", api_addr.to_string())
+        .env("DEMO_API_ORIGINS", &page)
+        .spawn()?;
+    let status = server.wait()?;
+    let _ = orders.kill();
+    let _ = orders.wait();
     if !status.success() {
         bail!("baton-server exited with {status}");
     }

@@ -124,6 +124,14 @@ fn privileged(program: &str) -> Command {
     }
 }
 
+/// `n` random bytes from the system, as hex (a secret for the demo's two processes).
+pub(crate) fn random_hex(n: usize) -> Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Size of `gzip -9` of a file.
 pub(crate) fn gzip_size(path: &std::path::Path) -> Result<u64> {
     let out = Command::new("gzip")
