@@ -302,3 +302,26 @@ async fn json_logs_with_access_lines_and_security_events() {
     assert!(security.contains(&"account_locked"), "{security:?}");
     assert!(!logs.contains(password) && !logs.contains("wrong-password-1"));
 }
+
+/// The example systemd unit (deploy/baton-server.service) is valid for systemd, with this
+/// binary in place of the installed one.
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/baton-server.service"
+    ))
+    .unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/baton-server\n"));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("systemd-unit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("baton-server.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/baton-server", BIN)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian's systemd) is needed to check the unit");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
