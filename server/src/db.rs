@@ -645,6 +645,15 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Whether the user has any session on record (live or ended, within the retention).
+    pub async fn has_sessions(&self, user_id: &str) -> Result<bool, sqlx::Error> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
     /// Deletes sessions that ended before `cutoff` and audit events older than `audit_cutoff`.
     pub async fn purge(&self, cutoff: i64, audit_cutoff: i64) -> Result<(u64, u64), sqlx::Error> {
         let s = sqlx::query(

@@ -331,6 +331,8 @@ pub async fn login(
         Some(d) => !state.store.device_known(&user.id, d).await?,
         None => false,
     };
+    // The account's first device is news to nobody: recorded, but not as a warning.
+    let first_device = new_device && !state.store.has_sessions(&user.id).await?;
     let max = if body.remember_me {
         state.config.remember_me_max
     } else {
@@ -358,8 +360,19 @@ pub async fn login(
     };
     let (uid, sid) = (Some(user.id.as_str()), Some(session.id.as_str()));
     let signed_in = sessions::event(uid, "login_succeeded", "info", sid, &c, "signed in");
-    let first = "first sign-in from this device";
-    let device = sessions::event(uid, "new_device", "warning", sid, &c, first);
+    let device = if first_device {
+        sessions::event(
+            uid,
+            "new_device",
+            "info",
+            sid,
+            &c,
+            "the account's first device",
+        )
+    } else {
+        let first = "first sign-in from this device";
+        sessions::event(uid, "new_device", "warning", sid, &c, first)
+    };
     let events: Vec<&NewEvent> = if new_device {
         vec![&signed_in, &device]
     } else {
@@ -367,7 +380,7 @@ pub async fn login(
     };
     state.store.insert_session(&session, &events).await?;
     state.metrics.login("success");
-    if new_device {
+    if new_device && !first_device {
         state.metrics.anomaly("new_device");
     }
     flag_suspicious(&state, &user.id, &session.id, &c, now).await?;

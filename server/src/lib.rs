@@ -227,7 +227,7 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         %method,
         path,
         status = res.status().as_u16(),
-        ms = took.as_secs_f64() * 1e3,
+        ms = (took.as_secs_f64() * 1e6).round() / 1e3,
         client = client.map(tracing::field::display),
         "request"
     );

@@ -189,6 +189,15 @@ async fn new_devices_and_suspicious_activity_are_recorded() {
     let ev = events(&s, &last.unwrap().access).await;
     let new_devices: Vec<&Value> = ev.iter().filter(|e| e["type"] == "new_device").collect();
     assert_eq!(new_devices.len(), 2, "laptop and phone, once each");
+    // The account's first device (laptop) is no warning; the phone after it is.
+    let severity = |d: &str| {
+        new_devices.iter().find(|e| e["device_id"] == d).unwrap()["severity"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(severity("laptop"), "info");
+    assert_eq!(severity("phone"), "warning");
     let sus: Vec<&Value> = ev
         .iter()
         .filter(|e| e["type"] == "suspicious_activity")
