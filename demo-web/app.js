@@ -15,7 +15,9 @@ window.__demo = demo; // for the end-to-end tests and for poking around in devto
 function fmtSeconds(ms) {
   if (ms == null) return "–";
   const s = Math.max(0, ms / 1000);
-  return s >= 60 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${s.toFixed(1)} s`;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const whole = Math.round(s); // rounded once: never "14 min 60 s"
+  return `${Math.floor(whole / 60)} min ${whole % 60} s`;
 }
 function fmtTime(unixSeconds) {
   return new Date(unixSeconds * 1000).toLocaleString();
@@ -71,7 +73,32 @@ function render() {
     $("device-id").textContent = demo.baton.deviceId;
     $("session-id").textContent = session.sessionId;
     loadLists();
+  } else {
+    // Nothing of the previous session stays on screen.
+    demo.calls = { ok: 0, failed: 0 };
+    $("calls-ok").textContent = "0";
+    $("calls-failed").textContent = "0";
+    $("api-result").textContent = "No calls yet.";
+    $("sessions-list").replaceChildren();
+    $("audit-list").replaceChildren();
   }
+}
+
+function plural(n, one, many = `${one}s`) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+// "Chrome 131 on Windows" from a user agent (enough for a list of your own sessions).
+function deviceName(ua) {
+  if (!ua) return "unknown browser";
+  const browser =
+    [[/Edg\/(\d+)/, "Edge"], [/OPR\/(\d+)/, "Opera"], [/Firefox\/(\d+)/, "Firefox"], [/(?:Headless)?Chrome\/(\d+)/, "Chrome"], [/Version\/(\d+).*Safari/, "Safari"]]
+      .map(([re, name]) => ((m) => m && `${name} ${m[1]}`)(re.exec(ua)))
+      .find(Boolean) || "a browser";
+  const os =
+    [[/iPhone|iPad/, "iOS"], [/Android/, "Android"], [/Windows/, "Windows"], [/Mac OS X|Macintosh/, "macOS"], [/CrOS/, "ChromeOS"], [/Linux/, "Linux"]]
+      .find(([re]) => re.test(ua))?.[1];
+  return os ? `${browser} on ${os}` : browser;
 }
 
 function tick() {
@@ -134,7 +161,8 @@ async function burst() {
   const started = performance.now();
   const results = await Promise.all(Array.from({ length: 20 }, () => ping()));
   const ok = results.filter((s) => s === 200).length;
-  $("api-result").textContent = `20 concurrent calls: ${ok} ok in ${Math.round(performance.now() - started)} ms (one refresh at most)`;
+  const failed = results.length - ok;
+  $("api-result").textContent = `${plural(results.length, "concurrent call")}: ${ok} ok${failed ? `, ${failed} failed` : ""} in ${Math.round(performance.now() - started)} ms (one refresh at most)`;
 }
 
 async function loadLists() {
@@ -154,7 +182,8 @@ function renderSessions(sessions) {
   for (const s of sessions) {
     const li = document.createElement("li");
     const label = document.createElement("span");
-    label.textContent = `${(s.user_agent || "unknown client").slice(0, 40)} · ${s.ip} · since ${fmtTime(s.created_at)}`;
+    label.textContent = `${deviceName(s.user_agent)} · ${s.ip} · since ${fmtTime(s.created_at)}`;
+    label.title = s.user_agent || "";
     li.append(label);
     if (s.current) {
       const tag = document.createElement("span");
