@@ -164,6 +164,7 @@ impl<'de> Deserialize<'de> for ErrorCode {
 ///
 /// The code is a plain string so a client passes through codes newer than itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,6 +172,7 @@ pub struct ErrorBody {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -200,6 +202,7 @@ impl ErrorBody {
 
 /// `user`: `{id, email, created_at}`; `created_at` is unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub id: String,
     pub email: String,
@@ -208,6 +211,7 @@ pub struct User {
 
 /// The token response of login and refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,

@@ -13,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "verification",
+    responses((status = 200, body = crate::schema::Discovery)))]
 pub async fn openid_configuration(State(state): State<AppState>) -> Response {
     let base = state.config.base_url();
     let mut doc = json!({

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use baton_core::ErrorCode;
 use serde::Deserialize;
-use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -155,7 +154,7 @@ fn caller(ip: ClientIp, device: DeviceId, headers: &HeaderMap) -> Caller {
 
 // ---- register and login ------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
     email: String,
@@ -177,6 +176,10 @@ fn check_password(password: &str) -> ApiResult<()> {
     Ok(())
 }
 
+#[utoipa::path(post, path = "/auth/register", tag = "account", request_body = RegisterBody,
+    responses((status = 201, body = crate::schema::Registered),
+        (status = 409, description = "email_taken", body = baton_core::ErrorBody), (status = 403, description = "registration_closed", body = baton_core::ErrorBody),
+        (status = 422, description = "validation_failed", body = baton_core::ErrorBody), (status = 429, description = "rate_limited", body = baton_core::ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -232,12 +235,14 @@ pub async fn register(
     }
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "user": user_json(&user) })),
+        Json(crate::schema::Registered {
+            user: user_json(&user),
+        }),
     )
         .into_response())
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RefreshTransport {
     #[default]
@@ -245,7 +250,7 @@ pub enum RefreshTransport {
     Cookie,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     email: String,
@@ -256,6 +261,10 @@ pub struct LoginBody {
     refresh_transport: RefreshTransport,
 }
 
+#[utoipa::path(post, path = "/auth/login", tag = "account", request_body = LoginBody,
+    params(("X-Device-ID" = Option<String>, Header, description = "the browser profile's device id")),
+    responses((status = 200, body = baton_core::TokenResponse),
+        (status = 401, description = "invalid_credentials", body = baton_core::ErrorBody), (status = 429, description = "account_locked or rate_limited", body = baton_core::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -639,7 +648,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 // ---- refresh and logout ------------------------------------------------------------------
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
     #[serde(default)]
@@ -669,6 +678,13 @@ fn presented_token<'a>(
     }
 }
 
+#[utoipa::path(post, path = "/auth/refresh", tag = "tokens",
+    request_body(content = RefreshBody, description = "the refresh token, unless it travels in the baton_refresh cookie"),
+    params(("X-Device-ID" = Option<String>, Header, description = "required with the cookie"),
+        ("Idempotency-Key" = Option<String>, Header, description = "the same for every retry of one refresh")),
+    responses((status = 200, body = baton_core::TokenResponse),
+        (status = 401, description = "refresh_token_invalid, refresh_token_reused, session_expired, session_revoked, device_mismatch", body = baton_core::ErrorBody),
+        (status = 403, description = "csrf_check_failed", body = baton_core::ErrorBody), (status = 429, description = "rate_limited", body = baton_core::ErrorBody)))]
 pub async fn refresh(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -698,6 +714,9 @@ pub async fn refresh(
     }
 }
 
+#[utoipa::path(post, path = "/auth/logout", tag = "tokens",
+    request_body(content = RefreshBody, description = "or an access token (Authorization), or the cookie"),
+    responses((status = 204, description = "signed out (also for an unknown token)"), (status = 403, description = "csrf_check_failed", body = baton_core::ErrorBody)))]
 pub async fn logout(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -730,6 +749,8 @@ pub async fn logout(
     Ok(no_content_clearing_cookie(&state, &headers))
 }
 
+#[utoipa::path(post, path = "/auth/logout-all", tag = "tokens", security(("access_token" = [])),
+    responses((status = 204, description = "every session of the user revoked"), (status = 401, body = baton_core::ErrorBody)))]
 pub async fn logout_all(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -756,38 +777,43 @@ pub async fn logout_all(
 
 // ---- account -----------------------------------------------------------------------------
 
+#[utoipa::path(get, path = "/auth/me", tag = "account", security(("access_token" = [])),
+    responses((status = 200, body = crate::schema::Me), (status = 401, description = "token_missing, token_invalid, token_expired, token_revoked", body = baton_core::ErrorBody)))]
 pub async fn me(
     State(state): State<AppState>,
     auth: AuthUser,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<crate::schema::Me>> {
     let user = state
         .store
         .user_by_id(&auth.claims.sub)
         .await?
         .ok_or_else(|| ApiError::unauthorized(ErrorCode::TokenInvalid, "unknown user"))?;
-    Ok(Json(
-        json!({ "user": user_json(&user), "session_id": auth.claims.sid }),
-    ))
+    Ok(Json(crate::schema::Me {
+        user: user_json(&user),
+        session_id: auth.claims.sid,
+    }))
 }
 
-fn session_json(s: &SessionRow, current_sid: &str) -> serde_json::Value {
-    json!({
-        "id": s.id,
-        "device_id": s.device_id,
-        "user_agent": s.user_agent,
-        "ip": s.ip,
-        "created_at": s.created_at / 1000,
-        "last_used_at": s.last_used_at / 1000,
-        "expires_at": s.ends_at() / 1000,
-        "remember_me": s.remember_me,
-        "current": s.id == current_sid,
-    })
+fn session_json(s: &SessionRow, current_sid: &str) -> crate::schema::SessionInfo {
+    crate::schema::SessionInfo {
+        id: s.id.clone(),
+        device_id: s.device_id.clone(),
+        user_agent: s.user_agent.clone(),
+        ip: s.ip.clone(),
+        created_at: s.created_at / 1000,
+        last_used_at: s.last_used_at / 1000,
+        expires_at: s.ends_at() / 1000,
+        remember_me: s.remember_me,
+        current: s.id == current_sid,
+    }
 }
 
+#[utoipa::path(get, path = "/auth/sessions", tag = "account", security(("access_token" = [])),
+    responses((status = 200, body = crate::schema::SessionList), (status = 401, body = baton_core::ErrorBody)))]
 pub async fn list_sessions(
     State(state): State<AppState>,
     auth: AuthUser,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<crate::schema::SessionList>> {
     let rows = state
         .store
         .live_sessions(&auth.claims.sub, now_ms())
@@ -796,9 +822,12 @@ pub async fn list_sessions(
         .iter()
         .map(|s| session_json(s, &auth.claims.sid))
         .collect();
-    Ok(Json(json!({ "sessions": list })))
+    Ok(Json(crate::schema::SessionList { sessions: list }))
 }
 
+#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "account", security(("access_token" = [])),
+    params(("id" = String, Path, description = "a session id of the caller")),
+    responses((status = 204, description = "revoked"), (status = 401, body = baton_core::ErrorBody), (status = 404, description = "not_found (also another user's session)", body = baton_core::ErrorBody)))]
 pub async fn delete_session(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -820,11 +849,14 @@ pub async fn delete_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/auth/audit-log", tag = "account", security(("access_token" = [])),
+    params(("limit" = Option<i64>, Query, description = "1 to 1000, default 50")),
+    responses((status = 200, body = crate::schema::AuditLog), (status = 400, body = baton_core::ErrorBody), (status = 401, body = baton_core::ErrorBody)))]
 pub async fn audit_log(
     State(state): State<AppState>,
     auth: AuthUser,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<crate::schema::AuditLog>> {
     let limit = match q.get("limit") {
         None => 50,
         Some(v) => v
@@ -836,33 +868,35 @@ pub async fn audit_log(
     let events = state.store.events_for_user(&auth.claims.sub, limit).await?;
     let list: Vec<_> = events
         .iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "at": e.at / 1000,
-                "type": e.kind,
-                "severity": e.severity,
-                "session_id": e.session_id,
-                "device_id": e.device_id,
-                "ip": e.ip,
-                "detail": e.detail,
-            })
+        .map(|e| crate::schema::AuditEvent {
+            id: e.id,
+            at: e.at / 1000,
+            kind: e.kind.clone(),
+            severity: e.severity.clone(),
+            session_id: e.session_id.clone(),
+            device_id: e.device_id.clone(),
+            ip: e.ip.clone(),
+            detail: e.detail.clone(),
         })
         .collect();
-    Ok(Json(json!({ "events": list })))
+    Ok(Json(crate::schema::AuditLog { events: list }))
 }
 
-pub async fn ping(auth: AuthUser) -> Json<serde_json::Value> {
-    Json(json!({
-        "ok": true,
-        "sub": auth.claims.sub,
-        "sid": auth.claims.sid,
-        "at": now_ms() / 1000,
-    }))
+#[utoipa::path(get, path = "/api/ping", tag = "sample", security(("access_token" = [])),
+    responses((status = 200, body = crate::schema::Ping), (status = 401, body = baton_core::ErrorBody)))]
+pub async fn ping(auth: AuthUser) -> Json<crate::schema::Ping> {
+    Json(crate::schema::Ping {
+        ok: true,
+        sub: auth.claims.sub,
+        sid: auth.claims.sid,
+        at: now_ms() / 1000,
+    })
 }
 
 // ---- operations --------------------------------------------------------------------------
 
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "verification",
+    responses((status = 200, body = crate::schema::Jwks)))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let mut res = Json(state.keys.jwks()).into_response();
     res.headers_mut().insert(
@@ -872,6 +906,9 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     res
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 403, description = "forbidden: not loopback and no BATON_METRICS_TOKEN", body = baton_core::ErrorBody)))]
 pub async fn metrics(
     State(state): State<AppState>,
     req: axum::extract::Request,
@@ -911,17 +948,25 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = crate::schema::Status)))]
+pub async fn healthz() -> Json<crate::schema::Status> {
+    Json(crate::schema::Status {
+        status: "ok".into(),
+    })
 }
 
-pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = crate::schema::Status), (status = 503, description = "unavailable", body = baton_core::ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<crate::schema::Status>> {
     let wait = state
         .config
         .request_timeout
         .min(std::time::Duration::from_secs(2));
     match tokio::time::timeout(wait, state.store.ready()).await {
-        Ok(true) => Ok(Json(json!({ "status": "ready" }))),
+        Ok(true) => Ok(Json(crate::schema::Status {
+            status: "ready".into(),
+        })),
         _ => Err(ApiError::unavailable()),
     }
 }

@@ -20,6 +20,11 @@ use baton_core::ErrorCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+#[utoipa::path(post, path = "/auth/introspect", tag = "verification", security(("introspection_secret" = [])),
+    request_body(content = crate::schema::IntrospectionForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = crate::schema::Introspection),
+        (status = 401, description = "token_missing, token_invalid: not the introspection secret", body = baton_core::ErrorBody),
+        (status = 404, description = "introspection is off", body = baton_core::ErrorBody), (status = 415, description = "not a form", body = baton_core::ErrorBody)))]
 pub async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,

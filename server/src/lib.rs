@@ -15,6 +15,7 @@ pub mod limits;
 pub mod lockout;
 pub mod metrics;
 pub mod revocation;
+pub mod schema;
 pub mod serve;
 pub mod sessions;
 pub mod spent;
@@ -30,7 +31,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use axum::Router;
 use baton_core::ErrorCode;
 use std::sync::Arc;
@@ -105,28 +106,46 @@ impl AppState {
     }
 }
 
+/// Every API route with its handler, registered together with the handler's OpenAPI
+/// description: a route cannot be served without being documented (schema.rs).
+pub fn documented_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa::OpenApi;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::with_openapi(schema::ApiDoc::openapi())
+        .routes(routes!(handlers::register))
+        .routes(routes!(handlers::login))
+        .routes(routes!(handlers::refresh))
+        .routes(routes!(handlers::logout))
+        .routes(routes!(handlers::logout_all))
+        .routes(routes!(handlers::me))
+        .routes(routes!(handlers::list_sessions))
+        .routes(routes!(handlers::delete_session))
+        .routes(routes!(handlers::audit_log))
+        .routes(routes!(handlers::ping))
+        .routes(routes!(introspect::introspect))
+        .routes(routes!(handlers::jwks))
+        .routes(routes!(discovery::openid_configuration))
+        .routes(routes!(handlers::metrics))
+        .routes(routes!(handlers::healthz))
+        .routes(routes!(handlers::readyz))
+}
+
 /// The HTTP application.
 pub fn app(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route("/auth/register", post(handlers::register))
-        .route("/auth/login", post(handlers::login))
-        .route("/auth/refresh", post(handlers::refresh))
-        .route("/auth/logout", post(handlers::logout))
-        .route("/auth/logout-all", post(handlers::logout_all))
-        .route("/auth/me", get(handlers::me))
-        .route("/auth/sessions", get(handlers::list_sessions))
-        .route("/auth/sessions/{id}", delete(handlers::delete_session))
-        .route("/auth/audit-log", get(handlers::audit_log))
-        .route("/api/ping", get(handlers::ping))
-        .route("/auth/introspect", post(introspect::introspect))
-        .route("/.well-known/jwks.json", get(handlers::jwks))
-        .route(
-            "/.well-known/openid-configuration",
-            get(discovery::openid_configuration),
-        )
-        .route("/metrics", get(handlers::metrics))
-        .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz));
+    let (routes, _) = documented_routes().split_for_parts();
+    let doc = Arc::new(schema::document(&state.config.base_url()));
+    let mut router = routes.route(
+        "/openapi.json",
+        get(move || {
+            let doc = doc.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    doc.as_str().to_owned(),
+                )
+            }
+        }),
+    );
     if let Some(dir) = &state.config.package_dir {
         router = router.nest_service("/pkg", tower_http::services::ServeDir::new(dir));
     }

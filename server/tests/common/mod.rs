@@ -50,7 +50,16 @@ pub fn config(database_url: &str, overrides: &[(&str, &str)]) -> Config {
         "--database-url".into(),
         database_url.to_owned(),
     ];
+    // Every instance of a test is reached at one URL, as in a deployment: restarts and second
+    // instances (on other ports) keep accepting each other's tokens. ("public-url", "none")
+    // leaves it unset, for the tests of the default issuer.
+    if !overrides.iter().any(|(k, _)| *k == "public-url") {
+        args.push("--public-url=http://baton.test".into());
+    }
     for (k, v) in overrides {
+        if (*k, *v) == ("public-url", "none") {
+            continue;
+        }
         args.push(format!("--{k}"));
         args.push((*v).to_owned());
     }

@@ -1,0 +1,329 @@
+//! `/openapi.json` against the server's real answers: every documented operation is called,
+//! every answer's status must be documented for it, and every JSON body must match the
+//! documented schema exactly (no missing required field, no field the document lacks). A
+//! handler whose answer changes without its description, or the reverse, fails here.
+
+mod common;
+
+use common::*;
+use reqwest::{Method, Response};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
+
+struct Doc {
+    doc: Value,
+    called: BTreeSet<(String, String)>,
+}
+
+impl Doc {
+    /// Checks `res` as an answer of the documented operation `method path`.
+    async fn check(&mut self, method: &str, path: &str, res: Response) -> Value {
+        let status = res.status().as_u16().to_string();
+        let op = &self.doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        self.called.insert((path.to_owned(), method.to_owned()));
+        let documented = &op["responses"][&status];
+        assert!(
+            documented.is_object(),
+            "{method} {path} answered {status}, which its description does not list"
+        );
+        let ctype = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = res.text().await.unwrap();
+        let content = documented.get("content").and_then(Value::as_object);
+        match content {
+            None => {
+                assert!(
+                    text.is_empty(),
+                    "{method} {path} {status}: undocumented body {text}"
+                );
+                Value::Null
+            }
+            Some(c) => {
+                let ctype = ctype.unwrap_or_default();
+                let (declared, media) = c
+                    .iter()
+                    .find(|(k, _)| ctype.starts_with(k.as_str()))
+                    .unwrap_or_else(|| panic!("{method} {path} {status}: {ctype} not documented"));
+                if declared != "application/json" {
+                    return Value::String(text);
+                }
+                let body: Value = serde_json::from_str(&text).unwrap();
+                if let Err(e) = validate(&body, &media["schema"], &self.doc, "$") {
+                    panic!("{method} {path} {status}: {e}\nbody: {body}");
+                }
+                body
+            }
+        }
+    }
+}
+
+/// A JSON Schema check for what utoipa emits: `$ref`, `type` (one or several), `properties`,
+/// `required`, `items`, `enum`, `oneOf`/`anyOf`/`allOf`. Objects may not carry properties the
+/// schema does not name (unless it has no `properties` at all).
+fn validate(v: &Value, schema: &Value, doc: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return validate(v, &doc["components"]["schemas"][name], doc, at);
+    }
+    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+        for s in all {
+            validate(v, s, doc, at)?;
+        }
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(any) = schema.get(key).and_then(Value::as_array) {
+            if !any.iter().any(|s| validate(v, s, doc, at).is_ok()) {
+                return Err(format!("{at}: {v} matches none of {key}"));
+            }
+        }
+    }
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let ok = types.iter().any(|t| match *t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            "integer" => v.is_i64() || v.is_u64(),
+            "number" => v.is_number(),
+            "boolean" => v.is_boolean(),
+            "null" => v.is_null(),
+            _ => false,
+        });
+        if !ok {
+            return Err(format!("{at}: {v} is not of type {types:?}"));
+        }
+    }
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        if !values.contains(v) {
+            return Err(format!("{at}: {v} not in {values:?}"));
+        }
+    }
+    if let (Some(obj), Some(props)) = (
+        v.as_object(),
+        schema.get("properties").and_then(Value::as_object),
+    ) {
+        check_object(obj, props, schema, doc, at)?;
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
+        for (i, x) in arr.iter().enumerate() {
+            validate(x, items, doc, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_object(
+    obj: &Map<String, Value>,
+    props: &Map<String, Value>,
+    schema: &Value,
+    doc: &Value,
+    at: &str,
+) -> Result<(), String> {
+    for r in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let r = r.as_str().unwrap();
+        if !obj.contains_key(r) {
+            return Err(format!("{at}: required `{r}` missing"));
+        }
+    }
+    for (k, x) in obj {
+        let s = props
+            .get(k)
+            .ok_or_else(|| format!("{at}: `{k}` is not in the document"))?;
+        validate(x, s, doc, &format!("{at}.{k}"))?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_operation_answers_as_documented() {
+    let s = Server::start(&[("introspection-token", "openapi-secret")]).await;
+    let doc: Value = s
+        .http
+        .get(format!("{}/openapi.json", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["servers"][0]["url"], "http://baton.test");
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (p.clone(), m.clone()))
+        })
+        .collect();
+    let mut d = Doc {
+        doc,
+        called: BTreeSet::new(),
+    };
+    let get = |path: &str, bearer: Option<&str>| {
+        let mut r = s.req(Method::GET, path);
+        if let Some(t) = bearer {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let post = |path: &str, body: Value, bearer: Option<&str>| {
+        let mut r = s
+            .req(Method::POST, path)
+            .header("x-device-id", "openapi")
+            .json(&body);
+        if let Some(t) = bearer {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let creds = json!({"email": "openapi@example.com", "password": "correct horse"});
+
+    d.check(
+        "post",
+        "/auth/register",
+        post("/auth/register", creds.clone(), None).await.unwrap(),
+    )
+    .await;
+    d.check(
+        "post",
+        "/auth/register",
+        post("/auth/register", creds.clone(), None).await.unwrap(),
+    )
+    .await;
+    let t = d
+        .check(
+            "post",
+            "/auth/login",
+            post("/auth/login", creds.clone(), None).await.unwrap(),
+        )
+        .await;
+    let wrong = json!({"email": "openapi@example.com", "password": "wrong password"});
+    d.check(
+        "post",
+        "/auth/login",
+        post("/auth/login", wrong, None).await.unwrap(),
+    )
+    .await;
+    let refresh = json!({"refresh_token": t["refresh_token"]});
+    let t = d
+        .check(
+            "post",
+            "/auth/refresh",
+            post("/auth/refresh", refresh.clone(), None).await.unwrap(),
+        )
+        .await;
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    let bearer = Some(access.as_str());
+    d.check("get", "/auth/me", get("/auth/me", bearer).await.unwrap())
+        .await;
+    d.check("get", "/auth/me", get("/auth/me", None).await.unwrap())
+        .await;
+    d.check("get", "/api/ping", get("/api/ping", bearer).await.unwrap())
+        .await;
+    d.check(
+        "get",
+        "/auth/audit-log",
+        get("/auth/audit-log?limit=5", bearer).await.unwrap(),
+    )
+    .await;
+    d.check(
+        "get",
+        "/auth/audit-log",
+        get("/auth/audit-log?limit=0", bearer).await.unwrap(),
+    )
+    .await;
+    // A second session, to list and to revoke.
+    let other = post("/auth/login", creds.clone(), None).await.unwrap();
+    let other: Value = other.json().await.unwrap();
+    let list = d
+        .check(
+            "get",
+            "/auth/sessions",
+            get("/auth/sessions", bearer).await.unwrap(),
+        )
+        .await;
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 2);
+    let del = |id: &str| {
+        s.req(Method::DELETE, &format!("/auth/sessions/{id}"))
+            .bearer_auth(&access)
+            .send()
+    };
+    let other_sid = other["session_id"].as_str().unwrap().to_owned();
+    d.check(
+        "delete",
+        "/auth/sessions/{id}",
+        del(&other_sid).await.unwrap(),
+    )
+    .await;
+    d.check(
+        "delete",
+        "/auth/sessions/{id}",
+        del(&other_sid).await.unwrap(),
+    )
+    .await;
+    let form = |auth: Option<&str>| {
+        let mut r = s
+            .req(Method::POST, "/auth/introspect")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={access}"));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send()
+    };
+    let i = d
+        .check(
+            "post",
+            "/auth/introspect",
+            form(Some("Bearer openapi-secret")).await.unwrap(),
+        )
+        .await;
+    assert_eq!(i["active"], true);
+    d.check("post", "/auth/introspect", form(None).await.unwrap())
+        .await;
+    for p in [
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+        "/healthz",
+        "/readyz",
+    ] {
+        d.check("get", p, get(p, None).await.unwrap()).await;
+    }
+    let m = d
+        .check("get", "/metrics", get("/metrics", None).await.unwrap())
+        .await;
+    assert!(m.as_str().unwrap().contains("auth_login_total"));
+    d.check(
+        "post",
+        "/auth/logout-all",
+        post("/auth/logout-all", json!({}), bearer).await.unwrap(),
+    )
+    .await;
+    d.check(
+        "post",
+        "/auth/logout",
+        post("/auth/logout", refresh, None).await.unwrap(),
+    )
+    .await;
+    assert_eq!(
+        d.called, documented,
+        "operations documented but not exercised here"
+    );
+    s.stop().await;
+}
