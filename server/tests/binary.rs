@@ -50,6 +50,29 @@ fn help_documents_every_setting_with_its_environment_variable() {
             "the {sub} subcommand is missing from --help"
         );
     }
+    // And every setting the server has, whatever the list above forgets.
+    use clap::CommandFactory;
+    let cmd = baton_server::config::Config::command();
+    for arg in cmd.get_arguments() {
+        let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+            continue;
+        };
+        assert!(
+            help.contains(&format!("--{long}")),
+            "--{long} missing from --help"
+        );
+        let env = env.to_string_lossy();
+        assert!(help.contains(env.as_ref()), "{env} missing from --help");
+        assert!(
+            env.starts_with("BATON_"),
+            "{env}: settings are BATON_* variables"
+        );
+    }
+    let settings = cmd
+        .get_arguments()
+        .filter(|a| a.get_env().is_some())
+        .count();
+    assert!(settings >= 35, "only {settings} settings found");
 }
 
 #[test]

@@ -54,6 +54,10 @@ test("the package's metadata and README work on the registry page", () => {
   assert.match(pkg.repository.url, /^git\+https:\/\//);
   assert.match(pkg.homepage, /^https:\/\//);
   assert.equal(pkg.peerDependenciesMeta.react.optional, true);
+  assert.equal(pkg.license, "MIT OR Apache-2.0");
+  for (const f of ["LICENSE-MIT", "LICENSE-APACHE"]) {
+    assert.match(readFileSync(join(unpackedPackage(), f), "utf8"), /Permission is hereby granted|Apache License/, f);
+  }
   const readme = readFileSync(join(unpackedPackage(), "README.md"), "utf8");
   const links = [...readme.matchAll(/\]\(([^)]+)\)/g)].map((m) => m[1]);
   assert.ok(links.length > 0);

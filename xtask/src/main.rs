@@ -248,6 +248,10 @@ fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
     minify::bundle(&bin, &gen.join("index.js"), &gen.join("bundle.js"))?;
     minify::js(&bin, &gen.join("bundle.js"), &dist.join("index.js"))?;
     minify::js(&bin, &pkg.join("react.js"), &dist.join("react.js"))?;
+    // The package carries the licenses it is offered under.
+    for license in ["LICENSE-MIT", "LICENSE-APACHE"] {
+        std::fs::copy(root.join(license), pkg.join(license))?;
+    }
     let mut total = 0;
     for path in util::files_under(&dist)? {
         let f = path.strip_prefix(&dist)?.display().to_string();
