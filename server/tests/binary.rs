@@ -95,6 +95,30 @@ fn bad_settings_fail_with_a_clear_message() {
     }
 }
 
+/// The binary on a fresh database with `env`, its log (stderr) captured: the child and the
+/// URL it printed.
+async fn spawn_logging(env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let db = common::fresh_database().await;
+    let mut cmd = Command::new(BIN);
+    cmd.env("BATON_BIND", "127.0.0.1:0")
+        .env("BATON_DATABASE_URL", &db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, url)
+}
+
 /// `baton-server migrate` brings a database up to date and exits; with
 /// `BATON_MIGRATE_ON_START=false` the server refuses a database that is behind, and starts on
 /// one that is not.
@@ -157,23 +181,7 @@ async fn the_default_issuer_is_the_address_listened_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_prints_its_address_logs_no_secrets_and_stops_on_sigterm() {
-    let db = common::fresh_database().await;
-    let mut child = Command::new(BIN)
-        .env("BATON_BIND", "127.0.0.1:0")
-        .env("BATON_DATABASE_URL", &db)
-        .env("BATON_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let (mut child, url) = spawn_logging(&[("BATON_LOG", "trace")]).await;
     assert!(
         url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
         "{url}"
@@ -247,24 +255,8 @@ async fn serves_prints_its_address_logs_no_secrets_and_stops_on_sigterm() {
 /// security events (a failed login, a lockout) are logged; no password, no token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_with_access_lines_and_security_events() {
-    let db = common::fresh_database().await;
-    let mut child = Command::new(BIN)
-        .env("BATON_BIND", "127.0.0.1:0")
-        .env("BATON_DATABASE_URL", &db)
-        .env("BATON_LOG", "info")
-        .env("BATON_LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
+    let (mut child, url) =
+        spawn_logging(&[("BATON_LOG", "info"), ("BATON_LOG_FORMAT", "json")]).await;
     let http = reqwest::Client::new();
     let password = "another-secret-password";
     let email = "json-log@example.com";

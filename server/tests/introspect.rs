@@ -38,15 +38,7 @@ async fn active(s: &Server, token: &str) -> Value {
 async fn discovery_names_the_issuer_keys_and_introspection() {
     // Without BATON_PUBLIC_URL the issuer is the address the server listens on.
     let s = Server::start(&[("public-url", "none")]).await;
-    let doc: Value = s
-        .http
-        .get(format!("{}/.well-known/openid-configuration", s.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = s.get_json("/.well-known/openid-configuration").await;
     assert_eq!(doc["issuer"], s.url.as_str());
     assert_eq!(doc["jwks_uri"], format!("{}/.well-known/jwks.json", s.url));
     assert_eq!(
@@ -67,15 +59,7 @@ async fn discovery_names_the_issuer_keys_and_introspection() {
         ("introspection-token", SECRET),
     ])
     .await;
-    let doc: Value = s
-        .http
-        .get(format!("{}/.well-known/openid-configuration", s.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = s.get_json("/.well-known/openid-configuration").await;
     assert_eq!(doc["issuer"], "https://auth.example.com");
     assert_eq!(
         doc["jwks_uri"],

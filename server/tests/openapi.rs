@@ -149,15 +149,7 @@ fn check_object(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_operation_answers_as_documented() {
     let s = Server::start(&[("introspection-token", "openapi-secret")]).await;
-    let doc: Value = s
-        .http
-        .get(format!("{}/openapi.json", s.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = s.get_json("/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["servers"][0]["url"], "http://baton.test");
     let documented: BTreeSet<(String, String)> = doc["paths"]

@@ -125,6 +125,18 @@ impl Server {
     }
 
     /// The `/metrics` text (the test client is a loopback peer).
+    /// `GET path` without credentials, as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn metrics(&self) -> String {
         let r = self.req(Method::GET, "/metrics").send().await.unwrap();
         assert_eq!(r.status(), 200);
