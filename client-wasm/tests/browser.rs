@@ -153,6 +153,14 @@ async fn signed_in(extra: &[(&str, JsValue)]) -> (BatonClient, Function, String)
     (c, rec, email)
 }
 
+/// `baton.fetch` of the server's sample protected endpoint; the response.
+async fn ping(c: &BatonClient) -> web_sys::Response {
+    wait(c.fetch(format!("{SERVER}/api/ping").into(), JsValue::UNDEFINED))
+        .await
+        .unwrap()
+        .unchecked_into()
+}
+
 fn code_of(e: &JsValue) -> String {
     get(e, "code").as_string().unwrap_or_default()
 }
@@ -164,11 +172,7 @@ async fn login_fetch_and_session() {
     assert_eq!(count(&rec, "signedIn"), 1);
     let s = c.session();
     assert_eq!(get(&s, "email").as_string().unwrap(), email);
-    let res: web_sys::Response =
-        wait(c.fetch(format!("{SERVER}/api/ping").into(), JsValue::UNDEFINED))
-            .await
-            .unwrap()
-            .unchecked_into();
+    let res = ping(&c).await;
     assert_eq!(res.status(), 200);
     let body = wait(res.json().unwrap()).await.unwrap();
     assert_eq!(get(&body, "sid"), get(&s, "sessionId"));
@@ -223,11 +227,7 @@ async fn a_401_is_retried_once_after_a_refresh() {
     let (c, _rec, _) = signed_in(&[]).await;
     // The API says 401 once (token revoked early): refresh, retry, success.
     spyFake("/api/ping", 401, "token_revoked", 1, JsValue::UNDEFINED);
-    let res: web_sys::Response =
-        wait(c.fetch(format!("{SERVER}/api/ping").into(), JsValue::UNDEFINED))
-            .await
-            .unwrap()
-            .unchecked_into();
+    let res = ping(&c).await;
     assert_eq!(res.status(), 200);
     assert_eq!(spyCount("/api/ping"), 2);
     assert_eq!(spyCount("/auth/refresh"), 1);
@@ -235,11 +235,7 @@ async fn a_401_is_retried_once_after_a_refresh() {
     // The API keeps saying 401: one refresh, one retry, then the 401 goes to the caller.
     spyReset();
     spyFake("/api/ping", 401, "token_invalid", -1, JsValue::UNDEFINED);
-    let res: web_sys::Response =
-        wait(c.fetch(format!("{SERVER}/api/ping").into(), JsValue::UNDEFINED))
-            .await
-            .unwrap()
-            .unchecked_into();
+    let res = ping(&c).await;
     assert_eq!(res.status(), 401);
     assert_eq!(spyCount("/api/ping"), 2, "retried exactly once");
     assert_eq!(spyCount("/auth/refresh"), 1, "no refresh loop");
@@ -579,11 +575,7 @@ async fn works_without_web_locks_and_broadcast_channel() {
     wait(a.refresh()).await.expect("refresh without Web Locks");
     // Without a channel, B learns of A's refresh from storage when its own refresh is due.
     nap(2_200).await;
-    let res: web_sys::Response =
-        wait(b.fetch(format!("{SERVER}/api/ping").into(), JsValue::UNDEFINED))
-            .await
-            .unwrap()
-            .unchecked_into();
+    let res = ping(&b).await;
     assert_eq!(res.status(), 200);
     assert!(
         !b.session().is_null(),
@@ -605,11 +597,7 @@ async fn the_401_path_honours_retry_after_and_stops_when_the_api_refuses_fresh_t
     spyFake("/api/ping", 401, "token_invalid", -1, JsValue::UNDEFINED);
     spyFake("/auth/refresh", 429, "rate_limited", -1, JsValue::from(3));
     for _ in 0..10 {
-        let res: web_sys::Response =
-            wait(c.fetch(format!("{SERVER}/api/ping").into(), JsValue::UNDEFINED))
-                .await
-                .unwrap()
-                .unchecked_into();
+        let res = ping(&c).await;
         assert_eq!(res.status(), 401);
     }
     assert_eq!(
@@ -627,11 +615,7 @@ async fn the_401_path_honours_retry_after_and_stops_when_the_api_refuses_fresh_t
     spyReset();
     spyFake("/api/ping", 401, "token_invalid", -1, JsValue::UNDEFINED);
     for _ in 0..10 {
-        let res: web_sys::Response =
-            wait(c.fetch(format!("{SERVER}/api/ping").into(), JsValue::UNDEFINED))
-                .await
-                .unwrap()
-                .unchecked_into();
+        let res = ping(&c).await;
         assert_eq!(res.status(), 401);
     }
     assert!(spyCount("/auth/refresh") <= 2, "no refresh loop");

@@ -179,14 +179,7 @@ async fn access_tokens_are_eddsa_jwts_verifiable_with_the_jwks() {
     use base64::Engine;
     let s = Server::start(&[("issuer", "https://auth.test"), ("audience", "api")]).await;
     let (_, t) = s.user("d").await;
-    let jwks: Value = s
-        .req(Method::GET, "/.well-known/jwks.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = s.get_json("/.well-known/jwks.json").await;
     let key = &jwks["keys"][0];
     assert_eq!(
         (

@@ -119,6 +119,25 @@ async fn spawn_logging(env: &[(&str, &str)]) -> (std::process::Child, String) {
     (child, url)
 }
 
+/// SIGTERM, then the exit status and everything the child logged.
+fn stop_for_logs(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    (status, logs)
+}
+
 /// `baton-server migrate` brings a database up to date and exits; with
 /// `BATON_MIGRATE_ON_START=false` the server refuses a database that is behind, and starts on
 /// one that is not.
@@ -181,7 +200,7 @@ async fn the_default_issuer_is_the_address_listened_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_prints_its_address_logs_no_secrets_and_stops_on_sigterm() {
-    let (mut child, url) = spawn_logging(&[("BATON_LOG", "trace")]).await;
+    let (child, url) = spawn_logging(&[("BATON_LOG", "trace")]).await;
     assert!(
         url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
         "{url}"
@@ -225,21 +244,8 @@ async fn serves_prints_its_address_logs_no_secrets_and_stops_on_sigterm() {
         .await
         .unwrap();
 
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = child.wait().unwrap();
+    let (status, logs) = stop_for_logs(child);
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
     assert!(logs.contains("baton-server started"), "{logs}");
     for secret in [password, refresh.as_str(), access.as_str()] {
         assert!(!logs.contains(secret), "a secret reached the logs");
@@ -255,8 +261,7 @@ async fn serves_prints_its_address_logs_no_secrets_and_stops_on_sigterm() {
 /// security events (a failed login, a lockout) are logged; no password, no token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_with_access_lines_and_security_events() {
-    let (mut child, url) =
-        spawn_logging(&[("BATON_LOG", "info"), ("BATON_LOG_FORMAT", "json")]).await;
+    let (child, url) = spawn_logging(&[("BATON_LOG", "info"), ("BATON_LOG_FORMAT", "json")]).await;
     let http = reqwest::Client::new();
     let password = "another-secret-password";
     let email = "json-log@example.com";
@@ -284,16 +289,7 @@ async fn json_logs_with_access_lines_and_security_events() {
             .status(),
         200
     );
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    child.wait().unwrap();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let (_, logs) = stop_for_logs(child);
     let lines: Vec<serde_json::Value> = logs
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))

@@ -22,14 +22,7 @@ async fn stored_secrets(database_url: &str) -> Vec<(String, String)> {
 
 /// The kids the JWKS of `s` lists.
 async fn published_kids(s: &Server) -> Vec<String> {
-    let jwks: serde_json::Value = s
-        .req(reqwest::Method::GET, "/.well-known/jwks.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = s.get_json("/.well-known/jwks.json").await;
     jwks["keys"]
         .as_array()
         .unwrap()
