@@ -15,4 +15,4 @@ pub use machine::{
     Retry401, SignOutReason, TokenAnswer, WaiterId,
 };
 pub use time::Instant;
-pub use wire::{ErrorBody, ErrorCode, ErrorDetail, TokenResponse, User};
+pub use wire::{AccessClaims, ErrorBody, ErrorCode, ErrorDetail, TokenResponse, User};

@@ -209,6 +209,25 @@ pub struct User {
     pub created_at: i64,
 }
 
+/// The claims of an access token (docs/api.md, "Access tokens").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// The issuer (the Baton server's URL).
+    pub iss: String,
+    /// The audience (`BATON_AUDIENCE`).
+    pub aud: String,
+    /// The user id.
+    pub sub: String,
+    /// The session id.
+    pub sid: String,
+    /// The token's unique id.
+    pub jti: String,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Expires at, Unix seconds.
+    pub exp: i64,
+}
+
 /// The token response of login and refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

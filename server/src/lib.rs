@@ -132,8 +132,8 @@ pub fn documented_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
 
 /// The HTTP application.
 pub fn app(state: AppState) -> Router {
-    let (routes, _) = documented_routes().split_for_parts();
-    let doc = Arc::new(schema::document(&state.config.base_url()));
+    let (routes, doc) = documented_routes().split_for_parts();
+    let doc = Arc::new(schema::document(doc, &state.config.base_url()));
     let mut router = routes.route(
         "/openapi.json",
         get(move || {

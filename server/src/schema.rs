@@ -163,9 +163,8 @@ impl Modify for Security {
     }
 }
 
-/// The document for this server, as JSON; its `servers` entry is the server's own URL.
-pub fn document(base_url: &str) -> String {
-    let (_, mut doc) = crate::documented_routes().split_for_parts();
+/// `doc` (from [`crate::documented_routes`]) as JSON, its `servers` entry the server's URL.
+pub fn document(mut doc: utoipa::openapi::OpenApi, base_url: &str) -> String {
     doc.servers = Some(vec![utoipa::openapi::Server::new(base_url)]);
     doc.to_json().unwrap_or_else(|_| "{}".into())
 }

@@ -10,7 +10,6 @@ use ed25519_dalek::SigningKey;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub const ACCESS_TYP: &str = "at+jwt";
@@ -108,16 +107,9 @@ impl Ring {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AccessClaims {
-    pub iss: String,
-    pub aud: String,
-    pub sub: String,
-    pub sid: String,
-    pub jti: String,
-    pub iat: i64,
-    pub exp: i64,
-}
+/// The claims of access tokens: one type for the server that signs them and for
+/// `baton-verify`, which checks them in other services.
+pub use baton_core::AccessClaims;
 
 /// Why an access token was refused (logged at debug; clients get a stable code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,24 +35,8 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The claims of a Baton access token.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Claims {
-    /// The issuer (the Baton server's URL).
-    pub iss: String,
-    /// The audience (`BATON_AUDIENCE`).
-    pub aud: String,
-    /// The user id.
-    pub sub: String,
-    /// The session id.
-    pub sid: String,
-    /// The token's unique id.
-    pub jti: String,
-    /// Issued at, Unix seconds.
-    pub iat: i64,
-    /// Expires at, Unix seconds.
-    pub exp: i64,
-}
+/// The claims of a Baton access token (the type the server signs).
+pub type Claims = baton_core::AccessClaims;
 
 /// Why a token was refused, or could not be checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
