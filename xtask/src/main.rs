@@ -97,6 +97,8 @@ fn test() -> Result<()> {
         },
     )?;
     timed("baton-server: tests on SQLite", &mut || {
+        // One database file per test server; the previous run's files go first.
+        let _ = std::fs::remove_dir_all(util::root().join("target/tmp/db"));
         util::run(
             util::cargo()
                 .args(["test", "-p", "baton-server"])

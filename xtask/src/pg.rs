@@ -13,6 +13,9 @@ pub(crate) struct Cluster {
     data: PathBuf,
     port: u16,
     as_postgres_user: bool,
+    /// The cluster lives outside the checkout (see `cluster_dir`): removed when dropped, so
+    /// clones in temporary directories do not leave clusters behind.
+    outside_checkout: bool,
 }
 
 impl Cluster {
@@ -28,6 +31,7 @@ impl Cluster {
             data: data.clone(),
             port,
             as_postgres_user,
+            outside_checkout: !base.starts_with(util::root()),
         };
         // A cluster left running by an interrupted run would hold the directory.
         if data.join("postmaster.pid").exists() {
@@ -74,7 +78,52 @@ impl Cluster {
             &opts,
         ]))
         .with_context(|| format!("PostgreSQL did not start; see {}", log.display()))?;
+        // Databases left by an interrupted run.
+        cluster.drop_test_databases()?;
         Ok(cluster)
+    }
+
+    /// Drops the databases the server tests create (one per test server, `baton_test_*`), so
+    /// the cluster does not grow by a run's worth of databases every run.
+    pub(crate) fn drop_test_databases(&self) -> Result<()> {
+        let url = self.admin_url();
+        let out = self
+            .psql(&url)
+            .args([
+                "-Atc",
+                r"SELECT datname FROM pg_database WHERE datname LIKE 'baton\_test\_%'",
+            ])
+            .output()
+            .context("running psql to list the test databases")?;
+        if !out.status.success() {
+            bail!(
+                "psql could not list the test databases: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        for name in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = name.trim();
+            // Only names the tests make (letters, digits, underscores) reach the statement.
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                continue;
+            }
+            run(self.psql(&url).args([
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ]))?;
+        }
+        Ok(())
+    }
+
+    fn psql(&self, url: &str) -> Command {
+        let bundled = self.bindir.join("psql");
+        let mut c = Command::new(if bundled.is_file() {
+            bundled
+        } else {
+            PathBuf::from("psql")
+        });
+        c.args(["-X", "-v", "ON_ERROR_STOP=1", "-d", url]);
+        c
     }
 
     /// A URL with rights to create databases (tests create one per test).
@@ -107,10 +156,18 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if let Err(e) = self.drop_test_databases() {
+            eprintln!("warning: test databases not dropped: {e:#}");
+        }
         let _ = self
             .pg_ctl(&["stop", "-m", "fast", "-w"])
             .stdout(std::process::Stdio::null())
             .status();
+        if self.outside_checkout {
+            if let Some(base) = self.data.parent() {
+                let _ = std::fs::remove_dir_all(base);
+            }
+        }
     }
 }
 
