@@ -4,8 +4,11 @@
 //! - [`time`]: millisecond instants supplied by the caller, HTTP-date and `Retry-After` parsing.
 //! - [`machine`]: the sans-IO [`RefreshMachine`] that drives proactive, single-flight refresh.
 //! - [`backoff`]: jittered exponential backoff with a deterministic generator.
+//! - `dpop` (feature `dpop`): the check of DPoP proofs (RFC 9449), for servers.
 
 pub mod backoff;
+#[cfg(feature = "dpop")]
+pub mod dpop;
 pub mod machine;
 pub mod time;
 pub mod wire;
@@ -15,4 +18,6 @@ pub use machine::{
     Retry401, SignOutReason, TokenAnswer, WaiterId,
 };
 pub use time::Instant;
-pub use wire::{AccessClaims, ErrorBody, ErrorCode, ErrorDetail, TokenResponse, User};
+pub use wire::{
+    AccessClaims, Confirmation, ErrorBody, ErrorCode, ErrorDetail, TokenResponse, User,
+};

@@ -24,6 +24,7 @@ pub enum ErrorCode {
     TokenInvalid,
     TokenExpired,
     TokenRevoked,
+    DpopProofInvalid,
     NotFound,
     Forbidden,
     Unavailable,
@@ -43,7 +44,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for exhaustive round-trip checks and documentation.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         Self::ValidationFailed,
         Self::EmailTaken,
         Self::RegistrationClosed,
@@ -60,6 +61,7 @@ impl ErrorCode {
         Self::TokenInvalid,
         Self::TokenExpired,
         Self::TokenRevoked,
+        Self::DpopProofInvalid,
         Self::NotFound,
         Self::Forbidden,
         Self::Unavailable,
@@ -94,6 +96,7 @@ impl ErrorCode {
             Self::TokenInvalid => "token_invalid",
             Self::TokenExpired => "token_expired",
             Self::TokenRevoked => "token_revoked",
+            Self::DpopProofInvalid => "dpop_proof_invalid",
             Self::NotFound => "not_found",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
@@ -226,6 +229,18 @@ pub struct AccessClaims {
     pub iat: i64,
     /// Expires at, Unix seconds.
     pub exp: i64,
+    /// The key a DPoP-bound session's tokens are bound to (RFC 9449): only requests with a
+    /// proof signed by that key may use the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// `cnf` of a DPoP-bound access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Confirmation {
+    /// The RFC 7638 SHA-256 thumbprint (base64url) of the proof key.
+    pub jkt: String,
 }
 
 /// The token response of login and refresh.

@@ -43,6 +43,14 @@ pub struct Config {
     #[arg(long, env = "BATON_DEVICE_BINDING", default_value = "strict")]
     pub device_binding: DeviceBinding,
 
+    /// DPoP sender-constrained sessions (RFC 9449): `allowed` binds a session to the key of
+    /// the `DPoP` proof sent when it is created, and leaves sessions created without one as
+    /// Bearer sessions; `required` refuses to create a session without a proof, and to refresh
+    /// one that is not bound; `off` creates Bearer sessions only (sessions already bound stay
+    /// bound). Proofs are ES256 or EdDSA and at most 60 s old (see docs/api.md, "DPoP").
+    #[arg(long, env = "BATON_DPOP", default_value = "allowed")]
+    pub dpop: DpopMode,
+
     /// Whether anyone may register.
     #[arg(long, env = "BATON_REGISTRATION", default_value = "open")]
     pub registration: Registration,
@@ -246,6 +254,13 @@ pub enum DeviceBinding {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DpopMode {
+    Off,
+    Allowed,
+    Required,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Registration {
     Open,
     Closed,
@@ -390,6 +405,7 @@ mod tests {
         assert_eq!(c.reuse_grace, Duration::from_secs(10));
         assert_eq!(c.device_binding, DeviceBinding::Strict);
         assert_eq!(c.registration, Registration::Open);
+        assert_eq!(c.dpop, DpopMode::Allowed);
         assert_eq!(c.rate_limits, RateLimits::On);
         assert!(c.cookie_secure);
         assert_eq!(c.request_timeout, Duration::from_secs(5));

@@ -57,6 +57,8 @@ pub struct SessionRow {
     pub revoked_reason: Option<String>,
     /// SHA-256 (hex) of the `Idempotency-Key` of the request that made the last rotation.
     pub rotated_by_key: Option<String>,
+    /// The thumbprint of the DPoP key the session is bound to (see `dpop`).
+    pub dpop_jkt: Option<String>,
 }
 
 impl SessionRow {
@@ -93,7 +95,7 @@ pub struct NewEvent {
 
 const SESSION_COLUMNS: &str = "id, user_id, generation, nonce, device_id, user_agent, ip, \
     remember_me, cookie_transport, created_at, last_used_at, rotated_at, rotated_by_device, \
-    idle_expires_at, absolute_expires_at, revoked_at, revoked_reason, rotated_by_key";
+    idle_expires_at, absolute_expires_at, revoked_at, revoked_reason, rotated_by_key, dpop_jkt";
 
 /// What connecting does to the database schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -456,8 +458,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO sessions (id, user_id, generation, nonce, device_id, user_agent, ip, \
              remember_me, cookie_transport, created_at, last_used_at, rotated_at, \
-             rotated_by_device, idle_expires_at, absolute_expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             rotated_by_device, idle_expires_at, absolute_expires_at, dpop_jkt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&s.id)
         .bind(&s.user_id)
@@ -474,6 +476,7 @@ impl Store {
         .bind(&s.rotated_by_device)
         .bind(s.idle_expires_at)
         .bind(s.absolute_expires_at)
+        .bind(&s.dpop_jkt)
         .execute(&mut *tx)
         .await?;
         insert_events(&mut tx, events).await?;
@@ -705,6 +708,32 @@ impl Store {
             .execute(&self.writer)
             .await
             .map(|_| ())
+    }
+
+    /// Records a DPoP proof (`id`: see `dpop::replay_id`) until `expires_at`; false when it
+    /// was recorded before, by this instance or another.
+    pub async fn dpop_proof_first_use(
+        &self,
+        id: &str,
+        expires_at: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(expires_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Drops DPoP proofs whose window has passed.
+    pub async fn purge_dpop_proofs(&self, now: i64) -> Result<u64, sqlx::Error> {
+        sqlx::query("DELETE FROM dpop_proofs WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .map(|r| r.rows_affected())
     }
 
     /// Drops rate-limit rows older than every window.
@@ -982,5 +1011,6 @@ fn session_row(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
         revoked_at: r.try_get("revoked_at")?,
         revoked_reason: r.try_get("revoked_reason")?,
         rotated_by_key: r.try_get("rotated_by_key")?,
+        dpop_jkt: r.try_get("dpop_jkt")?,
     })
 }

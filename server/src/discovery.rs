@@ -22,6 +22,10 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Response {
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "access_token_signing_alg_values_supported": ["EdDSA"],
     });
+    if state.config.dpop != crate::config::DpopMode::Off {
+        // RFC 9449 5.1: the algorithms accepted for DPoP proofs.
+        doc["dpop_signing_alg_values_supported"] = json!(baton_core::dpop::ALGS);
+    }
     if state.config.introspection_token.is_some() {
         doc["introspection_endpoint"] = json!(format!("{base}/auth/introspect"));
         doc["introspection_endpoint_auth_methods_supported"] = json!(["client_secret_basic"]);

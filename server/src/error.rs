@@ -15,6 +15,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: Cow<'static, str>,
     pub retry_after: Option<u64>,
+    /// A 401 about a DPoP-bound token or proof: the challenge is `DPoP`, not `Bearer`.
+    pub dpop: bool,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -26,6 +28,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            dpop: false,
         }
     }
 
@@ -90,10 +93,13 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            let v = if self.code == ErrorCode::TokenMissing {
-                r#"Bearer error="invalid_request""#
-            } else {
-                r#"Bearer error="invalid_token""#
+            let v = match (self.dpop, self.code) {
+                (true, ErrorCode::DpopProofInvalid) => {
+                    r#"DPoP error="invalid_dpop_proof", algs="ES256 EdDSA""#
+                }
+                (true, _) => r#"DPoP error="invalid_token", algs="ES256 EdDSA""#,
+                (false, ErrorCode::TokenMissing) => r#"Bearer error="invalid_request""#,
+                (false, _) => r#"Bearer error="invalid_token""#,
             };
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
         }

@@ -176,7 +176,8 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(|s| crate::config::canonical(s.ip()))
 }
 
-/// A request authenticated by a valid, unrevoked access token.
+/// A request authenticated by a valid, unrevoked access token; a DPoP-bound token only as
+/// `Authorization: DPoP` with a proof by its key (see `dpop`).
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub claims: AccessClaims,
@@ -190,15 +191,45 @@ where
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let state = AppState::from_ref(state);
-        let token = bearer(&parts.headers)?.ok_or_else(|| {
+        let (token, scheme) = authorization(&parts.headers)?.ok_or_else(|| {
             ApiError::unauthorized(ErrorCode::TokenMissing, "an access token is required")
         })?;
-        authenticate(&state, token).map(|claims| AuthUser { claims })
+        let dpop = scheme == Scheme::Dpop;
+        let with_scheme = |mut e: ApiError| {
+            e.dpop = dpop;
+            e
+        };
+        let claims = authenticate(&state, token).map_err(with_scheme)?;
+        let path = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| parts.uri.path(), |u| u.0.path());
+        let bound = claims.cnf.as_ref().map(|c| c.jkt.as_str());
+        crate::dpop::check_access(
+            &state,
+            &parts.headers,
+            &parts.method,
+            path,
+            token,
+            dpop,
+            bound,
+        )
+        .await?;
+        Ok(AuthUser { claims })
     }
 }
 
-/// The Bearer token of `Authorization`, if any; a malformed header is an invalid token.
-pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+/// How an access token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    /// `Authorization: DPoP` (RFC 9449), with a proof in the `DPoP` header.
+    Dpop,
+}
+
+/// The token and scheme of `Authorization`, if any; a malformed header or another scheme is
+/// an invalid token.
+pub fn authorization(headers: &HeaderMap) -> Result<Option<(&str, Scheme)>, ApiError> {
     let Some(v) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -206,10 +237,29 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         || ApiError::unauthorized(ErrorCode::TokenInvalid, "malformed Authorization header");
     let v = v.to_str().map_err(|_| invalid())?;
     let (scheme, token) = v.split_once(' ').ok_or_else(invalid)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
+        return Err(invalid());
+    };
+    if token.trim().is_empty() {
         return Err(invalid());
     }
-    Ok(Some(token.trim()))
+    Ok(Some((token.trim(), scheme)))
+}
+
+/// The Bearer token of `Authorization`, if any (for secrets such as the metrics token).
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    match authorization(headers)? {
+        Some((token, Scheme::Bearer)) => Ok(Some(token)),
+        Some((_, Scheme::Dpop)) => Err(ApiError::unauthorized(
+            ErrorCode::TokenInvalid,
+            "expected an Authorization: Bearer header",
+        )),
+        None => Ok(None),
+    }
 }
 
 pub fn authenticate(state: &AppState, token: &str) -> Result<AccessClaims, ApiError> {

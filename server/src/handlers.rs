@@ -3,7 +3,9 @@
 use crate::config::Registration;
 use crate::db::{NewEvent, SessionRow, UserRow};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{bearer, client_ip, peer, ApiJson, AuthUser, ClientIp, DeviceId};
+use crate::extract::{
+    authorization, bearer, client_ip, peer, ApiJson, AuthUser, ClientIp, DeviceId, Scheme,
+};
 use crate::sessions::{self, audit, token_response, user_json, Caller};
 use crate::{limits, lockout, now_ms, AppState};
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
@@ -262,9 +264,10 @@ pub struct LoginBody {
 }
 
 #[utoipa::path(post, path = "/auth/login", tag = "account", request_body = LoginBody,
-    params(("X-Device-ID" = Option<String>, Header, description = "the browser profile's device id")),
+    params(("X-Device-ID" = Option<String>, Header, description = "the browser profile's device id"),
+        ("DPoP" = Option<String>, Header, description = "a DPoP proof (RFC 9449): binds the session to its key")),
     responses((status = 200, body = baton_core::TokenResponse),
-        (status = 401, description = "invalid_credentials", body = baton_core::ErrorBody), (status = 429, description = "account_locked or rate_limited", body = baton_core::ErrorBody)))]
+        (status = 401, description = "invalid_credentials, dpop_proof_invalid", body = baton_core::ErrorBody), (status = 429, description = "account_locked or rate_limited", body = baton_core::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -272,6 +275,9 @@ pub async fn login(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Response> {
+    // The proof first: a call refused for it costs no password check and counts no attempt.
+    let post = axum::http::Method::POST;
+    let dpop_jkt = crate::dpop::bind_new_session(&state, &headers, &post, "/auth/login").await?;
     let c = caller(ip, device, &headers);
     let now = now_ms();
     let email = crate::email::normalize(&body.email);
@@ -366,6 +372,7 @@ pub async fn login(
         revoked_at: None,
         revoked_reason: None,
         rotated_by_key: None,
+        dpop_jkt,
     };
     let (uid, sid) = (Some(user.id.as_str()), Some(session.id.as_str()));
     let signed_in = sessions::event(uid, "login_succeeded", "info", sid, &c, "signed in");
@@ -681,9 +688,10 @@ fn presented_token<'a>(
 #[utoipa::path(post, path = "/auth/refresh", tag = "tokens",
     request_body(content = RefreshBody, description = "the refresh token, unless it travels in the baton_refresh cookie"),
     params(("X-Device-ID" = Option<String>, Header, description = "required with the cookie"),
-        ("Idempotency-Key" = Option<String>, Header, description = "the same for every retry of one refresh")),
+        ("Idempotency-Key" = Option<String>, Header, description = "the same for every retry of one refresh"),
+        ("DPoP" = Option<String>, Header, description = "a DPoP proof by the session's key; required for a DPoP-bound session")),
     responses((status = 200, body = baton_core::TokenResponse),
-        (status = 401, description = "refresh_token_invalid, refresh_token_reused, session_expired, session_revoked, device_mismatch", body = baton_core::ErrorBody),
+        (status = 401, description = "refresh_token_invalid, refresh_token_reused, session_expired, session_revoked, device_mismatch, dpop_proof_invalid", body = baton_core::ErrorBody),
         (status = 403, description = "csrf_check_failed", body = baton_core::ErrorBody), (status = 429, description = "rate_limited", body = baton_core::ErrorBody)))]
 pub async fn refresh(
     State(state): State<AppState>,
@@ -699,7 +707,7 @@ pub async fn refresh(
         .to_owned();
     let mut c = caller(ip, device, &headers);
     c.request_key = crate::extract::request_key(&headers)?;
-    match sessions::refresh(&state, &token, &c).await {
+    match sessions::refresh(&state, &token, &c, &headers).await {
         Ok(r) => respond_tokens(&state, &r.session, r.generation, r.body),
         Err(e) => {
             let mut res = e.into_response();
@@ -716,7 +724,9 @@ pub async fn refresh(
 
 #[utoipa::path(post, path = "/auth/logout", tag = "tokens",
     request_body(content = RefreshBody, description = "or an access token (Authorization), or the cookie"),
-    responses((status = 204, description = "signed out (also for an unknown token)"), (status = 403, description = "csrf_check_failed", body = baton_core::ErrorBody)))]
+    params(("DPoP" = Option<String>, Header, description = "a DPoP proof by the session's key; required for a DPoP-bound session")),
+    responses((status = 204, description = "signed out (also for an unknown token)"), (status = 403, description = "csrf_check_failed", body = baton_core::ErrorBody),
+        (status = 401, description = "dpop_proof_invalid: a DPoP-bound session without a proof of its key", body = baton_core::ErrorBody)))]
 pub async fn logout(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -727,16 +737,30 @@ pub async fn logout(
     let token = presented_token(&body, &headers, &device)?.map(str::to_owned);
     let c = caller(ip, device, &headers);
     let now = now_ms();
-    // Bearer first; a bad or expired access token falls back to the refresh token.
-    let by_bearer = match bearer(&headers) {
-        Ok(Some(t)) => state.keys.verify_access(t).ok().map(|claims| claims.sid),
+    // The access token first; a bad or expired one falls back to the refresh token. Either
+    // way a DPoP-bound session is only ended with a proof of its key.
+    let by_access = match authorization(&headers) {
+        Ok(Some((t, scheme))) => state
+            .keys
+            .verify_access(t)
+            .ok()
+            .map(|claims| (claims, t, scheme == Scheme::Dpop)),
         _ => None,
     };
-    let session = match by_bearer {
-        Some(sid) => state.store.session(&sid).await?,
+    let session = match by_access {
+        Some((claims, t, dpop)) => {
+            let bound = claims.cnf.as_ref().map(|c| c.jkt.as_str());
+            let post = axum::http::Method::POST;
+            crate::dpop::check_access(&state, &headers, &post, "/auth/logout", t, dpop, bound)
+                .await?;
+            state.store.session(&claims.sid).await?
+        }
         None => match token {
             Some(t) => match sessions::resolve(&state, &t).await {
-                Ok((s, _)) => Some(s),
+                Ok((s, _)) => {
+                    sessions::proof_of_key(&state, &s, &c, &headers, "/auth/logout").await?;
+                    Some(s)
+                }
                 Err(e) if e.status == StatusCode::UNAUTHORIZED => None,
                 Err(e) => return Err(e),
             },

@@ -57,9 +57,11 @@ pub async fn introspect(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::bad_request("the form field `token` is required"))?;
     let answer = match state.keys.verify_access(&token) {
-        Ok(c) if !state.revoked.is_revoked(&c.sid) => json!({
+        Ok(c) if !state.revoked.is_revoked(&c.sid) => {
+            let mut answer = json!({
             "active": true,
-            "token_type": "Bearer",
+            // RFC 9449 6.2: a bound token's type and key, for resource servers enforcing DPoP.
+            "token_type": if c.cnf.is_some() { "DPoP" } else { "Bearer" },
             "iss": c.iss,
             "aud": c.aud,
             "sub": c.sub,
@@ -67,7 +69,12 @@ pub async fn introspect(
             "jti": c.jti,
             "iat": c.iat,
             "exp": c.exp,
-        }),
+            });
+            if let Some(cnf) = c.cnf {
+                answer["cnf"] = json!(cnf);
+            }
+            answer
+        }
         _ => json!({ "active": false }),
     };
     let mut res = Json(answer).into_response();

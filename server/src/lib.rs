@@ -5,6 +5,7 @@ pub mod config;
 pub mod csrf;
 pub mod db;
 pub mod discovery;
+pub mod dpop;
 pub mod email;
 pub mod error;
 pub mod extract;
@@ -57,6 +58,7 @@ pub struct AppState {
     pub session_cache: Arc<sessions::SessionCache>,
     pub rotator: sessions::Rotator,
     pub password: Arc<handlers::PasswordHasher>,
+    pub dpop_replay: Arc<dpop::ReplayCache>,
 }
 
 impl AppState {
@@ -96,6 +98,7 @@ impl AppState {
             password,
             limits: Arc::new(limits::Limits::new(&config)),
             session_cache: Arc::default(),
+            dpop_replay: Arc::default(),
             rotator: sessions::Rotator::spawn(store.clone()),
             config: Arc::new(config),
             store,
@@ -375,6 +378,7 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
                 if let Err(e) = state.store.purge_hits(before).await {
                     tracing::debug!(error = %e, "rate-limit purge failed");
                 }
+                state.dpop_replay.purge(&state, now_ms()).await;
                 // Still issuing tokens of this lifetime: every instance keeps revocations that
                 // long (see `revocation`).
                 let ttl = state.config.access_ttl.as_millis() as i64;

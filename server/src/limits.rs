@@ -21,6 +21,9 @@ pub const REGISTER_PER_IP: (i64, Duration) = (10, Duration::from_secs(600));
 pub const FAILURES_PER_ACCOUNT: (i64, Duration) = (10, Duration::from_secs(3600));
 /// Refreshes per session per minute.
 pub const REFRESH_PER_SESSION: (i64, Duration) = (60, Duration::from_secs(60));
+/// Refused DPoP proofs per session per ten minutes that are recorded as audit events; further
+/// refusals are counted in metrics only, so a thief's flood cannot flood the owner's log.
+pub const DPOP_REFUSALS_RECORDED: (i64, Duration) = (5, Duration::from_secs(600));
 /// Logins per account per hour above which `suspicious_activity` is recorded.
 pub const SUSPICIOUS_LOGINS: i64 = 10;
 /// Distinct IPs per account per hour above which `suspicious_activity` is recorded.
@@ -147,6 +150,10 @@ pub fn register_ip_key(ip: &str) -> String {
 
 pub fn failures_key(user_id: &str, source: &str) -> String {
     format!("login_fail:{user_id}:{source}")
+}
+
+pub fn dpop_refusal_key(session_id: &str) -> String {
+    format!("dpop_refused:{session_id}")
 }
 
 pub fn refresh_key(session_id: &str) -> String {

@@ -27,6 +27,7 @@ pub struct Metrics {
     login: Mutex<BTreeMap<&'static str, u64>>,
     anomalies: Mutex<BTreeMap<&'static str, u64>>,
     rate_limited: Mutex<BTreeMap<&'static str, u64>>,
+    dpop: Mutex<BTreeMap<&'static str, u64>>,
     duration: Mutex<BTreeMap<&'static str, Histogram>>,
     active_sessions: AtomicI64,
 }
@@ -57,6 +58,9 @@ impl Metrics {
     }
     pub fn rate_limited(&self, scope: &'static str) {
         bump(&self.rate_limited, scope);
+    }
+    pub fn dpop(&self, result: &'static str) {
+        bump(&self.dpop, result);
     }
     pub fn set_active_sessions(&self, n: i64) {
         self.active_sessions.store(n, Ordering::Relaxed);
@@ -124,6 +128,13 @@ impl Metrics {
             "Requests refused by an abuse limit.",
             "limit",
             &self.rate_limited,
+        );
+        counter(
+            &mut out,
+            "auth_dpop_proofs_total",
+            "DPoP proofs checked, by result (valid, invalid, replayed).",
+            "result",
+            &self.dpop,
         );
         let _ = writeln!(
             out,

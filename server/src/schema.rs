@@ -102,6 +102,8 @@ pub struct Discovery {
     /// Present when introspection is on.
     pub introspection_endpoint: Option<String>,
     pub introspection_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// The algorithms accepted for DPoP proofs; absent with `BATON_DPOP=off`.
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 /// RFC 7662: `{active: false}`, or `active: true` with the token's claims.
@@ -116,6 +118,8 @@ pub struct Introspection {
     pub jti: Option<String>,
     pub iat: Option<i64>,
     pub exp: Option<i64>,
+    /// A DPoP-bound token's key thumbprint (RFC 9449 6.2); absent for Bearer tokens.
+    pub cnf: Option<baton_core::Confirmation>,
 }
 
 /// `POST /auth/introspect`'s form.

@@ -46,6 +46,10 @@ pub fn token_response(
         jti: uuid::Uuid::new_v4().to_string(),
         iat: now_s,
         exp,
+        cnf: session
+            .dpop_jkt
+            .clone()
+            .map(|jkt| baton_core::Confirmation { jkt }),
     };
     let access_token = state.keys.sign_access(&claims).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
@@ -57,7 +61,11 @@ pub fn token_response(
     state.metrics.token_issued("refresh");
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer".into(),
+        token_type: if session.dpop_jkt.is_some() {
+            "DPoP".into()
+        } else {
+            "Bearer".into()
+        },
         expires_in: (exp - now_s).max(0) as u64,
         expires_at: exp,
         refresh_token: (!session.cookie_transport).then_some(refresh),
@@ -114,7 +122,12 @@ pub async fn resolve(state: &AppState, token: &str) -> ApiResult<(SessionRow, i6
 /// device, absolute end) comes from this instance's cache, and the rotation's compare-and-swap
 /// also checks revocation and both expiries. Anything else (a spent token, a revoked or expired
 /// session, another device) falls through to the careful path, which reads the row.
-pub async fn refresh(state: &AppState, token: &str, caller: &Caller) -> ApiResult<Refreshed> {
+pub async fn refresh(
+    state: &AppState,
+    token: &str,
+    caller: &Caller,
+    headers: &axum::http::HeaderMap,
+) -> ApiResult<Refreshed> {
     let (sid, presented, mac) = Keys::parse_refresh(token).ok_or_else(invalid)?;
     let sid_s = sid.to_string();
     let snapshot = match state.session_cache.get(&sid_s) {
@@ -135,6 +148,13 @@ pub async fn refresh(state: &AppState, token: &str, caller: &Caller) -> ApiResul
         .refresh_mac_ok(&sid, presented, &cached.nonce, &mac)
     {
         return Err(invalid());
+    }
+    // Before anything that counts or changes: without the session's key a caller can neither
+    // rotate nor trip reuse detection (which would end the session for its owner) nor use up
+    // the session's refresh limit.
+    if let Err(e) = proof_of_key(state, cached, caller, headers, "/auth/refresh").await {
+        state.metrics.refresh("dpop_refused");
+        return Err(e);
     }
     let now = now_ms();
     let limits = &state.limits;
@@ -168,6 +188,49 @@ pub async fn refresh(state: &AppState, token: &str, caller: &Caller) -> ApiResul
     }
     let session = state.store.session(&sid_s).await?.ok_or_else(invalid)?;
     careful(state, session, user, presented, caller, now).await
+}
+
+/// The DPoP proof a refresh-token call (refresh, logout) of `session` needs (see `dpop`). A
+/// refusal for a bound session is recorded as a security event (a few per session and ten
+/// minutes; the rest in metrics only).
+pub async fn proof_of_key(
+    state: &AppState,
+    session: &SessionRow,
+    caller: &Caller,
+    headers: &axum::http::HeaderMap,
+    path: &str,
+) -> ApiResult<()> {
+    let method = axum::http::Method::POST;
+    let bound = session.dpop_jkt.as_deref();
+    let Err(e) = crate::dpop::check_session(state, headers, &method, path, bound).await else {
+        return Ok(());
+    };
+    if e.code == ErrorCode::DpopProofInvalid && bound.is_some() {
+        let now = now_ms();
+        let key = crate::limits::dpop_refusal_key(&session.id);
+        let limit = crate::limits::DPOP_REFUSALS_RECORDED;
+        let hit = state.limits.hit(&state.store, &key, limit, now).await;
+        let record = matches!(hit, Ok(Ok(_)));
+        if record {
+            let detail = format!(
+                "{path} without a valid proof of the session's DPoP key ({}): refused, the \
+                 session stays signed in",
+                e.message
+            );
+            let ev = event(
+                Some(&session.user_id),
+                "dpop_proof_refused",
+                "warning",
+                Some(&session.id),
+                caller,
+                &detail,
+            );
+            if let Err(err) = state.store.insert_event(&ev).await {
+                tracing::warn!(error = %err, "recording a DPoP refusal failed");
+            }
+        }
+    }
+    Err(e)
 }
 
 /// The refresh of a token that did not rotate on the first try, judged on the current row.

@@ -2,6 +2,8 @@
 //! (a fresh database per server on the cluster named by `BATON_TEST_POSTGRES_URL`).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod proof;
+
 use baton_server::config::Config;
 use baton_server::AppState;
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
@@ -252,9 +254,15 @@ pub async fn expect_error(r: Response, status: u16, code: &str) -> Value {
     );
     assert!(body["error"]["message"].is_string());
     if status == 401 {
+        // DPoP refusals challenge with the DPoP scheme (RFC 9449 7.1), the rest with Bearer.
+        let scheme = if code == "dpop_proof_invalid" {
+            r#"DPoP error="invalid_dpop_proof", algs="#
+        } else {
+            "Bearer error="
+        };
         assert!(
-            www.is_some_and(|v| v.starts_with("Bearer error=")),
-            "401 without WWW-Authenticate"
+            www.as_deref().is_some_and(|v| v.starts_with(scheme)),
+            "401 {code} with WWW-Authenticate {www:?}"
         );
     }
     body

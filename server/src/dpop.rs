@@ -1,0 +1,225 @@
+//! DPoP (RFC 9449) on the server: proofs on the calls that create sessions bind the session to
+//! the proof key; refreshes and protected resources of a bound session need a fresh proof by
+//! that key. The proof check itself is `baton_core::dpop` (pure, clock passed in); this module
+//! adds what needs the request and state: the URL a proof must name, the replay cache, and the
+//! policy of `BATON_DPOP` (docs/api.md, "DPoP").
+
+use crate::config::DpopMode;
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+use axum::http::{HeaderMap, Method};
+use baton_core::dpop::{self, Expect, Proof};
+use baton_core::ErrorCode;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// How far a proof's `iat` may be from the server's clock, either way; proofs are remembered
+/// this long (and a second more) to refuse replays.
+pub const WINDOW_S: i64 = dpop::DEFAULT_WINDOW_S;
+
+/// More remembered proofs than this in one instance's memory and new proofs are refused
+/// (503) until old ones age out, rather than letting a flood of proofs exhaust memory.
+const MAX_REMEMBERED: usize = 1_000_000;
+
+/// The `WWW-Authenticate` challenge of DPoP errors.
+pub const CHALLENGE_ALGS: &str = "ES256 EdDSA";
+
+/// `401 dpop_proof_invalid`, with a DPoP challenge.
+pub fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
+    let mut e = ApiError::unauthorized(ErrorCode::DpopProofInvalid, message);
+    e.dpop = true;
+    e
+}
+
+/// The proofs seen within the window. On PostgreSQL a table every instance shares; on SQLite
+/// (one instance) this instance's memory, so a proof costs no write on the one SQLite writer.
+#[derive(Debug, Default)]
+pub struct ReplayCache {
+    memory: Mutex<HashMap<[u8; 32], i64>>,
+}
+
+impl ReplayCache {
+    /// Records `proof`; false when it was seen before.
+    async fn first_use(&self, state: &AppState, proof: &Proof, now_ms: i64) -> ApiResult<bool> {
+        let id: [u8; 32] = Sha256::new()
+            .chain_update(proof.jkt.as_bytes())
+            .chain_update([0])
+            .chain_update(proof.jti.as_bytes())
+            .finalize()
+            .into();
+        // Remembered until its iat leaves the window (plus a second for rounding).
+        let expires_at = (proof.iat + WINDOW_S + 1) * 1000;
+        if state.store.backend == crate::db::Backend::Postgres {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            return Ok(state.store.dpop_proof_first_use(&hex, expires_at).await?);
+        }
+        let mut seen = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= MAX_REMEMBERED {
+            seen.retain(|_, exp| *exp >= now_ms);
+            if seen.len() >= MAX_REMEMBERED {
+                tracing::warn!("DPoP replay cache full: refusing new proofs for now");
+                return Err(ApiError::unavailable());
+            }
+        }
+        Ok(seen.insert(id, expires_at).is_none())
+    }
+
+    /// Forgets proofs whose window has passed (the background task calls this every minute).
+    pub async fn purge(&self, state: &AppState, now_ms: i64) {
+        if state.store.backend == crate::db::Backend::Postgres {
+            if let Err(e) = state.store.purge_dpop_proofs(now_ms).await {
+                tracing::debug!(error = %e, "DPoP proof purge failed");
+            }
+        } else {
+            let mut seen = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            seen.retain(|_, exp| *exp >= now_ms);
+        }
+    }
+}
+
+/// The request's `DPoP` header: none, or exactly one.
+fn proof_header(headers: &HeaderMap) -> ApiResult<Option<&str>> {
+    let mut values = headers.get_all("dpop").iter();
+    let Some(v) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(invalid("send exactly one DPoP header"));
+    }
+    v.to_str()
+        .map(Some)
+        .map_err(|_| invalid("the DPoP header is not a JWS"))
+}
+
+/// The URL a proof's `htu` must name: `BATON_PUBLIC_URL` and the path when it is set, else
+/// the scheme (`X-Forwarded-Proto`, else http) and `Host` of the request with the path.
+pub fn request_url(state: &AppState, headers: &HeaderMap, path: &str) -> String {
+    if let Some(base) = &state.config.public_url {
+        return format!("{base}{path}");
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').next().unwrap_or("").trim())
+            .filter(|v| !v.is_empty())
+    };
+    let scheme = match header("x-forwarded-proto") {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    let host = header("host").unwrap_or("localhost");
+    format!("{scheme}://{host}{path}")
+}
+
+/// Checks the request's proof, if it sent one, and records it against replay. `access_token`:
+/// the token sent with it, whose hash the proof must carry.
+pub async fn verify(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+    access_token: Option<&str>,
+) -> ApiResult<Option<Proof>> {
+    let Some(proof) = proof_header(headers)? else {
+        return Ok(None);
+    };
+    let url = request_url(state, headers, path);
+    let expect = Expect {
+        method: method.as_str(),
+        url: &url,
+        access_token,
+    };
+    let now = crate::now_ms();
+    let checked = dpop::check(proof, &expect, now / 1000, WINDOW_S).map_err(|e| {
+        state.metrics.dpop("invalid");
+        tracing::debug!(reason = %e, "DPoP proof refused");
+        invalid(e.0)
+    })?;
+    if !state.dpop_replay.first_use(state, &checked, now).await? {
+        state.metrics.dpop("replayed");
+        return Err(invalid(
+            "the DPoP proof was used before: make a new one per request",
+        ));
+    }
+    state.metrics.dpop("valid");
+    Ok(Some(checked))
+}
+
+/// For a call that creates a session: the thumbprint to bind the session to, by the setting
+/// and the proof (`None`: a Bearer session).
+pub async fn bind_new_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+) -> ApiResult<Option<String>> {
+    match state.config.dpop {
+        DpopMode::Off => Ok(None),
+        DpopMode::Allowed => Ok(verify(state, headers, method, path, None)
+            .await?
+            .map(|p| p.jkt)),
+        DpopMode::Required => match verify(state, headers, method, path, None).await? {
+            Some(p) => Ok(Some(p.jkt)),
+            None => Err(invalid(
+                "this server requires DPoP: send a DPoP proof to create a session",
+            )),
+        },
+    }
+}
+
+/// What a refresh-token call (refresh, logout) of a session must prove: for a bound session a
+/// proof by its key; for a Bearer session nothing, unless DPoP is required.
+pub async fn check_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+    bound_to: Option<&str>,
+) -> ApiResult<()> {
+    match bound_to {
+        Some(jkt) => match verify(state, headers, method, path, None).await? {
+            Some(p) if p.jkt == jkt => Ok(()),
+            Some(_) => Err(invalid(
+                "the DPoP proof is signed by another key than the session's",
+            )),
+            None => Err(invalid(
+                "this session is bound to a DPoP key: send a DPoP proof signed by it",
+            )),
+        },
+        None if state.config.dpop == DpopMode::Required => Err(invalid(
+            "this server requires DPoP and the session is not bound to a key: sign in again",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// For a protected resource: checks that an access token is used as its binding says, with
+/// `scheme_dpop` telling whether it came as `Authorization: DPoP`.
+pub async fn check_access(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+    token: &str,
+    scheme_dpop: bool,
+    bound_to: Option<&str>,
+) -> ApiResult<()> {
+    match (bound_to, scheme_dpop) {
+        (Some(jkt), true) => match verify(state, headers, method, path, Some(token)).await? {
+            Some(p) if p.jkt == jkt => Ok(()),
+            Some(_) => Err(invalid(
+                "the DPoP proof is signed by another key than the token is bound to",
+            )),
+            None => Err(invalid("a DPoP-bound access token needs a DPoP proof")),
+        },
+        (Some(_), false) => Err(invalid(
+            "this access token is bound to a DPoP key: send it as `Authorization: DPoP` with a proof",
+        )),
+        (None, true) => Err(invalid(
+            "this access token is not DPoP-bound: send it as `Authorization: Bearer`",
+        )),
+        (None, false) => Ok(()),
+    }
+}
