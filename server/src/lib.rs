@@ -184,6 +184,7 @@ fn cors_layer(origins: &config::Origins) -> tower_http::cors::CorsLayer {
             header::CONTENT_TYPE,
             HeaderName::from_static("x-device-id"),
             HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("dpop"),
         ])
         .expose_headers([header::DATE, header::RETRY_AFTER, header::WWW_AUTHENTICATE])
         .max_age(Duration::from_secs(600))

@@ -37,6 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .allow_headers([
             header::AUTHORIZATION,
             HeaderName::from_static("x-device-id"),
+            HeaderName::from_static("dpop"),
         ]);
     let app = Router::new()
         .route("/orders", get(orders))

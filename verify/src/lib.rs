@@ -23,6 +23,12 @@
 //! [`MAX_AGE`](keys::MAX_AGE). A signature stays valid until `exp`: the [`Live`] extractor and
 //! [`Verifier::verify_live`] also ask Baton's introspection endpoint, so a token of a session
 //! signed out a moment ago is refused.
+//!
+//! DPoP (RFC 9449): a token with `cnf.jkt` is bound to a key. The extractors then accept it
+//! only as `Authorization: DPoP <token>` with a `DPoP` proof signed by that key for this request
+//! (method, URL, `ath`, at most 60 s old, not seen before by this process); the URL is
+//! [`Options::public_url`] and the path, else the request's `Host`. Unbound tokens come as
+//! `Bearer`. [`Verifier::verify_request`] does the same for other frameworks.
 
 pub mod keys;
 
@@ -50,6 +56,8 @@ pub enum Error {
     Invalid(String),
     /// Introspection says the token is no longer active (its session was signed out).
     Revoked,
+    /// A DPoP-bound token without a valid proof of its key, or an unbound one sent as DPoP.
+    DpopProof(String),
     /// The keys, the discovery document or introspection could not be fetched.
     Unavailable(String),
 }
@@ -61,6 +69,7 @@ impl std::fmt::Display for Error {
             Self::Expired => f.write_str("the access token has expired"),
             Self::Invalid(why) => write!(f, "the access token is invalid: {why}"),
             Self::Revoked => f.write_str("the session of this access token was signed out"),
+            Self::DpopProof(why) => write!(f, "DPoP proof refused: {why}"),
             Self::Unavailable(why) => write!(f, "tokens cannot be checked now: {why}"),
         }
     }
@@ -79,6 +88,9 @@ pub struct Options {
     pub introspection_secret: Option<String>,
     /// The least time between two fetches of the keys for an unknown `kid`.
     pub min_refetch: Duration,
+    /// This service's own public base URL (`https://api.example.com`), which DPoP proofs name
+    /// in `htu`; unset, the request's `Host` (and `X-Forwarded-Proto`) is used.
+    pub public_url: Option<String>,
 }
 
 impl Default for Options {
@@ -88,6 +100,7 @@ impl Default for Options {
             leeway: Duration::from_secs(5),
             introspection_secret: None,
             min_refetch: keys::MIN_REFETCH,
+            public_url: None,
         }
     }
 }
@@ -105,6 +118,9 @@ struct Inner {
     introspection: Option<(String, String)>,
     http: reqwest::Client,
     keys: keys::KeyCache,
+    public_url: Option<String>,
+    /// DPoP proofs seen within the window (key thumbprint and jti), to refuse replays.
+    proofs: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +193,11 @@ impl Verifier {
                 introspection,
                 http,
                 keys: keys::KeyCache::new(jwks_uri, options.min_refetch),
+                public_url: options
+                    .public_url
+                    .as_deref()
+                    .map(|u| u.trim_end_matches('/').to_owned()),
+                proofs: Default::default(),
             }),
         }
     }
@@ -290,20 +311,126 @@ fn form_encode(s: &str) -> String {
     out
 }
 
-/// The `Authorization: Bearer` token of a request.
-fn bearer(parts: &Parts) -> Result<&str, Error> {
-    let v = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .ok_or(Error::Missing)?;
-    let v = v
-        .to_str()
-        .map_err(|_| Error::Invalid("malformed Authorization header".into()))?;
-    match v.split_once(' ') {
-        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
-            Ok(t.trim())
+/// One request as DPoP sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// `GET`, `POST`...
+    pub method: &'a str,
+    /// The URL the client called (query ignored).
+    pub url: &'a str,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The `DPoP` header.
+    pub dpop: Option<&'a str>,
+}
+
+impl Verifier {
+    /// Verifies the token of a request as its binding says: an unbound token as `Bearer`, a
+    /// DPoP-bound one as `DPoP` with a valid, fresh proof of its key (see the crate docs).
+    pub async fn verify_request(&self, req: &Request<'_>) -> Result<Claims, Error> {
+        let (token, dpop) = authorization(req.authorization)?;
+        let claims = self.verify(token).await?;
+        self.check_binding(&claims, token, dpop, req)?;
+        Ok(claims)
+    }
+
+    fn check_binding(
+        &self,
+        claims: &Claims,
+        token: &str,
+        scheme_dpop: bool,
+        req: &Request<'_>,
+    ) -> Result<(), Error> {
+        let refuse = |why: &str| Err(Error::DpopProof(why.to_owned()));
+        let jkt = match (&claims.cnf, scheme_dpop) {
+            (None, false) => return Ok(()),
+            (None, true) => return refuse("the token is not DPoP-bound: send it as Bearer"),
+            (Some(_), false) => return refuse("the token is DPoP-bound: send it as DPoP"),
+            (Some(c), true) => &c.jkt,
+        };
+        let Some(proof) = req.dpop else {
+            return refuse("a DPoP-bound token needs a DPoP proof");
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let expect = baton_core::dpop::Expect {
+            method: req.method,
+            url: req.url,
+            access_token: Some(token),
+        };
+        let window = baton_core::dpop::DEFAULT_WINDOW_S;
+        let p = baton_core::dpop::check(proof, &expect, now, window)
+            .map_err(|e| Error::DpopProof(e.0.to_owned()))?;
+        if &p.jkt != jkt {
+            return refuse("the proof is signed by another key than the token is bound to");
         }
-        _ => Err(Error::Invalid("Authorization is not a Bearer token".into())),
+        let mut seen = self.inner.proofs.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() > 100_000 {
+            seen.retain(|_, iat| *iat >= now - window);
+        }
+        if seen.insert(format!("{}.{}", p.jkt, p.jti), p.iat).is_some() {
+            return refuse("the proof was used before");
+        }
+        Ok(())
+    }
+
+    /// The URL of a request as its client addressed it: [`Options::public_url`] and the path,
+    /// else `X-Forwarded-Proto` (or http) and `Host`.
+    fn request_url(&self, parts: &Parts) -> String {
+        let path = parts.uri.path();
+        if let Some(base) = &self.inner.public_url {
+            return format!("{base}{path}");
+        }
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(',').next().unwrap_or("").trim().to_owned())
+        };
+        let scheme = match header("x-forwarded-proto") {
+            Some(p) if p.eq_ignore_ascii_case("https") => "https",
+            _ => "http",
+        };
+        let host = header("host").unwrap_or_default();
+        format!("{scheme}://{host}{path}")
+    }
+
+    async fn verify_parts(&self, parts: &Parts) -> Result<Claims, Error> {
+        let url = self.request_url(parts);
+        let get = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let authorization = match parts.headers.get(header::AUTHORIZATION) {
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| Error::Invalid("malformed Authorization header".into()))?,
+            ),
+            None => None,
+        };
+        self.verify_request(&Request {
+            method: parts.method.as_str(),
+            url: &url,
+            authorization,
+            dpop: get("dpop"),
+        })
+        .await
+    }
+}
+
+/// The token of an `Authorization` header and whether it came as `DPoP`.
+fn authorization(v: Option<&str>) -> Result<(&str, bool), Error> {
+    let v = v.ok_or(Error::Missing)?;
+    match v.split_once(' ') {
+        Some((scheme, t)) if !t.trim().is_empty() => {
+            if scheme.eq_ignore_ascii_case("bearer") {
+                Ok((t.trim(), false))
+            } else if scheme.eq_ignore_ascii_case("dpop") {
+                Ok((t.trim(), true))
+            } else {
+                Err(Error::Invalid("Authorization is not Bearer or DPoP".into()))
+            }
+        }
+        _ => Err(Error::Invalid("malformed Authorization header".into())),
     }
 }
 
@@ -324,8 +451,10 @@ where
 {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        let token = bearer(parts)?;
-        Verifier::from_ref(state).verify(token).await.map(Self)
+        Verifier::from_ref(state)
+            .verify_parts(parts)
+            .await
+            .map(Self)
     }
 }
 
@@ -336,8 +465,19 @@ where
 {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        let token = bearer(parts)?;
-        Verifier::from_ref(state).verify_live(token).await.map(Self)
+        let verifier = Verifier::from_ref(state);
+        let claims = verifier.verify_parts(parts).await?;
+        let (token, _) = authorization(
+            parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )?;
+        if verifier.introspect(token).await? {
+            Ok(Self(claims))
+        } else {
+            Err(Error::Revoked)
+        }
     }
 }
 
@@ -348,6 +488,7 @@ impl IntoResponse for Error {
             Self::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
             Self::Invalid(_) => (StatusCode::UNAUTHORIZED, "token_invalid"),
             Self::Revoked => (StatusCode::UNAUTHORIZED, "token_revoked"),
+            Self::DpopProof(_) => (StatusCode::UNAUTHORIZED, "dpop_proof_invalid"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         if let Self::Unavailable(why) = &self {
@@ -362,10 +503,10 @@ impl IntoResponse for Error {
         let body = serde_json::json!({ "error": { "code": code, "message": message } });
         let mut res = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            let challenge = if self == Self::Missing {
-                r#"Bearer error="invalid_request""#
-            } else {
-                r#"Bearer error="invalid_token""#
+            let challenge = match self {
+                Self::Missing => r#"Bearer error="invalid_request""#,
+                Self::DpopProof(_) => r#"DPoP error="invalid_dpop_proof", algs="ES256 EdDSA""#,
+                _ => r#"Bearer error="invalid_token""#,
             };
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

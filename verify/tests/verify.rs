@@ -279,3 +279,125 @@ async fn axum_extractors_answer_in_batons_error_shape() {
     assert_eq!(call("/orders", bearer).await.0, StatusCode::OK);
     s.stop();
 }
+
+#[path = "../../server/tests/common/proof.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod proof;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_bound_tokens_need_a_proof_of_their_key() {
+    use proof::{Claims, ProofKey};
+    let s = Server::start(&[]).await;
+    let key = ProofKey::es256();
+    let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+    let creds = json!({"email": email, "password": "correct horse battery"});
+    assert_eq!(
+        s.post("/auth/register", creds.clone(), None).await.status(),
+        201
+    );
+    let t: Value = s
+        .http
+        .post(format!("{}/auth/login", s.url))
+        .header("x-device-id", "verify-tests")
+        .header(
+            "dpop",
+            key.proof(&Claims {
+                method: "POST",
+                url: &format!("{}/auth/login", s.url),
+                ..Claims::default()
+            }),
+        )
+        .json(&creds)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["token_type"], "DPoP");
+    let token = t["access_token"].as_str().unwrap().to_owned();
+    let v = Verifier::discover(
+        &s.url,
+        Options {
+            public_url: Some("https://orders.example".into()),
+            ..with_secret()
+        },
+    )
+    .await
+    .unwrap();
+    let claims = v.verify(&token).await.unwrap();
+    assert_eq!(claims.cnf.unwrap().jkt, key.thumbprint());
+    let app = Router::new()
+        .route(
+            "/orders",
+            get(|Authenticated(c): Authenticated| async move { c.sub }),
+        )
+        .route("/live", get(|Live(c): Live| async move { c.sub }))
+        .with_state(v);
+    let call = |path: &'static str, auth: String, proof: Option<String>| {
+        let app = app.clone();
+        async move {
+            let mut req = Request::get(path).header("authorization", auth);
+            if let Some(p) = proof {
+                req = req.header("dpop", p);
+            }
+            let res = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            let status = res.status();
+            let www = res
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            (status, body["error"]["code"].clone(), www)
+        }
+    };
+    let proof_for = |key: &ProofKey, url: &str, token: &str| {
+        key.proof(&Claims {
+            method: "GET",
+            url,
+            access_token: Some(token),
+            ..Claims::default()
+        })
+    };
+    // As Bearer, without a proof, with another key's proof, for another URL: refused.
+    let refused = [
+        (format!("Bearer {token}"), None),
+        (format!("DPoP {token}"), None),
+        (
+            format!("DPoP {token}"),
+            Some(proof_for(
+                &ProofKey::es256(),
+                "https://orders.example/orders",
+                &token,
+            )),
+        ),
+        (
+            format!("DPoP {token}"),
+            Some(proof_for(&key, "https://elsewhere.example/orders", &token)),
+        ),
+    ];
+    for (auth, proof) in refused {
+        let (status, code, www) = call("/orders", auth, proof).await;
+        assert_eq!(
+            (status, code),
+            (StatusCode::UNAUTHORIZED, json!("dpop_proof_invalid"))
+        );
+        assert!(www.unwrap().starts_with("DPoP "));
+    }
+    // With a proof of the key for this URL: accepted, once.
+    let good = proof_for(&key, "https://orders.example/orders", &token);
+    let (status, _, _) = call("/orders", format!("DPoP {token}"), Some(good.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, code, _) = call("/orders", format!("DPoP {token}"), Some(good)).await;
+    assert_eq!(
+        (status, code),
+        (StatusCode::UNAUTHORIZED, json!("dpop_proof_invalid"))
+    );
+    let live = proof_for(&key, "https://orders.example/live", &token);
+    let (status, _, _) = call("/live", format!("DPoP {token}"), Some(live)).await;
+    assert_eq!(status, StatusCode::OK);
+    s.stop();
+}
