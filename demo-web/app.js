@@ -46,6 +46,8 @@ async function start(transport) {
     allowedOrigins: API ? [new URL(API).origin] : [],
     // `?margin=3` shows refreshes early with short-lived tokens.
     ...(params.has("margin") ? { refreshMargin: Number(params.get("margin")) } : {}),
+    // DPoP binds the session to this browser's key (the default); `?dpop=off` shows Bearer.
+    ...(params.get("dpop") === "off" ? { dpop: false } : {}),
   });
   demo.baton = baton;
   for (const name of ["signedIn", "refreshed", "signedOut", "sessionExpired", "error"]) {
@@ -63,6 +65,17 @@ async function start(transport) {
   render();
 }
 
+// Whether the access token is bound to this browser's key (DPoP) or a bearer token.
+async function showBinding() {
+  try {
+    const token = await demo.baton.getAccessToken();
+    const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    $("binding").textContent = claims.cnf ? "DPoP: bound to this browser's key" : "Bearer: any holder can use it";
+  } catch {
+    $("binding").textContent = "–";
+  }
+}
+
 function render() {
   const session = demo.baton && demo.baton.session;
   document.body.dataset.state = session ? "signed-in" : "signed-out";
@@ -72,6 +85,7 @@ function render() {
     $("who").textContent = session.email;
     $("device-id").textContent = demo.baton.deviceId;
     $("session-id").textContent = session.sessionId;
+    showBinding();
     loadLists();
   } else {
     // Nothing of the previous session stays on screen.

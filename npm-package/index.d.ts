@@ -20,6 +20,14 @@ export interface BatonOptions {
    * origin are sent without them.
    */
   allowedOrigins?: string[];
+  /**
+   * Bind the session to a key that never leaves this browser (DPoP, RFC 9449): a P-256 key
+   * made with WebCrypto, not extractable, kept in IndexedDB and shared by the origin's tabs;
+   * login, refresh, logout and `baton.fetch` send a proof signed by it, so a copied refresh or
+   * access token is useless elsewhere. Default true where WebCrypto and IndexedDB exist (the
+   * server decides: it answers with Bearer tokens when its DPoP is off).
+   */
+  dpop?: boolean;
   /** Where to load the .wasm from, when a bundler does not resolve it by itself. */
   wasm?: string | URL | Request | Response | WebAssembly.Module;
 }
@@ -54,7 +62,7 @@ export type BatonErrorCode =
   | "validation_failed" | "email_taken" | "registration_closed" | "invalid_credentials"
   | "account_locked" | "rate_limited" | "refresh_token_invalid" | "refresh_token_reused"
   | "session_expired" | "session_revoked" | "device_mismatch" | "csrf_check_failed"
-  | "token_missing" | "token_invalid" | "token_expired" | "token_revoked" | "not_found"
+  | "token_missing" | "token_invalid" | "token_expired" | "token_revoked" | "dpop_proof_invalid" | "not_found"
   | "forbidden" | "unavailable" | "invalid_request" | "payload_too_large" | "internal"
   | "network_error" | "cors_error" | "timeout" | "aborted" | "session_missing" | "storage_unavailable"
   | "invalid_options" | "disposed"

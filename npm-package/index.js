@@ -65,36 +65,6 @@ function snapshot(prev, value) {
   return key === prev.key ? prev : { key, value: value == null ? null : Object.freeze(value) };
 }
 
-// The tabs' consistent store: IndexedDB. A tab that refreshed writes the new session here
-// before it releases the refresh lock, and the next holder reads it back; localStorage alone
-// can still show the old session for a moment after the lock changes hands.
-function sharedStore() {
-  if (typeof indexedDB === "undefined") return undefined;
-  let db;
-  const open = () =>
-    (db ||= new Promise((ok, fail) => {
-      const r = indexedDB.open("baton-auth", 1);
-      r.onupgradeneeded = () => r.result.createObjectStore("kv");
-      r.onsuccess = () => ok(r.result);
-      r.onerror = () => fail(r.error);
-    }));
-  const run = (mode, op) =>
-    open().then(
-      (d) =>
-        new Promise((ok, fail) => {
-          const tx = d.transaction("kv", mode);
-          const req = op(tx.objectStore("kv"));
-          tx.oncomplete = () => ok(req.result);
-          tx.onerror = tx.onabort = () => fail(tx.error);
-        }),
-    );
-  return {
-    get: (k) => run("readonly", (s) => s.get(k)).then((v) => (typeof v === "string" ? v : null)),
-    set: (k, v) => run("readwrite", (s) => s.put(v, k)).then(() => {}),
-    del: (k) => run("readwrite", (s) => s.delete(k)).then(() => {}),
-  };
-}
-
 const pageOrigin = () =>
   typeof location !== "undefined" && location.origin && location.origin !== "null" ? location.origin : undefined;
 
@@ -156,7 +126,8 @@ export class Baton {
       baton.#client = await BatonClient.create(
         options,
         (name, detail) => baton.#emit(name, detail),
-        sharedStore(),
+        // The tabs' consistent store (see `shared` in client-wasm/js/platform.js).
+        typeof indexedDB === "undefined" ? undefined : indexedDB,
       );
     });
     // The initial state, for listeners attached right after `create` (restored or not).
@@ -214,7 +185,7 @@ export class Baton {
         const err = new BatonError(
           "cors_error",
           `the request to ${target} failed: the server is unreachable, or its CORS answer does not ` +
-            "allow this origin with the Authorization and X-Device-ID headers " +
+            "allow this origin with the Authorization, X-Device-ID and DPoP headers " +
             "(Access-Control-Allow-Origin, Access-Control-Allow-Headers)",
           0,
           true,

@@ -20,7 +20,11 @@ async function timed(request, ms) {
 export async function call(url, body, bearer, device, key, cookie, ms) {
   const headers = { "X-Device-ID": device };
   if (key) headers["Idempotency-Key"] = key;
-  if (bearer) headers.Authorization = "Bearer " + bearer;
+  // A proof on every call of a DPoP client; with a bound access token, of that token too.
+  const k = [...dpopOn].some((b) => url.startsWith(b + "/")) && (await dpopKey(true));
+  const dpop = k && bearer && bound(bearer);
+  if (k) headers.DPoP = await proof(k, "POST", url, dpop && bearer);
+  if (bearer) headers.Authorization = (dpop ? "DPoP " : "Bearer ") + bearer;
   if (body != null) headers["Content-Type"] = "application/json";
   const res = await timed(
     new Request(url, {
@@ -36,6 +40,7 @@ export async function call(url, body, bearer, device, key, cookie, ms) {
   const ra = (h("retry-after") || "").trim();
   const at = Date.parse(ra);
   const date = Date.parse(h("date"));
+  if (date === date) skew = date - receivedAt;
   let parsed = null;
   try {
     const text = await res.text();
@@ -53,16 +58,90 @@ export async function call(url, body, bearer, device, key, cookie, ms) {
 // The app's request with the token and device id, on a clone (the original keeps its body for
 // the one retry after a 401). Resolves to the Response; rejects with a failure code, or
 // "body_used" when the request's body was already read.
-export function send(request, token, device, ms) {
+export async function send(request, token, device, ms) {
   let r;
   try {
     r = request.clone();
   } catch {
-    return Promise.reject("body_used");
+    throw "body_used";
   }
-  r.headers.set("Authorization", "Bearer " + token);
+  // A DPoP-bound token goes with a proof of the key for this request.
+  const k = bound(token) && (await dpopKey());
+  if (k) r.headers.set("DPoP", await proof(k, r.method, r.url, token));
+  r.headers.set("Authorization", (k ? "DPoP " : "Bearer ") + token);
   r.headers.set("X-Device-ID", device);
   return timed(r, ms);
+}
+
+// ---- DPoP (RFC 9449) ---------------------------------------------------------------------
+// Whether an access token is DPoP-bound: its claims name a key (`cnf`).
+function bound(token) {
+  try {
+    return !!JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).cnf;
+  } catch {}
+}
+
+// The baseUrls whose instances asked for DPoP; the server clock minus ours (ms, from Date).
+const dpopOn = new Set();
+let skew = 0, keyP, pageKey, dbP;
+
+const bytes = (s) => new TextEncoder().encode(s);
+const b64u = (b) => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+// The origin's DPoP key pair, kept in IndexedDB (see `kv`) so every tab uses the same one, and
+// made there (non-extractable P-256) when there is none: a new pair is made each time and kept
+// only if the store has none, so of racing tabs the first to store its key wins and the others
+// use that one. `fresh` reads it again (before each call to the server), so a deleted key ends
+// the session rather than living on in memory. Without IndexedDB, a key for this page only. Resolves to [private key, public JWK], or undefined when
+// WebCrypto fails.
+function dpopKey(fresh) {
+  if (fresh || !keyP)
+    keyP = (async () => {
+      const name = "baton-auth:dpop-key";
+      const made = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]);
+      let pair;
+      try {
+        pair =
+          (await kv((s) => {
+            const got = s.get(name);
+            got.onsuccess = () => got.result || s.put(made, name);
+            return got;
+          })) || made;
+      } catch {
+        pair = pageKey ||= made;
+      }
+      return [pair.privateKey, await crypto.subtle.exportKey("jwk", pair.publicKey)];
+    })().catch(() => {});
+  return keyP;
+}
+
+// Runs `op(store)` on the "kv" store of the "baton-auth" IndexedDB database, in a transaction
+// of its own; resolves to the result of the request `op` returns once the transaction commits.
+// IndexedDB, unlike localStorage, shows every tab a write as soon as it committed.
+function kv(op) {
+  return (dbP ||= new Promise((ok, no) => {
+    const r = indexedDB.open("baton-auth", 1);
+    r.onupgradeneeded = () => r.result.createObjectStore("kv");
+    r.onsuccess = () => ok(r.result);
+    r.onerror = () => no(r.error);
+  })).then(
+    (db) =>
+      new Promise((ok, no) => {
+        const tx = db.transaction("kv", "readwrite"),
+          req = op(tx.objectStore("kv"));
+        tx.oncomplete = () => ok(req.result);
+        tx.onerror = tx.onabort = () => no(tx.error);
+      }),
+  );
+}
+
+// A DPoP proof of key `k` for a request (method, URL), with the hash of the access token sent
+// with it; iat on the server's clock.
+async function proof([key, jwk], htm, url, token) {
+  const c = { jti: randomId(), htm, htu: url.split(/[?#]/)[0], iat: Math.floor((Date.now() + skew) / 1000) };
+  if (token) c.ath = b64u(await crypto.subtle.digest("SHA-256", bytes(token)));
+  const input = [{ typ: "dpop+jwt", alg: "ES256", jwk }, c].map((o) => b64u(bytes(JSON.stringify(o)))).join(".");
+  return input + "." + b64u(await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, key, bytes(input)));
 }
 
 // A random id: crypto.randomUUID() (122 random bits).
@@ -90,8 +169,7 @@ export async function deviceId() {
   const s = globalThis.screen || {};
   const parts = [n.userAgent, n.language, n.platform, s.width, s.height, s.colorDepth, Intl.DateTimeFormat().resolvedOptions().timeZone, salt];
   if (!crypto.subtle) throw "SubtleCrypto is unavailable (needs a secure context)";
-  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(parts.map((p) => (p == null ? "" : p)).join("|")));
-  return btoa(String.fromCharCode(...new Uint8Array(d))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return b64u(await crypto.subtle.digest("SHA-256", bytes(parts.map((p) => (p == null ? "" : p)).join("|"))));
 }
 
 // The id of the current browser session, kept in a cookie without expiry, which the browser
@@ -138,6 +216,9 @@ export function options(o) {
   const t = o.timeouts === undefined ? {} : o.timeouts;
   if (t === null || typeof t !== "object") throw "timeouts must be { auth, request } in milliseconds";
   if (o.crossTab !== undefined && typeof o.crossTab !== "boolean") throw "crossTab must be a boolean";
+  if (o.dpop !== undefined && typeof o.dpop !== "boolean") throw "dpop must be a boolean";
+  // DPoP where WebCrypto and IndexedDB are there, unless turned off.
+  o.dpop !== false && globalThis.crypto?.subtle && globalThis.indexedDB ? dpopOn.add(baseUrl) : dpopOn.delete(baseUrl);
   const key = o.storageKey === undefined ? "baton-auth:session:" + baseUrl : o.storageKey;
   if (typeof key !== "string" || !key || key.length > 200) throw "storageKey must be a non-empty string";
   return {
@@ -239,13 +320,12 @@ export async function authorizedFetch(client, input, init, device, ms) {
   }
 }
 
-// Calls `store[method](key, value)` on the tabs' shared store, which keeps JSON text: a value
-// is stored as JSON, what "get" finds is parsed. Its promise, if any.
-export function shared(store, method, key, value) {
-  try {
-    const p = store[method](key, value === undefined ? value : JSON.stringify(value));
-    if (p && typeof p.then === "function") return method === "get" ? p.then(parse) : p;
-  } catch {}
+// The tabs' shared store (`kv`, when `idb` is IndexedDB): "get" resolves to what `key` holds,
+// parsed from JSON; "set" stores `value` as JSON; "del" removes it. A tab that refreshed writes
+// the new session here before it releases the refresh lock, and the next holder reads it back.
+export function shared(idb, method, key, value) {
+  if (idb)
+    return kv((s) => (method === "get" ? s.get(key) : method === "set" ? s.put(JSON.stringify(value), key) : s.delete(key))).then(parse);
 }
 
 // JSON text parsed; undefined when it is not a string of JSON.

@@ -71,12 +71,12 @@ fn failure(e: &JsValue) -> ClientError {
 /// Retryable: 429, 5xx and a locked account; everything else needs a different request.
 pub(crate) fn reply_error(r: &Reply) -> ClientError {
     let code = js::get_str(&js::get(&r.body, "error"), "code").unwrap_or_else(|| {
-        let fallback = if r.status >= 500 {
-            ErrorCode::Unavailable
+        if r.status >= 500 {
+            ErrorCode::Unavailable.as_str()
         } else {
-            ErrorCode::InvalidRequest
-        };
-        fallback.as_str().to_owned()
+            ErrorCode::InvalidRequest.as_str()
+        }
+        .to_owned()
     });
     let retryable = r.status >= 500 || r.status == 429 || r.status == 408;
     ClientError {

@@ -30,6 +30,7 @@ pub(crate) fn error_value(e: &ClientError, message: &str) -> JsValue {
     o.into()
 }
 
+#[inline(always)]
 pub(crate) fn client_error(code: ErrorCode, message: &str) -> JsValue {
     error_value(&ClientError::new(code, 0), message)
 }

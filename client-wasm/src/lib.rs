@@ -116,8 +116,9 @@ impl BatonClient {
         Self::with_shared(options, emit, JsValue::UNDEFINED).await
     }
 
-    /// `shared`: the tabs' consistent store (`get`, `set`, `del` returning promises), which
-    /// the npm package builds on IndexedDB; see `client::take_newer_from_shared`.
+    /// `shared`: the `indexedDB` factory, for the tabs' consistent store the npm package keeps
+    /// there (see `shared` in js/platform.js and `client::take_newer_from_shared`); undefined
+    /// for none.
     pub async fn with_shared(
         options: JsValue,
         emit: Function,

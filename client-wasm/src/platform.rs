@@ -59,10 +59,11 @@ extern "C" {
     /// unavailable.
     pub(crate) fn channel(name: &str, receive: &JsValue) -> Option<web_sys::BroadcastChannel>;
 
-    /// `store[method](key, value)` on the tabs' shared store (values as JSON; what `get`
-    /// finds is parsed); its promise, if any.
+    /// `method` (`get`, `set`, `del`) on the tabs' shared store in IndexedDB when `idb` is
+    /// the IndexedDB factory (values as JSON; what `get` finds is parsed); its promise, none
+    /// without IndexedDB.
     pub(crate) fn shared(
-        store: &JsValue,
+        idb: &JsValue,
         method: &str,
         key: &str,
         value: &JsValue,

@@ -29,7 +29,8 @@ export function spyInstall() {
   globalThis.fetch = async (input, init) => {
     const req = new Request(input, init);
     const path = new URL(req.url).pathname;
-    calls.push({ path, auth: req.headers.get("authorization"), device: req.headers.get("x-device-id") });
+    const call = { path, auth: req.headers.get("authorization"), device: req.headers.get("x-device-id"), dpop: req.headers.get("dpop") };
+    calls.push(call);
     const f = fakes[path];
     if (f && f.times !== 0) {
       if (f.times > 0) f.times -= 1;
@@ -37,13 +38,18 @@ export function spyInstall() {
       if (f.retryAfter !== undefined) headers["Retry-After"] = String(f.retryAfter);
       return new Response(JSON.stringify({ error: { code: f.code, message: "synthetic" } }), { status: f.status, headers });
     }
-    return realFetch(req);
+    const res = await realFetch(req);
+    call.status = res.status;
+    return res;
   };
 }
 export function spyReset() { calls = []; fakes = {}; }
 export function spyCount(path) { return calls.filter((c) => c.path === path).length; }
 export function spyLastDevice(path) { const c = calls.filter((c) => c.path === path).pop(); return c ? c.device : null; }
 export function spyLastAuth(path) { const c = calls.filter((c) => c.path === path).pop(); return c ? c.auth : null; }
+export function spyLastDpop(path) { const c = calls.filter((c) => c.path === path).pop(); return c ? c.dpop : null; }
+export function proofClaims(jws) { return JSON.parse(atob(jws.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))); }
+export function spyLastStatus(path) { const c = calls.filter((c) => c.path === path).pop(); return c ? c.status : null; }
 export function spyFake(path, status, code, times, retryAfter) { fakes[path] = { status, code, times, retryAfter }; }
 export function recorder() {
   const events = [];
@@ -81,6 +87,13 @@ extern "C" {
     fn spyCount(path: &str) -> u32;
     fn spyLastDevice(path: &str) -> Option<String>;
     fn spyLastAuth(path: &str) -> Option<String>;
+    /// The claims of a DPoP proof (a JWS), decoded.
+    #[wasm_bindgen(js_name = proofClaims)]
+    fn proof_claims(jws: &str) -> JsValue;
+    #[wasm_bindgen(js_name = spyLastStatus)]
+    fn spy_last_status(path: &str) -> Option<u16>;
+    #[wasm_bindgen(js_name = spyLastDpop)]
+    fn spy_last_dpop(path: &str) -> Option<String>;
     fn spyFake(path: &str, status: u16, code: &str, times: i32, retry_after: JsValue);
     fn recorder() -> Function;
     fn count(rec: &Function, name: &str) -> u32;
@@ -177,8 +190,58 @@ async fn login_fetch_and_session() {
     let body = wait(res.json().unwrap()).await.unwrap();
     assert_eq!(get(&body, "sid"), get(&s, "sessionId"));
     assert_eq!(spyLastDevice("/api/ping"), Some(c.device_id()));
-    assert!(spyLastAuth("/api/ping").unwrap().starts_with("Bearer ey"));
+    // DPoP by default: the bound token with a proof of the key, made for this request.
+    assert!(spyLastAuth("/api/ping").unwrap().starts_with("DPoP ey"));
+    let proof = spy_last_dpop("/api/ping").expect("a DPoP proof");
+    let claims = proof_claims(&proof);
+    assert_eq!(get(&claims, "htm").as_string().as_deref(), Some("GET"));
+    assert!(get(&claims, "htu")
+        .as_string()
+        .unwrap()
+        .ends_with("/api/ping"));
+    assert!(get(&claims, "ath").is_string());
+    assert!(spy_last_dpop("/auth/login").is_some());
     c.dispose();
+}
+
+#[wasm_bindgen_test]
+async fn logout_and_logout_all_of_a_dpop_session_reach_the_server() {
+    // logout sends the bound access token as DPoP with a proof of it: revoked on the server.
+    let (c, _rec, email) = signed_in(&[]).await;
+    wait(c.logout()).await.unwrap();
+    assert!(spyLastAuth("/auth/logout").unwrap().starts_with("DPoP ey"));
+    assert_eq!(spy_last_status("/auth/logout"), Some(204));
+    c.dispose();
+    // logoutAll too.
+    let rec = recorder();
+    let c = client(options(&[("storageKey", key().into())]), &rec).await;
+    wait(c.login(email.into(), PASSWORD.into(), false))
+        .await
+        .unwrap();
+    wait(c.logout_all()).await.unwrap();
+    assert!(spyLastAuth("/auth/logout-all")
+        .unwrap()
+        .starts_with("DPoP ey"));
+    assert_eq!(spy_last_status("/auth/logout-all"), Some(204));
+    assert!(c.session().is_null());
+    c.dispose();
+}
+
+#[wasm_bindgen_test]
+async fn dpop_false_makes_bearer_sessions() {
+    let (c, _rec, _) = signed_in(&[("dpop", false.into())]).await;
+    let res = ping(&c).await;
+    assert_eq!(res.status(), 200);
+    assert!(spyLastAuth("/api/ping").unwrap().starts_with("Bearer ey"));
+    assert_eq!(spy_last_dpop("/api/ping"), None);
+    assert_eq!(spy_last_dpop("/auth/login"), None);
+    c.dispose();
+    // A wrong type is refused like every other option.
+    let rec = recorder();
+    let e = BatonClient::new(options(&[("dpop", "yes".into())]), rec)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), "invalid_options");
 }
 
 #[wasm_bindgen_test]

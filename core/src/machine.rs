@@ -72,6 +72,9 @@ pub struct ClientError {
 }
 
 impl ClientError {
+    // Inlined, with `ErrorCode::as_str`, so that a build carries only the names of the codes
+    // it raises: the wasm client would otherwise ship every server code's name.
+    #[inline(always)]
     pub fn new(code: ErrorCode, status: u16) -> Self {
         Self {
             code: code.as_str().to_owned(),

@@ -78,6 +78,7 @@ impl ErrorCode {
         Self::Disposed,
     ];
 
+    #[inline(always)]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::ValidationFailed => "validation_failed",
@@ -115,6 +116,7 @@ impl ErrorCode {
     }
 
     /// Whether a client may succeed by trying the same thing again later.
+    #[inline(always)]
     pub const fn retryable(self) -> bool {
         matches!(
             self,

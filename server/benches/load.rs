@@ -16,6 +16,16 @@ use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "bench password 1";
 
+#[path = "../tests/common/proof.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod proof;
+
+use proof::{Claims, ProofKey};
+
+/// A signed-in virtual user: access token, refresh token, device id, and its DPoP key when the
+/// session is bound to one.
+type User = (String, String, String, Option<Arc<ProofKey>>);
+
 struct Server {
     child: Child,
     url: String,
@@ -135,50 +145,67 @@ async fn register(c: &Client, url: &str, email: &str) {
     );
 }
 
-/// A logged-in virtual user: (access token, refresh token, device id).
-async fn session(c: &Client, url: &str, email: &str, device: &str) -> (String, String) {
-    let v: Value = c
+/// A logged-in virtual user: (access token, refresh token); bound to `key` when given.
+async fn session(
+    c: &Client,
+    url: &str,
+    email: &str,
+    device: &str,
+    key: Option<&ProofKey>,
+) -> (String, String) {
+    let mut r = c
         .post(format!("{url}/auth/login"))
         .header("x-device-id", device)
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json(&json!({"email": email, "password": PASSWORD}));
+    if let Some(k) = key {
+        r = r.header("dpop", k.proof(&post_claims("/auth/login")));
+    }
+    let v: Value = r.send().await.unwrap().json().await.unwrap();
     (
         v["access_token"].as_str().expect("login").to_owned(),
         v["refresh_token"].as_str().unwrap().to_owned(),
     )
 }
 
-async fn sessions(c: &Client, url: &str, n: usize, tag: &str) -> Vec<(String, String, String)> {
+/// A proof's claims for a POST to the server's public URL (`BATON_PUBLIC_URL`).
+fn post_claims(path: &str) -> Claims<'static> {
+    Claims {
+        method: "POST",
+        url: match path {
+            "/auth/login" => "http://baton.bench/auth/login",
+            _ => "http://baton.bench/auth/refresh",
+        },
+        ..Claims::default()
+    }
+}
+
+async fn sessions(c: &Client, url: &str, n: usize, tag: &str) -> Vec<User> {
+    users(c, url, n, tag, false).await
+}
+
+/// `n` sessions of one user; each bound to a P-256 key of its own with `dpop`.
+async fn users(c: &Client, url: &str, n: usize, tag: &str, dpop: bool) -> Vec<User> {
     let email = format!("{tag}@bench.example");
     register(c, url, &email).await;
     let mut out = Vec::new();
     for i in 0..n {
         let device = format!("{tag}-dev-{i}");
-        let (a, r) = session(c, url, &email, &device).await;
-        out.push((a, r, device));
+        let key = dpop.then(|| Arc::new(ProofKey::es256()));
+        let (a, r) = session(c, url, &email, &device, key.as_deref()).await;
+        out.push((a, r, device, key));
     }
     out
 }
 
 /// Each virtual user refreshes with the token it was just given, for `secs`; `urls` are used
 /// round-robin per request (several instances).
-async fn refresh_load(
-    c: &Client,
-    urls: &[String],
-    users: Vec<(String, String, String)>,
-    secs: f64,
-) -> Stats {
+async fn refresh_load(c: &Client, urls: &[String], users: Vec<User>, secs: f64) -> Stats {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
     let tasks = users
         .into_iter()
         .enumerate()
-        .map(|(u, (_, mut token, device))| {
+        .map(|(u, (_, mut token, device, key))| {
             let c = c.clone();
             let urls = urls.to_vec();
             tokio::spawn(async move {
@@ -187,13 +214,18 @@ async fn refresh_load(
                 while Instant::now() < deadline {
                     let url = &urls[i % urls.len()];
                     i += 1;
+                    // A bound session's proof is made before the clock starts: the figure is
+                    // the server's cost (the browser's is measured by the client benchmark).
+                    let proof = key.as_ref().map(|k| k.proof(&post_claims("/auth/refresh")));
                     let t = Instant::now();
-                    let r = c
+                    let mut r = c
                         .post(format!("{url}/auth/refresh"))
                         .header("x-device-id", &device)
-                        .json(&json!({"refresh_token": token}))
-                        .send()
-                        .await;
+                        .json(&json!({"refresh_token": token}));
+                    if let Some(p) = proof {
+                        r = r.header("dpop", p);
+                    }
+                    let r = r.send().await;
                     match r {
                         Ok(r) if r.status() == 200 => {
                             let v: Value = r.json().await.unwrap();
@@ -324,7 +356,13 @@ async fn suite(label: &str, database_url: &str, pg: Option<(&str, &str)>, secs: 
             .await
             .row(&format!("refresh, {conc} concurrent sessions"));
     }
-    let (access, _, _) = sessions(&c, &url, 1, "ping").await.remove(0);
+    for conc in [16usize, 64] {
+        let users = users(&c, &url, conc, &format!("d{conc}"), true).await;
+        refresh_load(&c, std::slice::from_ref(&url), users, secs)
+            .await
+            .row(&format!("refresh with DPoP, {conc} concurrent sessions"));
+    }
+    let (access, _, _, _) = sessions(&c, &url, 1, "ping").await.remove(0);
     ping_load(&c, &url, &access, 64, secs)
         .await
         .row("/api/ping (token verification), 64 concurrent");
@@ -354,7 +392,7 @@ async fn suite(label: &str, database_url: &str, pg: Option<(&str, &str)>, secs: 
     let mut users = users;
     while done < 10_000 {
         let per = (10_000 - done).div_ceil(users.len()).min(200);
-        let tasks = users.into_iter().map(|(a, mut token, device)| {
+        let tasks = users.into_iter().map(|(a, mut token, device, key)| {
             let c = c.clone();
             let url = url.clone();
             tokio::spawn(async move {
@@ -371,7 +409,7 @@ async fn suite(label: &str, database_url: &str, pg: Option<(&str, &str)>, secs: 
                         .unwrap();
                     token = v["refresh_token"].as_str().unwrap().to_owned();
                 }
-                (a, token, device)
+                (a, token, device, key)
             })
         });
         let mut next = Vec::new();
@@ -412,7 +450,7 @@ async fn two_instances(database_url: &str, secs: f64) {
     let users = sessions(&c, &a.url, 50, "race").await;
     let mut split_successors = 0;
     let mut detected = 0;
-    for (_, token, device) in users {
+    for (_, token, device, _) in users {
         let send = |url: String, t: String, d: String, c: Client| async move {
             let r = c
                 .post(format!("{url}/auth/refresh"))

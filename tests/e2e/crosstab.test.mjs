@@ -15,7 +15,7 @@ after(async () => {
 
 const CYCLES = Number(process.env.BATON_E2E_CROSSTAB_CYCLES || 500);
 
-test(`9. five tabs, 1 ms reuse grace, ${CYCLES} cycles of simultaneous refreshes: no token refreshed twice`, async () => {
+test(`9. five tabs sharing one DPoP key, 1 ms reuse grace, ${CYCLES} cycles of simultaneous refreshes: no token refreshed twice`, async () => {
   const server = await startServer({ BATON_REUSE_GRACE: "1ms", BATON_RATE_LIMITS: "off" });
   try {
     const context = await browser.newContext();
@@ -31,9 +31,13 @@ test(`9. five tabs, 1 ms reuse grace, ${CYCLES} cycles of simultaneous refreshes
     }
     // Every refresh token presented to the server, as the browser sent it.
     const presented = [];
+    // The DPoP key of each refresh's proof: one key, shared by every tab through IndexedDB.
+    const keys = new Set();
     context.on("request", (req) => {
       if (new URL(req.url()).pathname === "/auth/refresh" && req.method() === "POST") {
         presented.push(JSON.parse(req.postData() || "{}").refresh_token);
+        const proof = req.headers()["dpop"];
+        keys.add(proof ? JSON.parse(Buffer.from(proof.split(".")[0], "base64url")).jwk.x : "none");
       }
     });
     const failures = [];
@@ -52,6 +56,8 @@ test(`9. five tabs, 1 ms reuse grace, ${CYCLES} cycles of simultaneous refreshes
     const duplicates = presented.length - new Set(presented).size;
     assert.deepEqual(failures, [], "a tab's refresh failed");
     assert.equal(duplicates, 0, `${duplicates} of ${presented.length} refreshes presented a spent token`);
+    assert.equal(keys.size, 1, `refresh proofs by ${keys.size} keys: ${[...keys]}`);
+    assert.ok(!keys.has("none"), "a refresh without a DPoP proof");
     assert.ok(presented.length >= CYCLES, `${presented.length} refreshes for ${CYCLES} cycles`);
     for (const p of tabs) {
       assert.equal(await p.evaluate(() => document.body.dataset.state), "signed-in");

@@ -25,7 +25,7 @@ async function thirdParty(allowHeaders) {
       res.end();
       return;
     }
-    seen.push({ authorization: req.headers.authorization, device: req.headers["x-device-id"] });
+    seen.push({ authorization: req.headers.authorization, device: req.headers["x-device-id"], dpop: req.headers.dpop });
     res.setHeader("Content-Type", "application/json");
     res.end('{"ok":true}');
   });
@@ -35,7 +35,8 @@ async function thirdParty(allowHeaders) {
 
 test("10. the token goes only to allowed origins; a CORS refusal has its own error code", async () => {
   const server = await startServer();
-  const open = await thirdParty("Authorization, X-Device-ID, Content-Type");
+  // An API that takes DPoP-bound tokens allows the DPoP header too.
+  const open = await thirdParty("Authorization, X-Device-ID, DPoP, Content-Type");
   const strict = await thirdParty("Content-Type");
   try {
     const context = await browser.newContext();
@@ -46,7 +47,7 @@ test("10. the token goes only to allowed origins; a CORS refusal has its own err
     // Default: a third-party URL is fetched without credentials.
     const status = await page.evaluate((u) => window.__demo.baton.fetch(`${u}/echo`).then((r) => r.status), open.url);
     assert.equal(status, 200);
-    assert.deepEqual(open.seen, [{ authorization: undefined, device: undefined }]);
+    assert.deepEqual(open.seen, [{ authorization: undefined, device: undefined, dpop: undefined }]);
     // The server's own API still gets them.
     assert.equal(await page.evaluate(() => window.__demo.baton.fetch("/api/ping").then((r) => r.status)), 200);
 
@@ -75,8 +76,11 @@ test("10. the token goes only to allowed origins; a CORS refusal has its own err
     );
     assert.equal(result.ok, 200);
     assert.equal(open.seen.length, 2);
-    assert.match(open.seen[1].authorization ?? "", /^Bearer /);
+    assert.match(open.seen[1].authorization ?? "", /^DPoP /);
     assert.ok(open.seen[1].device);
+    // With a proof made for that URL.
+    const proof = JSON.parse(Buffer.from(open.seen[1].dpop.split(".")[1], "base64url"));
+    assert.equal(proof.htu, `${open.url}/echo`);
     assert.equal(result.refused, "cors_error");
     assert.equal(strict.seen.length, 0, "the preflight stopped the request");
     assert.equal(result.invalid, "invalid_options");

@@ -209,11 +209,13 @@ test("5. logout-all in tab A signs out tab B (same browser) and the other device
   });
 });
 
-test("6. a refresh token replayed from outside after rotation revokes the session", async () => {
+// A Bearer session (`dpop: false`): reuse detection is what stops the thief. A DPoP-bound
+// session refuses the thief before that, and stays signed in (scenario 17).
+test("6. a refresh token replayed from outside after rotation revokes a Bearer session", async () => {
   await withServer({}, async ({ url }) => {
     const context = await browser.newContext();
     const page = await context.newPage();
-    await page.goto(url);
+    await page.goto(`${url}/?dpop=off`);
     await signIn(page, uniqueEmail("replay"));
     const stolen = await page.evaluate(() => JSON.parse(localStorage.getItem("baton-demo:body")).refreshToken);
     assert.ok(stolen);

@@ -222,7 +222,9 @@ fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
     ];
     util::run(
         std::process::Command::new(bin.join("wasm-opt"))
-            .args(["-Oz", "--converge", "--strip-debug", "--strip-producers"])
+            // Flattening and re-looping first lets -Oz find smaller control flow (about 0.6 %).
+            .args(["--flatten", "--rereloop", "-Oz", "-Oz", "--converge"])
+            .args(["--strip-debug", "--strip-producers"])
             // Safe for Rust output: it never relies on an out-of-bounds access trapping, never
             // touches the first KB of memory (the stack grows down towards it from 1 MB), and
             // wasm memory starts zeroed.

@@ -70,7 +70,29 @@ pub(crate) fn names(bin: &Path, features: &[&str], wasm: &Path, glue: &Path) -> 
     if !js.contains(from) {
         bail!("import module object not found in the wasm-bindgen glue");
     }
-    Ok(js.replace(from, &format!("\"{module}\": import0")))
+    Ok(shorten_messages(
+        &js.replace(from, &format!("\"{module}\": import0")),
+    ))
+}
+
+/// The glue's warnings in fewer words (the package ships them in every download).
+fn shorten_messages(js: &str) -> String {
+    const SHORTER: [(&str, &str); 2] = [
+        (
+            "`WebAssembly.instantiateStreaming` failed because your server does not serve Wasm \
+             with `application/wasm` MIME type. Falling back to `WebAssembly.instantiate` which \
+             is slower. Original error:\\n",
+            "baton-auth: serve the .wasm as application/wasm (slower fallback used):",
+        ),
+        (
+            "using deprecated parameters for the initialization function; pass a single object \
+             instead",
+            "baton-auth: deprecated init parameters",
+        ),
+    ];
+    SHORTER
+        .iter()
+        .fold(js.to_owned(), |js, (long, short)| js.replace(long, short))
 }
 
 /// The name of the glue's `import * as <name> from "<module>"`.
@@ -134,6 +156,16 @@ pub(crate) fn js(bin: &Path, input: &Path, out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::replace_ident;
+
+    #[test]
+    fn shortens_the_glue_warnings() {
+        let glue = "console.warn(\"using deprecated parameters for the initialization function; \
+                    pass a single object instead\")";
+        assert_eq!(
+            super::shorten_messages(glue),
+            "console.warn(\"baton-auth: deprecated init parameters\")"
+        );
+    }
 
     #[test]
     fn replaces_whole_identifiers_only() {
