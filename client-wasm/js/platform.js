@@ -83,32 +83,33 @@ function bound(token) {
 
 // The baseUrls whose instances asked for DPoP; the server clock minus ours (ms, from Date).
 const dpopOn = new Set();
-let skew = 0, keyP, pageKey, dbP;
+let skew = 0, keyP, pageKey, dbP, ath = [];
 
 const bytes = (s) => new TextEncoder().encode(s);
 const b64u = (b) => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 
 // The origin's DPoP key pair, kept in IndexedDB (see `kv`) so every tab uses the same one, and
-// made there (non-extractable P-256) when there is none: a new pair is made each time and kept
-// only if the store has none, so of racing tabs the first to store its key wins and the others
-// use that one. `fresh` reads it again (before each call to the server), so a deleted key ends
+// made there (non-extractable P-256) when there is none: a new pair is stored only if the store
+// still has none, so of racing tabs the first to store its key wins and the others use it. `fresh` reads it again (before each call to the server), so a deleted key ends
 // the session rather than living on in memory. Without IndexedDB, a key for this page only. Resolves to [private key, public JWK], or undefined when
 // WebCrypto fails.
 function dpopKey(fresh) {
   if (fresh || !keyP)
     keyP = (async () => {
       const name = "baton-auth:dpop-key";
-      const made = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]);
-      let pair;
+      const gen = () => crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]);
+      let pair, made;
       try {
         pair =
+          (await kv((s) => s.get(name))) ||
+          ((made = await gen()),
           (await kv((s) => {
             const got = s.get(name);
             got.onsuccess = () => got.result || s.put(made, name);
             return got;
-          })) || made;
+          })) || made);
       } catch {
-        pair = pageKey ||= made;
+        pair = pageKey ||= await gen();
       }
       return [pair.privateKey, await crypto.subtle.exportKey("jwk", pair.publicKey)];
     })().catch(() => {});
@@ -139,7 +140,8 @@ function kv(op) {
 // with it; iat on the server's clock.
 async function proof([key, jwk], htm, url, token) {
   const c = { jti: randomId(), htm, htu: url.split(/[?#]/)[0], iat: Math.floor((Date.now() + skew) / 1000) };
-  if (token) c.ath = b64u(await crypto.subtle.digest("SHA-256", bytes(token)));
+  // ath: hashed once per token (each WebCrypto call is a round trip to another thread).
+  if (token) c.ath = ath[0] === token ? ath[1] : (ath = [token, b64u(await crypto.subtle.digest("SHA-256", bytes(token)))])[1];
   const input = [{ typ: "dpop+jwt", alg: "ES256", jwk }, c].map((o) => b64u(bytes(JSON.stringify(o)))).join(".");
   return input + "." + b64u(await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, key, bytes(input)));
 }
