@@ -378,7 +378,11 @@ impl Verifier {
     /// The URL of a request as its client addressed it: [`Options::public_url`] and the path,
     /// else `X-Forwarded-Proto` (or http) and `Host`.
     fn request_url(&self, parts: &Parts) -> String {
-        let path = parts.uri.path();
+        // The path as the client sent it, also under `Router::nest`.
+        let path = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| parts.uri.path(), |u| u.0.path());
         if let Some(base) = &self.inner.public_url {
             return format!("{base}{path}");
         }
