@@ -33,6 +33,10 @@ struct Server {
 
 impl Server {
     fn start(database_url: &str) -> Server {
+        Self::start_with(database_url, &[])
+    }
+
+    fn start_with(database_url: &str, env: &[(&str, &str)]) -> Server {
         // BATON_BENCH_SERVER_BIN measures another build (an earlier release, for comparisons).
         let bin = std::env::var("BATON_BENCH_SERVER_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_baton-server").to_owned());
@@ -44,6 +48,7 @@ impl Server {
             .env("BATON_PUBLIC_URL", "http://baton.bench")
             // The correctness checks replay tokens on purpose; their warnings are expected.
             .env("BATON_LOG", "error")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -514,6 +519,28 @@ async fn two_instances(database_url: &str, secs: f64) {
 }
 
 /// Login time for an unknown email and for a wrong password, sequentially.
+/// The refresh path with and without `BATON_EVENTS_FILE` (one line per refresh), on one fresh
+/// SQLite database each, back to back.
+async fn events_file_cost(dir: &std::path::Path, secs: f64) {
+    header("### BATON_EVENTS_FILE on the refresh path (SQLite, 16 sessions)");
+    let file = dir.join("events.jsonl");
+    let file = file.to_str().unwrap();
+    for (name, env) in [
+        ("without an events file", vec![]),
+        ("with BATON_EVENTS_FILE", vec![("BATON_EVENTS_FILE", file)]),
+    ] {
+        let db = format!("sqlite://{}", dir.join(format!("events-{}.db", env.len())).display());
+        let server = Server::start_with(&db, &env);
+        let c = client();
+        let users = sessions(&c, &server.url, 16, "events").await;
+        refresh_load(&c, std::slice::from_ref(&server.url), users, secs)
+            .await
+            .row(&format!("refresh, 16 sessions, {name}"));
+    }
+    let lines = std::fs::read_to_string(file).map_or(0, |t| t.lines().count());
+    println!("\n- lines written to the events file: {lines}");
+}
+
 async fn login_timing(database_url: &str) {
     let server = Server::start(database_url);
     let c = client();
@@ -623,6 +650,7 @@ fn main() {
         std::fs::create_dir_all(&dir).unwrap();
         let sqlite = format!("sqlite://{}", dir.join("bench.db").display());
         suite("SQLite (embedded, WAL)", &sqlite, None, secs).await;
+        events_file_cost(&dir, secs).await;
         login_timing(&format!("sqlite://{}", dir.join("timing.db").display())).await;
         register_flood(&format!("sqlite://{}", dir.join("flood.db").display()), secs).await;
         if let Ok(admin) = std::env::var("BATON_BENCH_POSTGRES_URL") {

@@ -162,6 +162,11 @@ pub struct Config {
     #[arg(long, env = "BATON_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 
+    /// Also write every audit event, once committed, as a JSON line to this file (appended;
+    /// reopened on SIGHUP for log rotation). Unset: off.
+    #[arg(long, env = "BATON_EVENTS_FILE")]
+    pub events_file: Option<PathBuf>,
+
     /// Run pending database migrations at start. `false`: refuse to start while the schema is
     /// behind (run `baton-server migrate` first, e.g. once per deployment, before the new
     /// instances start).

@@ -22,6 +22,8 @@ pub struct Store {
     pub backend: Backend,
     /// The last readiness probe: its time and verdict, shared by concurrent callers.
     probe: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
+    /// `BATON_EVENTS_FILE`: committed events are handed to it (see `events_file`).
+    events_out: Option<crate::events_file::Sink>,
 }
 
 /// A readiness verdict younger than this is reused, so a flood of probes costs the writer
@@ -180,6 +182,7 @@ impl Store {
             writer,
             backend,
             probe: Arc::default(),
+            events_out: None,
         };
         if schema == Schema::Migrate {
             store.migrate().await?;
@@ -309,6 +312,7 @@ impl Store {
         }
         insert_events(&mut tx, &[event]).await?;
         tx.commit().await?;
+        self.published(&[event]);
         Ok(true)
     }
 
@@ -480,7 +484,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         insert_events(&mut tx, events).await?;
-        tx.commit().await
+        tx.commit().await?;
+        self.published(events);
+        Ok(())
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, sqlx::Error> {
@@ -541,6 +547,7 @@ impl Store {
             .collect();
         insert_events(&mut tx, &events).await?;
         tx.commit().await?;
+        self.published(&events);
         Ok(rotated)
     }
 
@@ -568,6 +575,7 @@ impl Store {
         if done {
             insert_events(&mut tx, &[event]).await?;
             tx.commit().await?;
+            self.published(&[event]);
         }
         Ok(done)
     }
@@ -591,8 +599,10 @@ impl Store {
         .bind(user_id)
         .fetch_all(&mut *tx)
         .await?;
-        insert_events(&mut tx, &[&event(ids.len())]).await?;
+        let e = event(ids.len());
+        insert_events(&mut tx, &[&e]).await?;
         tx.commit().await?;
+        self.published(&[&e]);
         Ok(ids)
     }
 
@@ -747,6 +757,23 @@ impl Store {
 
     // ---- audit ---------------------------------------------------------------------------
 
+    /// Sends every committed audit event to `BATON_EVENTS_FILE` as well.
+    pub fn with_events_file(mut self, sink: crate::events_file::Sink) -> Self {
+        self.events_out = Some(sink);
+        self
+    }
+
+    pub fn events_file(&self) -> Option<&crate::events_file::Sink> {
+        self.events_out.as_ref()
+    }
+
+    /// Events just committed: to the events file, if there is one.
+    fn published(&self, events: &[&NewEvent]) {
+        if let Some(sink) = &self.events_out {
+            sink.publish(events);
+        }
+    }
+
     pub async fn insert_event(&self, e: &NewEvent) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO audit_events (user_id, at, type, severity, session_id, device_id, ip, \
@@ -761,8 +788,9 @@ impl Store {
         .bind(&e.ip)
         .bind(&e.detail)
         .execute(&self.writer)
-        .await
-        .map(|_| ())
+        .await?;
+        self.published(&[e]);
+        Ok(())
     }
 
     pub async fn events_for_user(

@@ -963,7 +963,9 @@ pub async fn metrics(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        state
+            .metrics
+            .render_with(state.store.events_file().map(|s| s.dropped())),
     )
         .into_response())
 }

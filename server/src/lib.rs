@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod dpop;
 pub mod email;
 pub mod error;
+pub mod events_file;
 pub mod extract;
 pub mod handlers;
 pub mod introspect;
@@ -81,8 +82,15 @@ impl AppState {
         } else {
             db::Schema::Require
         };
-        let store =
+        let mut store =
             Store::connect_with(&config.database_url, config.request_timeout, schema).await?;
+        if let Some(path) = &config.events_file {
+            let sink = events_file::Sink::open(path).map_err(|e| {
+                anyhow::anyhow!("BATON_EVENTS_FILE {}: cannot open: {e}", path.display())
+            })?;
+            reopen_on_sighup(sink.clone());
+            store = store.with_events_file(sink);
+        }
         let sealer = keystore::Sealer::from_settings(
             config.key_encryption_key.as_deref(),
             config.key_encryption_key_file.as_deref(),
@@ -359,6 +367,24 @@ pub async fn rotate_keys(config: &Config) -> anyhow::Result<String> {
     let kid = keystore::rotate(&store, &sealer, now_ms()).await;
     store.close().await;
     kid
+}
+
+/// `SIGHUP` reopens the events file (log rotation: move the file away, then signal).
+fn reopen_on_sighup(sink: events_file::Sink) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("SIGHUP cannot be handled: BATON_EVENTS_FILE is not reopened");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reopening BATON_EVENTS_FILE");
+            sink.reopen();
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = sink;
 }
 
 /// Background work of an instance: the revocation view's polling and the periodic purge.

@@ -78,6 +78,20 @@ impl Metrics {
         }
     }
 
+    /// `dropped_event_lines`: lines of `BATON_EVENTS_FILE` dropped so far, when it is set.
+    pub fn render_with(&self, dropped_event_lines: Option<u64>) -> String {
+        let mut out = self.render();
+        if let Some(n) = dropped_event_lines {
+            let _ = writeln!(
+                out,
+                "# HELP auth_events_file_dropped_total Event lines not written to BATON_EVENTS_FILE (queue full or write failed; the events stay in the audit log).\n\
+                 # TYPE auth_events_file_dropped_total counter\n\
+                 auth_events_file_dropped_total {n}"
+            );
+        }
+        out
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         counter(
