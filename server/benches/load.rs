@@ -529,7 +529,10 @@ async fn events_file_cost(dir: &std::path::Path, secs: f64) {
         ("without an events file", vec![]),
         ("with BATON_EVENTS_FILE", vec![("BATON_EVENTS_FILE", file)]),
     ] {
-        let db = format!("sqlite://{}", dir.join(format!("events-{}.db", env.len())).display());
+        let db = format!(
+            "sqlite://{}",
+            dir.join(format!("events-{}.db", env.len())).display()
+        );
         let server = Server::start_with(&db, &env);
         let c = client();
         let users = sessions(&c, &server.url, 16, "events").await;

@@ -3,7 +3,6 @@
 
 mod common;
 
-use base64::Engine;
 use common::proof::{Claims, ProofKey};
 use common::*;
 use reqwest::Method;
@@ -11,14 +10,6 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse";
 
-/// The payload of a JWT, unverified.
-fn claims(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).unwrap();
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&raw).unwrap()
-}
 
 async fn new_account(s: &Server) -> String {
     let email = format!("u{}@example.com", uuid::Uuid::new_v4().simple());

@@ -76,14 +76,6 @@ async fn discovery_names_the_issuer_keys_and_introspection() {
     s.stop().await;
 }
 
-/// The payload of a JWT, unverified (the tests check what is in it).
-fn claims(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).unwrap();
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&raw).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspection_needs_the_secret_and_a_form() {

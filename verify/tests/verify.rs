@@ -91,6 +91,43 @@ impl Server {
     }
 }
 
+/// The orders-and-live test app of the extractor tests.
+fn extractor_app(v: Verifier) -> Router {
+    Router::new()
+        .route(
+            "/orders",
+            get(|Authenticated(c): Authenticated| async move { c.sub }),
+        )
+        .route("/live", get(|Live(c): Live| async move { c.sub }))
+        .with_state(v)
+}
+
+/// `GET path` on `app` with these headers: status, `WWW-Authenticate`, body.
+async fn call(
+    app: &Router,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Option<String>, String) {
+    let mut req = Request::get(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let www = res
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    (status, www, String::from_utf8(body.to_vec()).unwrap())
+}
+
 fn with_secret() -> Options {
     Options {
         introspection_secret: Some(SECRET.into()),
@@ -227,30 +264,13 @@ async fn live_verification_refuses_signed_out_sessions() {
 async fn axum_extractors_answer_in_batons_error_shape() {
     let s = Server::start(&[]).await;
     let v = Verifier::discover(&s.url, with_secret()).await.unwrap();
-    let app = Router::new()
-        .route(
-            "/orders",
-            get(|Authenticated(c): Authenticated| async move { c.sub }),
-        )
-        .route("/live", get(|Live(c): Live| async move { c.sub }))
-        .with_state(v);
+    let app = extractor_app(v);
     let call = |path: &'static str, auth: Option<String>| {
         let app = app.clone();
         async move {
-            let mut req = Request::get(path);
-            if let Some(a) = auth {
-                req = req.header("authorization", a);
-            }
-            let res = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
-            let status = res.status();
-            let www = res
-                .headers()
-                .get("www-authenticate")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let body = axum::body::to_bytes(res.into_body(), 1 << 16)
-                .await
-                .unwrap();
-            (status, www, String::from_utf8(body.to_vec()).unwrap())
+            let headers: Vec<(&str, &str)> =
+                auth.iter().map(|a| ("authorization", a.as_str())).collect();
+            call(&app, path, &headers).await
         }
     };
     let (user, token) = s.user().await;
@@ -327,30 +347,14 @@ async fn dpop_bound_tokens_need_a_proof_of_their_key() {
     .unwrap();
     let claims = v.verify(&token).await.unwrap();
     assert_eq!(claims.cnf.unwrap().jkt, key.thumbprint());
-    let app = Router::new()
-        .route(
-            "/orders",
-            get(|Authenticated(c): Authenticated| async move { c.sub }),
-        )
-        .route("/live", get(|Live(c): Live| async move { c.sub }))
-        .with_state(v);
+    let app = extractor_app(v);
     let call = |path: &'static str, auth: String, proof: Option<String>| {
         let app = app.clone();
         async move {
-            let mut req = Request::get(path).header("authorization", auth);
-            if let Some(p) = proof {
-                req = req.header("dpop", p);
-            }
-            let res = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
-            let status = res.status();
-            let www = res
-                .headers()
-                .get("www-authenticate")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let body = axum::body::to_bytes(res.into_body(), 1 << 16)
-                .await
-                .unwrap();
-            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let mut headers = vec![("authorization", auth.as_str())];
+            headers.extend(proof.iter().map(|p| ("dpop", p.as_str())));
+            let (status, www, body) = call(&app, path, &headers).await;
+            let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
             (status, body["error"]["code"].clone(), www)
         }
     };

@@ -308,6 +308,16 @@ pub async fn open_db(database_url: &str) -> sqlx::AnyPool {
         .expect("open the test database")
 }
 
+/// The payload of a JWT, unverified (the tests check what is in it).
+pub fn claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).expect("a JWT has a payload");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&raw).expect("JSON claims")
+}
+
 /// The generation a refresh token carries: base64url(session id ‖ generation ‖ MAC).
 pub fn token_generation(refresh_token: &str) -> i64 {
     use base64::Engine;
