@@ -25,6 +25,8 @@ pub enum ErrorCode {
     TokenExpired,
     TokenRevoked,
     DpopProofInvalid,
+    InvalidCode,
+    EmailUnavailable,
     NotFound,
     Forbidden,
     Unavailable,
@@ -44,7 +46,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for exhaustive round-trip checks and documentation.
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 33] = [
         Self::ValidationFailed,
         Self::EmailTaken,
         Self::RegistrationClosed,
@@ -62,6 +64,8 @@ impl ErrorCode {
         Self::TokenExpired,
         Self::TokenRevoked,
         Self::DpopProofInvalid,
+        Self::InvalidCode,
+        Self::EmailUnavailable,
         Self::NotFound,
         Self::Forbidden,
         Self::Unavailable,
@@ -98,6 +102,8 @@ impl ErrorCode {
             Self::TokenExpired => "token_expired",
             Self::TokenRevoked => "token_revoked",
             Self::DpopProofInvalid => "dpop_proof_invalid",
+            Self::InvalidCode => "invalid_code",
+            Self::EmailUnavailable => "email_unavailable",
             Self::NotFound => "not_found",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
@@ -123,6 +129,7 @@ impl ErrorCode {
             Self::RateLimited
                 | Self::AccountLocked
                 | Self::Unavailable
+                | Self::EmailUnavailable
                 | Self::NetworkError
                 | Self::Timeout
                 | Self::Internal

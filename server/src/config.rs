@@ -51,6 +51,26 @@ pub struct Config {
     #[arg(long, env = "BATON_DPOP", default_value = "allowed")]
     pub dpop: DpopMode,
 
+    /// The SMTP server that sends sign-in codes and links: `smtp://host:port` (plain, or
+    /// `?tls=required` for STARTTLS), `smtps://host:port` (TLS); a user and password may be in
+    /// the URL (`smtp://user:password@host`). Unset: the email endpoints answer 503
+    /// `email_unavailable`. Also needs `BATON_MAIL_FROM` and `BATON_MAGIC_LINK_URL`.
+    #[arg(long, env = "BATON_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// A file holding the SMTP password (for secret mounts), instead of the one in the URL.
+    #[arg(long, env = "BATON_SMTP_PASSWORD_FILE")]
+    pub smtp_password_file: Option<PathBuf>,
+    /// The sender of Baton's mails, e.g. `Example <no-reply@example.com>`.
+    #[arg(long, env = "BATON_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// The app page a sign-in link opens; the link is this URL with `token=...` added. The page
+    /// hands the token to `POST /auth/magic-link/verify` (baton-auth: `verifyMagicLink`).
+    #[arg(long, env = "BATON_MAGIC_LINK_URL", value_parser = link_url)]
+    pub magic_link_url: Option<String>,
+    /// How long an emailed code and link stay valid.
+    #[arg(long, env = "BATON_OTP_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub otp_ttl: Duration,
+
     /// Whether anyone may register.
     #[arg(long, env = "BATON_REGISTRATION", default_value = "open")]
     pub registration: Registration,
@@ -241,6 +261,19 @@ fn public_url(s: &str) -> Result<String, String> {
         .ok_or("must start with https:// or http://")?;
     if rest.is_empty() || rest.contains(['?', '#', ' ']) {
         return Err("must be a URL such as https://auth.example.com".into());
+    }
+    Ok(u.to_owned())
+}
+
+/// An `http(s)` URL of an app page, which may have a query (the token is added to it).
+fn link_url(s: &str) -> Result<String, String> {
+    let u = s.trim();
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    if rest.is_empty() || rest.starts_with('/') || rest.contains(['#', ' ']) {
+        return Err("must be a page URL such as https://app.example.com/sign-in".into());
     }
     Ok(u.to_owned())
 }

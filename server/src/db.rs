@@ -755,6 +755,11 @@ impl Store {
             .map(|r| r.rows_affected())
     }
 
+    /// The write pool, for an area module with queries of its own (`otp`).
+    pub(crate) fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
     // ---- audit ---------------------------------------------------------------------------
 
     /// Sends every committed audit event to `BATON_EVENTS_FILE` as well.

@@ -148,6 +148,11 @@ pub fn name(kind: &str) -> (&'static str, bool) {
         "logout_all" => ("auth.logout_all", true),
         "session_revoked" => ("session.revoked", true),
         "session_expired" => ("session.expired", true),
+        "otp_generated" => ("otp.generated", true),
+        "otp_sent" => ("otp.sent", true),
+        "otp_send_failed" => ("otp.sent", false),
+        "otp_verified" => ("otp.verification", true),
+        "otp_refused" => ("otp.verification", false),
         _ => ("audit.event", true),
     }
 }
@@ -220,6 +225,11 @@ mod tests {
             "logout_all",
             "session_revoked",
             "session_expired",
+            "otp_generated",
+            "otp_sent",
+            "otp_send_failed",
+            "otp_verified",
+            "otp_refused",
         ] {
             assert_ne!(name(kind).0, "audit.event", "{kind}");
         }

@@ -142,7 +142,7 @@ fn hash_now(password: &str) -> Option<String> {
         .map(|h| h.to_string())
 }
 
-fn caller(ip: ClientIp, device: DeviceId, headers: &HeaderMap) -> Caller {
+pub(crate) fn caller(ip: ClientIp, device: DeviceId, headers: &HeaderMap) -> Caller {
     Caller {
         ip: ip.0.to_string(),
         device_id: device.0,
@@ -342,13 +342,43 @@ pub async fn login(
         }
     }
 
+    let how = Start {
+        remember_me: body.remember_me,
+        cookie: body.refresh_transport == RefreshTransport::Cookie,
+        dpop_jkt,
+        detail: "signed in",
+    };
+    start_session(&state, &user, &c, how, now).await
+}
+
+/// How a new session is started (see `start_session`).
+#[derive(Debug)]
+pub(crate) struct Start {
+    pub remember_me: bool,
+    /// The refresh token travels in the cookie.
+    pub cookie: bool,
+    /// The DPoP key thumbprint to bind the session to (see `dpop`).
+    pub dpop_jkt: Option<String>,
+    /// The `login_succeeded` event's detail: how the user proved who they are.
+    pub detail: &'static str,
+}
+
+/// A new session for `user`, signed in by password, emailed code or link: its row and events
+/// (sign-in, new device), anomaly checks, and the token response.
+pub(crate) async fn start_session(
+    state: &AppState,
+    user: &UserRow,
+    c: &Caller,
+    how: Start,
+    now: i64,
+) -> ApiResult<Response> {
     let new_device = match &c.device_id {
         Some(d) => !state.store.device_known(&user.id, d).await?,
         None => false,
     };
     // The account's first device is news to nobody: recorded, but not as a warning.
     let first_device = new_device && !state.store.has_sessions(&user.id).await?;
-    let max = if body.remember_me {
+    let max = if how.remember_me {
         state.config.remember_me_max
     } else {
         state.config.session_max
@@ -361,8 +391,8 @@ pub async fn login(
         device_id: c.device_id.clone(),
         user_agent: c.user_agent.clone(),
         ip: Some(c.ip.clone()),
-        remember_me: body.remember_me,
-        cookie_transport: body.refresh_transport == RefreshTransport::Cookie,
+        remember_me: how.remember_me,
+        cookie_transport: how.cookie,
         created_at: now,
         last_used_at: now,
         rotated_at: now,
@@ -372,22 +402,22 @@ pub async fn login(
         revoked_at: None,
         revoked_reason: None,
         rotated_by_key: None,
-        dpop_jkt,
+        dpop_jkt: how.dpop_jkt,
     };
     let (uid, sid) = (Some(user.id.as_str()), Some(session.id.as_str()));
-    let signed_in = sessions::event(uid, "login_succeeded", "info", sid, &c, "signed in");
+    let signed_in = sessions::event(uid, "login_succeeded", "info", sid, c, how.detail);
     let device = if first_device {
         sessions::event(
             uid,
             "new_device",
             "info",
             sid,
-            &c,
+            c,
             "the account's first device",
         )
     } else {
         let first = "first sign-in from this device";
-        sessions::event(uid, "new_device", "warning", sid, &c, first)
+        sessions::event(uid, "new_device", "warning", sid, c, first)
     };
     let events: Vec<&NewEvent> = if new_device {
         vec![&signed_in, &device]
@@ -399,9 +429,9 @@ pub async fn login(
     if new_device && !first_device {
         state.metrics.anomaly("new_device");
     }
-    flag_suspicious(&state, &user.id, &session.id, &c, now).await?;
-    let body = token_response(&state, &session, &user, session.generation, now)?;
-    respond_tokens(&state, &session, session.generation, body)
+    flag_suspicious(state, &user.id, &session.id, c, now).await?;
+    let body = token_response(state, &session, user, session.generation, now)?;
+    respond_tokens(state, &session, session.generation, body)
 }
 
 /// What the login limits counted for one attempt on an existing account, settled once its

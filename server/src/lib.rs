@@ -15,7 +15,9 @@ pub mod introspect;
 pub mod keystore;
 pub mod limits;
 pub mod lockout;
+pub mod mail;
 pub mod metrics;
+pub mod otp;
 pub mod revocation;
 pub mod schema;
 pub mod serve;
@@ -60,6 +62,8 @@ pub struct AppState {
     pub rotator: sessions::Rotator,
     pub password: Arc<handlers::PasswordHasher>,
     pub dpop_replay: Arc<dpop::ReplayCache>,
+    /// `BATON_SMTP_URL`'s mailer; `None`: the email endpoints answer 503.
+    pub mailer: Option<mail::Mailer>,
 }
 
 impl AppState {
@@ -102,11 +106,13 @@ impl AppState {
         let revoked = RevocationView::new(config.access_ttl);
         revoked.sync(&store).await?;
         let password = Arc::new(handlers::PasswordHasher::new(config.hash_queue as usize));
+        let mailer = mail::Mailer::from_config(&config)?;
         Ok(Self {
             password,
             limits: Arc::new(limits::Limits::new(&config)),
             session_cache: Arc::default(),
             dpop_replay: Arc::default(),
+            mailer,
             rotator: sessions::Rotator::spawn(store.clone()),
             config: Arc::new(config),
             store,
@@ -133,6 +139,9 @@ pub fn documented_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(handlers::delete_session))
         .routes(routes!(handlers::audit_log))
         .routes(routes!(handlers::ping))
+        .routes(routes!(otp::request))
+        .routes(routes!(otp::verify_code))
+        .routes(routes!(otp::verify_link))
         .routes(routes!(introspect::introspect))
         .routes(routes!(handlers::jwks))
         .routes(routes!(discovery::openid_configuration))

@@ -28,6 +28,7 @@ pub struct Metrics {
     anomalies: Mutex<BTreeMap<&'static str, u64>>,
     rate_limited: Mutex<BTreeMap<&'static str, u64>>,
     dpop: Mutex<BTreeMap<&'static str, u64>>,
+    email: Mutex<BTreeMap<&'static str, u64>>,
     duration: Mutex<BTreeMap<&'static str, Histogram>>,
     active_sessions: AtomicI64,
 }
@@ -58,6 +59,9 @@ impl Metrics {
     }
     pub fn rate_limited(&self, scope: &'static str) {
         bump(&self.rate_limited, scope);
+    }
+    pub fn email(&self, step: &'static str) {
+        bump(&self.email, step);
     }
     pub fn dpop(&self, result: &'static str) {
         bump(&self.dpop, result);
@@ -142,6 +146,13 @@ impl Metrics {
             "Requests refused by an abuse limit.",
             "limit",
             &self.rate_limited,
+        );
+        counter(
+            &mut out,
+            "auth_email_total",
+            "Email sign-in steps (requested, sent, send_failed, verified, refused).",
+            "step",
+            &self.email,
         );
         counter(
             &mut out,

@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse";
 
-
 async fn new_account(s: &Server) -> String {
     let email = format!("u{}@example.com", uuid::Uuid::new_v4().simple());
     s.register(&email, PASSWORD).await;

@@ -76,7 +76,6 @@ async fn discovery_names_the_issuer_keys_and_introspection() {
     s.stop().await;
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspection_needs_the_secret_and_a_form() {
     let off = Server::start(&[]).await;

@@ -148,7 +148,15 @@ fn check_object(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_operation_answers_as_documented() {
-    let s = Server::start(&[("introspection-token", "openapi-secret")]).await;
+    // Email sign-in set up, with nothing listening for SMTP: requests are answered before the
+    // mail is sent (see tests/email.rs for the mails).
+    let s = Server::start(&[
+        ("introspection-token", "openapi-secret"),
+        ("smtp-url", "smtp://127.0.0.1:9"),
+        ("mail-from", "Baton <no-reply@baton.test>"),
+        ("magic-link-url", "http://app.test/sign-in"),
+    ])
+    .await;
     let doc = s.get_json("/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["servers"][0]["url"], "http://baton.test");
@@ -311,6 +319,36 @@ async fn every_documented_operation_answers_as_documented() {
         "post",
         "/auth/logout",
         post("/auth/logout", refresh, None).await.unwrap(),
+    )
+    .await;
+    let otp = json!({"email": "openapi@example.com"});
+    d.check(
+        "post",
+        "/auth/otp/request",
+        post("/auth/otp/request", otp, None).await.unwrap(),
+    )
+    .await;
+    let bad = json!({"email": "no address"});
+    d.check(
+        "post",
+        "/auth/otp/request",
+        post("/auth/otp/request", bad, None).await.unwrap(),
+    )
+    .await;
+    for code in ["000000", "0"] {
+        let body = json!({"email": "openapi@example.com", "code": code});
+        d.check(
+            "post",
+            "/auth/otp/verify",
+            post("/auth/otp/verify", body, None).await.unwrap(),
+        )
+        .await;
+    }
+    let link = json!({"token": "not-a-link"});
+    d.check(
+        "post",
+        "/auth/magic-link/verify",
+        post("/auth/magic-link/verify", link, None).await.unwrap(),
     )
     .await;
     assert_eq!(

@@ -232,21 +232,29 @@ fn postgres_bindir() -> Option<PathBuf> {
 }
 
 /// Debian's Python with PyJWT and cryptography, for the end-to-end test that verifies tokens
-/// the way a Python API would (`tests/verify/verify.py`).
+/// the way a Python API would (`tests/verify/verify.py`), and aiosmtpd, the SMTP server the
+/// email tests send to (`tests/smtp/sink.py`).
 fn python_jwt() -> Result<()> {
     let ok = || {
         Command::new("/usr/bin/python3")
-            .args(["-c", "import jwt, cryptography"])
+            .args(["-c", "import jwt, cryptography, aiosmtpd"])
             .output()
             .is_ok_and(|o| o.status.success())
     };
     if ok() {
-        println!("  python3 with PyJWT and cryptography: present");
+        println!("  python3 with PyJWT, cryptography and aiosmtpd: present");
         return Ok(());
     }
-    apt_install(&["python3", "python3-jwt", "python3-cryptography"])?;
+    apt_install(&[
+        "python3",
+        "python3-jwt",
+        "python3-cryptography",
+        "python3-aiosmtpd",
+    ])?;
     if !ok() {
-        bail!("/usr/bin/python3 cannot import jwt and cryptography after installing them");
+        bail!(
+            "/usr/bin/python3 cannot import jwt, cryptography and aiosmtpd after installing them"
+        );
     }
     Ok(())
 }

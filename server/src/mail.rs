@@ -1,0 +1,125 @@
+//! Sending mail over SMTP (lettre): the sign-in codes and links of the email flows (`otp`).
+//! Configured by `BATON_SMTP_URL`, `BATON_SMTP_PASSWORD_FILE` and `BATON_MAIL_FROM`.
+
+use crate::config::Config;
+use anyhow::{bail, Context};
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::time::Duration;
+
+/// How long one delivery to the SMTP server may take.
+const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    /// The app page sign-in links open (`BATON_MAGIC_LINK_URL`).
+    pub link_base: String,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The transport holds the SMTP credentials: never printed.
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// The mailer the settings describe; `None` without `BATON_SMTP_URL`. Incomplete or
+    /// invalid settings are an error at start, naming what to set.
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
+        let Some(url) = &config.smtp_url else {
+            return Ok(None);
+        };
+        let from: Mailbox = config
+            .mail_from
+            .as_deref()
+            .context("BATON_SMTP_URL is set: set BATON_MAIL_FROM too (the sender of the mails)")?
+            .parse()
+            .context(
+                "BATON_MAIL_FROM is not a mail address such as `Example <no-reply@example.com>`",
+            )?;
+        let link_base = config.magic_link_url.clone().context(
+            "BATON_SMTP_URL is set: set BATON_MAGIC_LINK_URL too (the app page sign-in links open)",
+        )?;
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| anyhow::anyhow!("BATON_SMTP_URL is not a usable SMTP URL: {e}"))?
+            .timeout(Some(SEND_TIMEOUT));
+        if let Some(file) = &config.smtp_password_file {
+            let password = std::fs::read_to_string(file)
+                .with_context(|| format!("reading BATON_SMTP_PASSWORD_FILE {}", file.display()))?;
+            let Some(user) = url_user(url) else {
+                bail!(
+                    "BATON_SMTP_PASSWORD_FILE needs the user in BATON_SMTP_URL (smtp://user@host)"
+                );
+            };
+            builder = builder.credentials(Credentials::new(
+                user.to_owned(),
+                password.trim_end_matches(['\r', '\n']).to_owned(),
+            ));
+        }
+        Ok(Some(Self {
+            transport: builder.build(),
+            from,
+            link_base,
+        }))
+    }
+
+    /// Sends a plain-text mail; the error is for the log (it names no secret).
+    pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<(), String> {
+        let to: Mailbox = to.parse().map_err(|e| format!("recipient: {e}"))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|e| format!("message: {e}"))?;
+        self.transport
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("SMTP: {e}"))
+    }
+
+    /// The sign-in link for a token: `BATON_MAGIC_LINK_URL` with `token=` added to its query.
+    pub fn link(&self, token: &str) -> String {
+        let sep = if self.link_base.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!("{}{sep}token={token}", self.link_base)
+    }
+}
+
+/// The user of `scheme://user[:password]@host...`.
+fn url_user(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let (userinfo, _) = rest.split_once('@')?;
+    let user = userinfo.split(':').next()?;
+    (!user.is_empty()).then_some(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_of_an_smtp_url() {
+        assert_eq!(
+            url_user("smtp://mailer@mail.example.com:587"),
+            Some("mailer")
+        );
+        assert_eq!(
+            url_user("smtps://mailer:pw@mail.example.com"),
+            Some("mailer")
+        );
+        assert_eq!(url_user("smtp://mail.example.com:25"), None);
+    }
+}

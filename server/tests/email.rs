@@ -1,0 +1,349 @@
+//! Sign-in by email over real SMTP (aiosmtpd, `tests/smtp/sink.py`): codes and links, their
+//! single use, tries and lifetime, accounts made on first sign-in, limits, and the settings
+//! (docs/api.md, "Email sign-in").
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The SMTP server of a test: every mail it accepts lands in `dir` as a file.
+struct Smtp {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Smtp {
+    fn start(auth: Option<&str>) -> Smtp {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("smtp-{}", uuid::Uuid::new_v4().simple()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/smtp/sink.py");
+        let mut cmd = std::process::Command::new("/usr/bin/python3");
+        cmd.arg(script).arg(&dir);
+        if let Some(a) = auth {
+            cmd.args(["--auth", a]);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 with aiosmtpd (cargo xtask setup installs it)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line of the SMTP server: {line:?}"));
+        Smtp { child, port, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    fn count(&self) -> usize {
+        std::fs::read_dir(&self.dir).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .count()
+        })
+    }
+
+    /// The `n`th mail (1-based), decoded, once it arrived.
+    async fn mail(&self, n: usize) -> String {
+        let arrived = eventually(Duration::from_secs(10), || async { self.count() >= n }).await;
+        assert!(arrived.is_some(), "mail {n} did not arrive");
+        let raw = std::fs::read_to_string(self.dir.join(format!("{n:04}.eml"))).unwrap();
+        quoted_printable(&raw)
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Undoes quoted-printable soft breaks and escapes (enough for these ASCII mails).
+fn quoted_printable(s: &str) -> String {
+    let s = s.replace("=\r\n", "").replace("=\n", "");
+    let mut out = String::new();
+    let mut rest = s.as_str();
+    while let Some(i) = rest.find('=') {
+        out.push_str(&rest[..i]);
+        match u8::from_str_radix(rest.get(i + 1..i + 3).unwrap_or(""), 16) {
+            Ok(b) => {
+                out.push(b as char);
+                rest = &rest[i + 3..];
+            }
+            Err(_) => {
+                out.push('=');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn code_of(mail: &str) -> String {
+    let i = mail.find("code: ").expect("a code in the mail") + 6;
+    mail[i..i + 6].to_owned()
+}
+
+fn link_token_of(mail: &str) -> String {
+    let i = mail
+        .find("http://app.test/sign-in?token=")
+        .expect("a link in the mail")
+        + 30;
+    mail[i..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+async fn server(smtp: &Smtp, extra: &[(&str, &str)]) -> Server {
+    let url = smtp.url();
+    // The settings of a working setup, unless the test gives its own.
+    let mut o: Vec<(&str, &str)> = [
+        ("smtp-url", url.as_str()),
+        ("mail-from", "Baton <no-reply@baton.test>"),
+        ("magic-link-url", "http://app.test/sign-in"),
+    ]
+    .into_iter()
+    .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+    .collect();
+    o.extend_from_slice(extra);
+    Server::start(&o).await
+}
+
+async fn ask(s: &Server, email: &str) -> reqwest::Response {
+    s.post(
+        "/auth/otp/request",
+        json!({ "email": email }),
+        Some("dev-1"),
+    )
+    .await
+}
+
+async fn verify(s: &Server, email: &str, code: &str) -> reqwest::Response {
+    s.post(
+        "/auth/otp/verify",
+        json!({ "email": email, "code": code }),
+        Some("dev-1"),
+    )
+    .await
+}
+
+async fn follow(s: &Server, token: &str) -> reqwest::Response {
+    s.post(
+        "/auth/magic-link/verify",
+        json!({ "token": token }),
+        Some("dev-1"),
+    )
+    .await
+}
+
+fn email() -> String {
+    format!("m{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+/// A wrong code for `code`.
+fn other(code: &str) -> String {
+    format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailed_code_signs_in_once() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    s.register(&addr, "correct horse").await;
+    let r = ask(&s, &addr).await;
+    assert_eq!(r.status(), 202);
+    let mail = smtp.mail(1).await;
+    assert!(mail.contains(&format!("X-Envelope-To: {addr}")), "{mail}");
+    assert!(mail.contains("From: Baton <no-reply@baton.test>"), "{mail}");
+    let code = code_of(&mail);
+    expect_error(verify(&s, &addr, &other(&code)).await, 401, "invalid_code").await;
+    let r = verify(&s, &addr, &code).await;
+    assert_eq!(r.status(), 200);
+    let t = Tokens::from_json(r.json().await.unwrap());
+    assert_eq!(t.json["user"]["email"], addr.as_str());
+    assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+    // Once only.
+    expect_error(verify(&s, &addr, &code).await, 401, "invalid_code").await;
+    // What the audit log says, without the code.
+    let log = events(&s, &t.access).await;
+    let kinds = types(&log);
+    for k in [
+        "otp_generated",
+        "otp_sent",
+        "otp_refused",
+        "otp_verified",
+        "login_succeeded",
+    ] {
+        assert!(kinds.contains(&k.to_owned()), "{k} in {kinds:?}");
+    }
+    assert!(!serde_json::to_string(&log).unwrap().contains(&code));
+    let metrics = s.metrics().await;
+    assert!(
+        metrics.contains("auth_email_total{step=\"sent\"} 1"),
+        "{metrics}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_dies_after_five_tries_and_at_its_ttl() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[("otp-ttl", "2s")]).await;
+    let addr = email();
+    s.register(&addr, "correct horse").await;
+    assert_eq!(ask(&s, &addr).await.status(), 202);
+    let code = code_of(&smtp.mail(1).await);
+    for _ in 0..5 {
+        expect_error(verify(&s, &addr, &other(&code)).await, 401, "invalid_code").await;
+    }
+    expect_error(verify(&s, &addr, &code).await, 401, "invalid_code").await;
+    // A new code; unused past its lifetime.
+    assert_eq!(ask(&s, &addr).await.status(), 202);
+    let code = code_of(&smtp.mail(2).await);
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    expect_error(verify(&s, &addr, &code).await, 401, "invalid_code").await;
+    // Not a code at all.
+    expect_error(verify(&s, &addr, "12ab56").await, 422, "validation_failed").await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_signs_in_once_and_spends_the_code() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    s.register(&addr, "correct horse").await;
+    assert_eq!(ask(&s, &addr).await.status(), 202);
+    let mail = smtp.mail(1).await;
+    let (code, token) = (code_of(&mail), link_token_of(&mail));
+    assert!(token.len() >= 40, "{mail}");
+    let r = follow(&s, &token).await;
+    assert_eq!(r.status(), 200);
+    let t = Tokens::from_json(r.json().await.unwrap());
+    assert_eq!(t.json["user"]["email"], addr.as_str());
+    expect_error(follow(&s, &token).await, 401, "invalid_code").await;
+    expect_error(verify(&s, &addr, &code).await, 401, "invalid_code").await;
+    expect_error(follow(&s, "made-up-token").await, 401, "invalid_code").await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_addresses_sign_up_only_while_registration_is_open() {
+    let smtp = Smtp::start(None);
+    let open = server(&smtp, &[]).await;
+    let newcomer = email();
+    assert_eq!(ask(&open, &newcomer).await.status(), 202);
+    let code = code_of(&smtp.mail(1).await);
+    let r = verify(&open, &newcomer, &code).await;
+    assert_eq!(r.status(), 200);
+    let t = Tokens::from_json(r.json().await.unwrap());
+    // The account has no password anybody knows.
+    let r = open
+        .post(
+            "/auth/login",
+            json!({"email": newcomer, "password": "guess the password"}),
+            Some("dev-1"),
+        )
+        .await;
+    expect_error(r, 401, "invalid_credentials").await;
+    assert!(types(&events(&open, &t.access).await).contains(&"user_registered".to_owned()));
+    open.stop().await;
+
+    let closed = server(&smtp, &[("registration", "closed")]).await;
+    let stranger = email();
+    // The same answer as for an account, and no mail.
+    let r = ask(&closed, &stranger).await;
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"status": "accepted"}));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        smtp.count(),
+        1,
+        "no mail for an address that may not sign up"
+    );
+    expect_error(
+        verify(&closed, &stranger, "123456").await,
+        401,
+        "invalid_code",
+    )
+    .await;
+    closed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_limited_per_address_and_malformed_ones_refused() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    for _ in 0..3 {
+        assert_eq!(ask(&s, &addr).await.status(), 202);
+    }
+    let r = ask(&s, &addr).await;
+    assert!(r.headers().contains_key("retry-after"));
+    expect_error(r, 429, "rate_limited").await;
+    expect_error(ask(&s, "not an address").await, 422, "validation_failed").await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_credentials_from_a_password_file() {
+    let smtp = Smtp::start(Some("mailer:s3cret pass"));
+    let file = smtp.dir.with_extension("password");
+    std::fs::write(&file, "s3cret pass\n").unwrap();
+    let url = format!("smtp://mailer@127.0.0.1:{}", smtp.port);
+    let s = server(
+        &smtp,
+        &[
+            ("smtp-url", url.as_str()),
+            ("smtp-password-file", file.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let addr = email();
+    assert_eq!(ask(&s, &addr).await.status(), 202);
+    assert!(code_of(&smtp.mail(1).await).len() == 6);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_smtp_the_email_endpoints_say_so() {
+    let s = Server::start(&[]).await;
+    let r = ask(&s, &email()).await;
+    let body = expect_error(r, 503, "email_unavailable").await;
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("BATON_SMTP_URL"));
+    expect_error(
+        verify(&s, &email(), "123456").await,
+        503,
+        "email_unavailable",
+    )
+    .await;
+    expect_error(follow(&s, "x").await, 503, "email_unavailable").await;
+    s.stop().await;
+    // Incomplete settings stop the server at start, naming what is missing.
+    let db = fresh_database().await;
+    let cfg = config(&db, &[("smtp-url", "smtp://127.0.0.1:2525")]);
+    let err = baton_server::AppState::new(cfg).await.unwrap_err();
+    assert!(err.to_string().contains("BATON_MAIL_FROM"), "{err}");
+}
