@@ -234,17 +234,22 @@ function renderAudit(events) {
   }
 }
 
+// A new client when the chosen refresh-token transport changed.
+async function useTransport() {
+  const transport = $("transport").value;
+  if (transport !== (prefs.transport || "body")) {
+    prefs.transport = transport;
+    localStorage.setItem(PREFS, JSON.stringify(prefs));
+    await start(transport);
+  }
+}
+
 async function submit(register) {
   const email = $("email").value.trim();
   const password = $("password").value;
-  const transport = $("transport").value;
   $("auth-error").textContent = "";
   try {
-    if (transport !== (prefs.transport || "body")) {
-      prefs.transport = transport;
-      localStorage.setItem(PREFS, JSON.stringify(prefs));
-      await start(transport);
-    }
+    await useTransport();
     if (register) await demo.baton.register(email, password);
     await demo.baton.login(email, password, { rememberMe: $("remember").checked });
     render();
@@ -253,6 +258,52 @@ async function submit(register) {
   }
 }
 
+// Sign-in by email: a code to type in, or the link of the same mail, which opens this page
+// with ?token=... (the server's BATON_MAGIC_LINK_URL).
+async function emailCode() {
+  const email = $("email").value.trim();
+  $("auth-error").textContent = "";
+  try {
+    await useTransport();
+    await demo.baton.requestCode(email);
+    for (const id of ["code", "btn-verify-code", "code-note"]) $(id).hidden = false;
+    $("code-note").textContent = `If ${email} may sign in here, a code and a sign-in link are on their way (valid once, for a few minutes).`;
+    $("code").focus();
+  } catch (e) {
+    $("auth-error").textContent =
+      e.code === "email_unavailable"
+        ? "This server has no mail set up: start it with BATON_SMTP_URL, BATON_MAIL_FROM and BATON_MAGIC_LINK_URL."
+        : describe(e);
+  }
+}
+
+async function verifyCode() {
+  $("auth-error").textContent = "";
+  try {
+    await demo.baton.verifyCode($("email").value.trim(), $("code").value.trim(), { rememberMe: $("remember").checked });
+    $("code").value = "";
+    render();
+  } catch (e) {
+    $("auth-error").textContent = describe(e);
+  }
+}
+
+async function followLink() {
+  const token = params.get("token");
+  if (!token) return;
+  // The token works once: out of the address bar and the history.
+  params.delete("token");
+  history.replaceState(null, "", location.pathname + (params.size ? `?${params}` : ""));
+  try {
+    await demo.baton.verifyMagicLink(token, { rememberMe: $("remember").checked });
+    render();
+  } catch (e) {
+    $("auth-error").textContent = describe(e);
+  }
+}
+
+$("btn-code").addEventListener("click", emailCode);
+$("btn-verify-code").addEventListener("click", verifyCode);
 $("auth-form").addEventListener("submit", (e) => {
   e.preventDefault();
   submit(false);
@@ -277,9 +328,11 @@ $("btn-sessions").addEventListener("click", loadLists);
 $("btn-audit").addEventListener("click", loadLists);
 
 $("transport").value = prefs.transport || "body";
-start(prefs.transport || "body").catch((e) => {
-  document.body.dataset.state = "error";
-  $("auth").hidden = false;
-  $("auth-error").textContent = describe(e);
-});
+start(prefs.transport || "body")
+  .then(followLink)
+  .catch((e) => {
+    document.body.dataset.state = "error";
+    $("auth").hidden = false;
+    $("auth-error").textContent = describe(e);
+  });
 setInterval(tick, 250);

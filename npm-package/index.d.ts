@@ -62,7 +62,7 @@ export type BatonErrorCode =
   | "validation_failed" | "email_taken" | "registration_closed" | "invalid_credentials"
   | "account_locked" | "rate_limited" | "refresh_token_invalid" | "refresh_token_reused"
   | "session_expired" | "session_revoked" | "device_mismatch" | "csrf_check_failed"
-  | "token_missing" | "token_invalid" | "token_expired" | "token_revoked" | "dpop_proof_invalid" | "not_found"
+  | "token_missing" | "token_invalid" | "token_expired" | "token_revoked" | "dpop_proof_invalid" | "invalid_code" | "email_unavailable" | "not_found"
   | "forbidden" | "unavailable" | "invalid_request" | "payload_too_large" | "internal"
   | "network_error" | "cors_error" | "timeout" | "aborted" | "session_missing" | "storage_unavailable"
   | "invalid_options" | "disposed"
@@ -113,6 +113,19 @@ export class Baton {
    * `true`: it survives restarts, up to the server's remember-me lifetime.
    */
   login(email: string, password: string, options?: { rememberMe?: boolean }): Promise<Session>;
+  /**
+   * Mails a 6-digit sign-in code and a sign-in link to `email` (baton-server's email sign-in).
+   * Resolves whether or not the address has an account; rejects with `rate_limited`,
+   * `validation_failed` or `email_unavailable` (the server has no mail set up).
+   */
+  requestCode(email: string): Promise<void>;
+  /** Signs in with the code of the mail, like `login`; a wrong or used code is `invalid_code`. */
+  verifyCode(email: string, code: string, options?: { rememberMe?: boolean }): Promise<Session>;
+  /**
+   * Signs in with the mailed link's token (the `token` query parameter of the page the link
+   * opened), like `login`; a used or expired link is `invalid_code`.
+   */
+  verifyMagicLink(token: string, options?: { rememberMe?: boolean }): Promise<Session>;
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
   getAccessToken(): Promise<string>;
   refresh(): Promise<Session>;

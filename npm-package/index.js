@@ -157,11 +157,32 @@ export class Baton {
   }
 
   register(email, password) {
-    return call(() => this.#client.call(0, email, password, false));
+    return call(async () => (await this.#client.call(0, "/auth/register", { email, password }, false)).user);
   }
 
-  login(email, password, options = {}) {
-    return call(() => this.#client.call(1, email, password, !!(options && options.rememberMe)));
+  login(email, password, options) {
+    return this.#signIn("/auth/login", { email, password }, options);
+  }
+
+  /** Mails a sign-in code and link to `email` (resolves whether or not it has an account). */
+  requestCode(email) {
+    return call(async () => {
+      await this.#client.call(0, "/auth/otp/request", { email }, false);
+    });
+  }
+
+  /** Signs in with the 6-digit code of the mail. */
+  verifyCode(email, code, options) {
+    return this.#signIn("/auth/otp/verify", { email, code }, options);
+  }
+
+  /** Signs in with the `token` of the mailed link (the page it opened has it in its query). */
+  verifyMagicLink(token, options) {
+    return this.#signIn("/auth/magic-link/verify", { token }, options);
+  }
+
+  #signIn(path, body, options) {
+    return call(() => this.#client.call(1, path, body, !!(options && options.rememberMe)));
   }
 
   /**

@@ -704,21 +704,14 @@ async fn api(
     .map_err(|e| js::error_value(&e, &describe(&e)))
 }
 
-fn credentials(email: String, password: String) -> Object {
-    let body = Object::new();
-    js::set(&body, "email", email);
-    js::set(&body, "password", password);
-    body
-}
-
-/// Logs in and installs the session.
-pub(crate) async fn login(
+/// Signs in by posting `body` to `path` (`/auth/login`, `/auth/otp/verify`,
+/// `/auth/magic-link/verify`, which answer alike) and installs the session.
+pub(crate) async fn sign_in(
     rc: &Shared,
-    email: String,
-    password: String,
+    path: &str,
+    body: Object,
     remember_me: bool,
 ) -> Result<JsValue, JsValue> {
-    let body = credentials(email, password);
     js::set(&body, "remember_me", remember_me);
     let cookie = rc.borrow().opts.cookie;
     js::set(
@@ -726,7 +719,7 @@ pub(crate) async fn login(
         "refresh_transport",
         if cookie { "cookie" } else { "body" },
     );
-    let reply = api(rc, "/auth/login", Some(body.into()), None).await?;
+    let reply = api(rc, path, Some(body.into()), None).await?;
     if reply.status != 200 {
         return Err(reply_error_value(&reply));
     }
@@ -748,22 +741,14 @@ pub(crate) async fn login(
     Ok(session)
 }
 
-pub(crate) async fn register(
-    rc: &Shared,
-    email: String,
-    password: String,
-) -> Result<JsValue, JsValue> {
-    let reply = api(
-        rc,
-        "/auth/register",
-        Some(credentials(email, password).into()),
-        None,
-    )
-    .await?;
-    if reply.status != 201 {
+/// Posts `body` to `path` without a session (register, asking for a sign-in code): the
+/// answer's body on success, its error otherwise.
+pub(crate) async fn post(rc: &Shared, path: &str, body: JsValue) -> Result<JsValue, JsValue> {
+    let reply = api(rc, path, Some(body), None).await?;
+    if !(200..300).contains(&reply.status) {
         return Err(reply_error_value(&reply));
     }
-    Ok(js::get(&reply.body, "user"))
+    Ok(reply.body)
 }
 
 /// Revokes this session on the server (best effort) and signs out here and in other tabs.

@@ -65,22 +65,24 @@ fn parse_options(o: &JsValue) -> Result<Options, JsValue> {
     })
 }
 
-fn string_arg(v: &JsValue, name: &str) -> Result<String, JsValue> {
-    v.as_string().ok_or_else(|| {
-        js::client_error(
-            ErrorCode::InvalidRequest,
-            &js::cat(&[name, " must be a string"]),
-        )
-    })
+/// `{email, password}`, the body of register and login.
+fn credentials(email: JsValue, password: JsValue) -> JsValue {
+    let o = Object::new();
+    js::set(&o, "email", email);
+    js::set(&o, "password", password);
+    o.into()
 }
 
 impl BatonClient {
+    /// Resolves to the answer's body (`{user}`).
     pub fn register(&self, email: JsValue, password: JsValue) -> Promise {
-        self.call(0, email, password, false)
+        let body = credentials(email, password);
+        self.call(0, "/auth/register".into(), body, false)
     }
 
     pub fn login(&self, email: JsValue, password: JsValue, remember_me: bool) -> Promise {
-        self.call(1, email, password, remember_me)
+        let body = credentials(email, password);
+        self.call(1, "/auth/login".into(), body, remember_me)
     }
 
     pub fn get_access_token(&self) -> Promise {
@@ -142,7 +144,9 @@ impl BatonClient {
     }
 
     /// The account and token calls, in one export (each export costs the package a shim):
-    /// `op` 0 register(a: email, b: password), 1 login(a, b, remember: flag), 2 getAccessToken,
+    /// `op` 0 post body `b` to path `a` without a session (register, asking for a sign-in
+    /// code), 1 sign in by posting body `b` to path `a` (login, code, link; remember: flag),
+    /// 2 getAccessToken,
     /// 3 refresh, 4 logout, 5 logoutAll; for `fetch`'s flow, 6 the token to retry with after a
     /// 401 with token `a`, 7 an API refused `a`. The Rust methods of the same names call this.
     pub fn call(&self, op: u32, a: JsValue, b: JsValue, flag: bool) -> Promise {
@@ -150,11 +154,11 @@ impl BatonClient {
         promise(async move {
             match op {
                 0 | 1 => {
-                    let (e, p) = (string_arg(&a, "email")?, string_arg(&b, "password")?);
+                    let path = a.as_string().unwrap_or_default();
                     if op == 0 {
-                        client::register(&rc, e, p).await
+                        client::post(&rc, &path, b).await
                     } else {
-                        client::login(&rc, e, p, flag).await
+                        client::sign_in(&rc, &path, b.unchecked_into(), flag).await
                     }
                 }
                 2 | 3 => {

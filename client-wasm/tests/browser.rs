@@ -456,10 +456,12 @@ async fn errors_carry_code_status_and_retryable() {
     assert_eq!(get(&e, "retryable"), JsValue::FALSE);
     let e = wait(c.get_access_token()).await.unwrap_err();
     assert_eq!(code_of(&e), "session_missing");
+    // A body the server refuses comes back with its code.
     let e = wait(c.register(JsValue::from(5), "x".into()))
         .await
         .unwrap_err();
-    assert_eq!(code_of(&e), "invalid_request");
+    assert_eq!(code_of(&e), "validation_failed");
+    assert_eq!(get(&e, "status").as_f64(), Some(422.0));
     c.dispose();
 
     for bad in [
