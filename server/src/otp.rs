@@ -242,17 +242,12 @@ pub async fn verify_code(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CodeVerify>,
 ) -> ApiResult<Response> {
-    state.mailer.as_ref().ok_or_else(unavailable)?;
-    let path = "/auth/otp/verify";
-    let dpop_jkt = crate::dpop::bind_new_session(&state, &headers, &Method::POST, path).await?;
     if !policy::is_code(&body.code) {
         return Err(ApiError::validation(
             "code must be the 6 digits of the mail",
         ));
     }
-    let c = caller(ip, device, &headers);
-    let key = format!("otp_verify_ip:{}", c.ip);
-    limit(&state, &key, limits::OTP_VERIFY_PER_IP, "otp_verify_ip", &c).await?;
+    let (c, dpop_jkt) = admit(&state, ip, device, &headers, "/auth/otp/verify").await?;
     let wrong = || invalid_code("wrong or expired code: ask for a new one after 5 tries");
     let email = crate::email::normalize(&body.email).ok_or_else(wrong)?;
     let now = now_ms();
@@ -287,18 +282,13 @@ pub async fn verify_code(
     if !use_row(&state, &row_id, now).await? {
         return Err(wrong());
     }
-    let user = match user {
-        Some(u) => u,
-        None => register(&state, &email, &c).await?,
-    };
-    verified(&state, &user, &c, "signed in with an emailed code").await?;
     let how = Start {
         remember_me: body.remember_me,
         cookie: body.refresh_transport == RefreshTransport::Cookie,
         dpop_jkt,
         detail: "signed in with an emailed code",
     };
-    start_session(&state, &user, &c, how, now).await
+    sign_in(&state, &email, user, &c, how, now).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -326,12 +316,7 @@ pub async fn verify_link(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LinkVerify>,
 ) -> ApiResult<Response> {
-    state.mailer.as_ref().ok_or_else(unavailable)?;
-    let path = "/auth/magic-link/verify";
-    let dpop_jkt = crate::dpop::bind_new_session(&state, &headers, &Method::POST, path).await?;
-    let c = caller(ip, device, &headers);
-    let key = format!("otp_verify_ip:{}", c.ip);
-    limit(&state, &key, limits::OTP_VERIFY_PER_IP, "otp_verify_ip", &c).await?;
+    let (c, dpop_jkt) = admit(&state, ip, device, &headers, "/auth/magic-link/verify").await?;
     let now = now_ms();
     let bad = || invalid_code("this sign-in link is unknown, used or expired: ask for a new one");
     if body.token.is_empty() || body.token.len() > 128 {
@@ -359,18 +344,49 @@ pub async fn verify_link(
         state.store.insert_event(&e).await?;
         return Err(bad());
     };
-    let user = match state.store.user_by_email(&email).await? {
-        Some(u) => u,
-        None => register(&state, &email, &c).await?,
-    };
-    verified(&state, &user, &c, "signed in with an emailed link").await?;
+    let user = state.store.user_by_email(&email).await?;
     let how = Start {
         remember_me: body.remember_me,
         cookie: body.refresh_transport == RefreshTransport::Cookie,
         dpop_jkt,
         detail: "signed in with an emailed link",
     };
-    start_session(&state, &user, &c, how, now).await
+    sign_in(&state, &email, user, &c, how, now).await
+}
+
+/// The start of both verifications: mail set up, the DPoP proof (checked before anything is
+/// counted), the per-address limit. The caller, and the key thumbprint to bind the session to.
+async fn admit(
+    state: &AppState,
+    ip: ClientIp,
+    device: DeviceId,
+    headers: &HeaderMap,
+    path: &str,
+) -> ApiResult<(Caller, Option<String>)> {
+    state.mailer.as_ref().ok_or_else(unavailable)?;
+    let dpop_jkt = crate::dpop::bind_new_session(state, headers, &Method::POST, path).await?;
+    let c = caller(ip, device, headers);
+    let key = format!("otp_verify_ip:{}", c.ip);
+    limit(state, &key, limits::OTP_VERIFY_PER_IP, "otp_verify_ip", &c).await?;
+    Ok((c, dpop_jkt))
+}
+
+/// The end of both verifications: the account (made now for a new address), the
+/// `otp_verified` event, the session.
+async fn sign_in(
+    state: &AppState,
+    email: &str,
+    user: Option<UserRow>,
+    c: &Caller,
+    how: Start,
+    now: i64,
+) -> ApiResult<Response> {
+    let user = match user {
+        Some(u) => u,
+        None => register(state, email, c).await?,
+    };
+    verified(state, &user, c, how.detail).await?;
+    start_session(state, &user, c, how, now).await
 }
 
 /// Marks a code's row used; false when a parallel request used it first.
