@@ -137,10 +137,8 @@ pub async fn request(
     limit(&state, &key, limits::OTP_PER_EMAIL, "otp_email", &c).await?;
     state.metrics.email("requested");
     let user = state.store.user_by_email(&email).await?;
-    if user.is_none() && state.config.registration == Registration::Closed {
-        // Nobody to sign in and nobody may register: no mail, the same answer.
-        return Ok(accepted());
-    }
+    // Nobody to sign in and nobody may register: the same work and answer, but no mail.
+    let may_sign_in = user.is_some() || state.config.registration == Registration::Open;
     let now = now_ms();
     let code = loop {
         if let Some(code) = policy::code_from(rand::random()) {
@@ -171,6 +169,9 @@ pub async fn request(
         "sign-in code and link made",
     );
     state.store.insert_event(&generated).await?;
+    if !may_sign_in {
+        return Ok(accepted());
+    }
     // Sent after the answer: its time says nothing about the address.
     let minutes = state.config.otp_ttl.as_secs().div_ceil(60);
     let text = format!(
