@@ -219,6 +219,9 @@ pub struct User {
     pub id: String,
     pub email: String,
     pub created_at: i64,
+    /// The user proved they receive mail at `email`.
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 /// The claims of an access token (docs/api.md, "Access tokens").
@@ -238,6 +241,10 @@ pub struct AccessClaims {
     pub iat: i64,
     /// Expires at, Unix seconds.
     pub exp: i64,
+    /// The user proved they receive mail at their address (as known when the session was
+    /// loaded; `/auth/me` is always current).
+    #[serde(default)]
+    pub email_verified: bool,
     /// The key a DPoP-bound session's tokens are bound to (RFC 9449): only requests with a
     /// proof signed by that key may use the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]

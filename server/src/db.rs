@@ -36,6 +36,8 @@ pub struct UserRow {
     pub email: String,
     pub password_hash: String,
     pub created_at: i64,
+    /// The user proved they receive mail at `email` (see `recovery`).
+    pub email_verified: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +96,8 @@ pub struct NewEvent {
     pub ip: Option<String>,
     pub detail: String,
 }
+
+const USER_COLUMNS: &str = "id, email, password_hash, created_at, email_verified_at";
 
 const SESSION_COLUMNS: &str = "id, user_id, generation, nonce, device_id, user_agent, ip, \
     remember_me, cookie_transport, created_at, last_used_at, rotated_at, rotated_by_device, \
@@ -317,16 +321,18 @@ impl Store {
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
-        sqlx::query("SELECT id, email, password_hash, created_at FROM users WHERE email = $1")
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| user_row(&r))
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| user_row(&r))
+        .transpose()
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
-        sqlx::query("SELECT id, email, password_hash, created_at FROM users WHERE id = $1")
+        sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -1021,6 +1027,7 @@ fn user_row(r: &AnyRow) -> Result<UserRow, sqlx::Error> {
         email: r.try_get("email")?,
         password_hash: r.try_get("password_hash")?,
         created_at: r.try_get("created_at")?,
+        email_verified: r.try_get::<Option<i64>, _>("email_verified_at")?.is_some(),
     })
 }
 

@@ -153,6 +153,11 @@ pub fn name(kind: &str) -> (&'static str, bool) {
         "otp_send_failed" => ("otp.sent", false),
         "otp_verified" => ("otp.verification", true),
         "otp_refused" => ("otp.verification", false),
+        "mail_sent" => ("mail.sent", true),
+        "mail_send_failed" => ("mail.sent", false),
+        "password_reset_requested" => ("auth.password_reset_requested", true),
+        "password_reset" => ("auth.password_reset", true),
+        "email_verified" => ("auth.email_verified", true),
         _ => ("audit.event", true),
     }
 }
@@ -230,6 +235,11 @@ mod tests {
             "otp_send_failed",
             "otp_verified",
             "otp_refused",
+            "mail_sent",
+            "mail_send_failed",
+            "password_reset_requested",
+            "password_reset",
+            "email_verified",
         ] {
             assert_ne!(name(kind).0, "audit.event", "{kind}");
         }

@@ -163,7 +163,7 @@ pub struct RegisterBody {
     password: String,
 }
 
-fn check_password(password: &str) -> ApiResult<()> {
+pub(crate) fn check_password(password: &str) -> ApiResult<()> {
     let n = password.chars().count();
     if n < 8 {
         return Err(ApiError::validation(
@@ -219,6 +219,7 @@ pub async fn register(
         email,
         password_hash: hash,
         created_at: now,
+        email_verified: false,
     };
     let e = sessions::event(
         Some(&user.id),

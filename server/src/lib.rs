@@ -18,6 +18,7 @@ pub mod lockout;
 pub mod mail;
 pub mod metrics;
 pub mod otp;
+pub mod recovery;
 pub mod revocation;
 pub mod schema;
 pub mod serve;
@@ -142,6 +143,10 @@ pub fn documented_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(otp::request))
         .routes(routes!(otp::verify_code))
         .routes(routes!(otp::verify_link))
+        .routes(routes!(recovery::reset_request))
+        .routes(routes!(recovery::reset))
+        .routes(routes!(recovery::verify_request))
+        .routes(routes!(recovery::verify))
         .routes(routes!(introspect::introspect))
         .routes(routes!(handlers::jwks))
         .routes(routes!(discovery::openid_configuration))

@@ -382,11 +382,16 @@ async fn sign_in(
     how: Start,
     now: i64,
 ) -> ApiResult<Response> {
-    let user = match user {
+    let mut user = match user {
         Some(u) => u,
         None => register(state, email, c).await?,
     };
     verified(state, &user, c, how.detail).await?;
+    // The mail arrived: the address is proven.
+    if !user.email_verified {
+        crate::recovery::mark_verified(state, &user.id, now).await?;
+        user.email_verified = true;
+    }
     start_session(state, &user, c, how, now).await
 }
 
@@ -419,6 +424,7 @@ async fn register(state: &AppState, email: &str, c: &Caller) -> ApiResult<UserRo
         email: email.to_owned(),
         password_hash: hash,
         created_at: now_ms(),
+        email_verified: false,
     };
     let e = sessions::event(
         Some(&user.id),

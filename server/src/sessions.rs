@@ -23,6 +23,7 @@ pub fn user_json(u: &UserRow) -> User {
         id: u.id.clone(),
         email: u.email.clone(),
         created_at: u.created_at / 1000,
+        email_verified: u.email_verified,
     }
 }
 
@@ -46,6 +47,7 @@ pub fn token_response(
         jti: uuid::Uuid::new_v4().to_string(),
         iat: now_s,
         exp,
+        email_verified: user.email_verified,
         cnf: session
             .dpop_jkt
             .clone()
@@ -553,7 +555,9 @@ pub fn event(
 }
 
 /// Immutable parts of sessions (and their users) seen by this instance, so a refresh can check
-/// the token's MAC without reading the row. Never stale: nothing cached here ever changes.
+/// the token's MAC without reading the row. Nothing cached here changes, except a user's
+/// `email_verified`, which only ever becomes true: an entry may show it false for a while on
+/// another instance (the access-token claim then errs on the safe side; see `forget_user`).
 #[derive(Debug, Default)]
 pub struct SessionCache {
     map: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<(SessionRow, UserRow)>>>,
@@ -568,6 +572,14 @@ impl SessionCache {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// Forgets the sessions of a user whose row changed (a verified address), so this
+    /// instance's next refresh reads it again. Other instances catch up when they load the
+    /// session again; `/auth/me` reads the row every time.
+    pub fn forget_user(&self, user_id: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, e| e.1.id != user_id);
     }
 
     pub fn insert(&self, s: SessionRow, u: UserRow) -> std::sync::Arc<(SessionRow, UserRow)> {

@@ -179,7 +179,9 @@ async fn a_mailed_code_signs_in_once() {
     assert_eq!(r.status(), 200);
     let t = Tokens::from_json(r.json().await.unwrap());
     assert_eq!(t.json["user"]["email"], addr.as_str());
-    assert_eq!(s.get_auth("/auth/me", &t.access).await.status(), 200);
+    // Signing in by mail proves the address.
+    assert_eq!(me(&s, &t.access).await["user"]["email_verified"], true);
+    assert_eq!(claims(&t.access)["email_verified"], true);
     // Once only.
     expect_error(verify(&s, &addr, &code).await, 401, "invalid_code").await;
     // What the audit log says, without the code.
@@ -346,4 +348,128 @@ async fn without_smtp_the_email_endpoints_say_so() {
     let cfg = config(&db, &[("smtp-url", "smtp://127.0.0.1:2525")]);
     let err = baton_server::AppState::new(cfg).await.unwrap_err();
     assert!(err.to_string().contains("BATON_MAIL_FROM"), "{err}");
+}
+
+fn query_param(mail: &str, name: &str) -> String {
+    let key = format!("{name}=");
+    let i = mail
+        .find(&key)
+        .unwrap_or_else(|| panic!("{name} in {mail}"))
+        + key.len();
+    mail[i..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+async fn me(s: &Server, access: &str) -> Value {
+    let r = s.get_auth("/auth/me", access).await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_by_mail_signs_out_everywhere() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    s.register(&addr, "old password 1").await;
+    let before = s.login(&addr, "old password 1", "dev-1").await;
+    assert_eq!(
+        me(&s, &before.access).await["user"]["email_verified"],
+        false
+    );
+    assert_eq!(claims(&before.access)["email_verified"], false);
+    let ask_reset = |a: String| {
+        s.post(
+            "/auth/password/reset-request",
+            json!({ "email": a }),
+            Some("dev-1"),
+        )
+    };
+    // An address without an account: the same answer, no mail.
+    assert_eq!(ask_reset(email()).await.status(), 202);
+    assert_eq!(ask_reset(addr.clone()).await.status(), 202);
+    let mail = smtp.mail(1).await;
+    assert!(mail.contains(&format!("X-Envelope-To: {addr}")), "{mail}");
+    assert_eq!(smtp.count(), 1);
+    let token = query_param(&mail, "reset_token");
+    let reset = |token: &str, password: &str| {
+        s.post(
+            "/auth/password/reset",
+            json!({ "token": token, "password": password }),
+            Some("dev-1"),
+        )
+    };
+    expect_error(reset(&token, "short").await, 422, "validation_failed").await;
+    expect_error(
+        reset("made-up", "new password 2").await,
+        401,
+        "invalid_code",
+    )
+    .await;
+    assert_eq!(reset(&token, "new password 2").await.status(), 204);
+    expect_error(reset(&token, "new password 3").await, 401, "invalid_code").await;
+    // Every session ended; the old password is gone, the new one works.
+    let r = s.refresh(&before.refresh, Some("dev-1")).await;
+    expect_error(r, 401, "session_revoked").await;
+    let r = s
+        .post(
+            "/auth/login",
+            json!({"email": addr, "password": "old password 1"}),
+            Some("dev-1"),
+        )
+        .await;
+    expect_error(r, 401, "invalid_credentials").await;
+    let after = s.login(&addr, "new password 2", "dev-1").await;
+    // The mail arrived: the address counts as verified.
+    assert_eq!(me(&s, &after.access).await["user"]["email_verified"], true);
+    assert_eq!(claims(&after.access)["email_verified"], true);
+    let log = types(&events(&s, &after.access).await);
+    for k in ["password_reset_requested", "mail_sent", "password_reset"] {
+        assert!(log.contains(&k.to_owned()), "{k} in {log:?}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_is_verified_by_its_mailed_link() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    s.register(&addr, "correct horse").await;
+    let t = s.login(&addr, "correct horse", "dev-1").await;
+    let ask = || {
+        s.req(reqwest::Method::POST, "/auth/email/verify-request")
+            .bearer_auth(&t.access)
+            .send()
+    };
+    assert_eq!(ask().await.unwrap().status(), 202);
+    let token = query_param(&smtp.mail(1).await, "verify_token");
+    let verify = |token: &str| {
+        s.post(
+            "/auth/email/verify",
+            json!({ "token": token }),
+            Some("dev-1"),
+        )
+    };
+    assert_eq!(verify(&token).await.status(), 204);
+    expect_error(verify(&token).await, 401, "invalid_code").await;
+    assert_eq!(me(&s, &t.access).await["user"]["email_verified"], true);
+    // The next access token says so too.
+    let r = s.refresh(&t.refresh, Some("dev-1")).await;
+    assert_eq!(r.status(), 200);
+    let next = Tokens::from_json(r.json().await.unwrap());
+    assert_eq!(claims(&next.access)["email_verified"], true);
+    assert_eq!(next.json["user"]["email_verified"], true);
+    // Nothing more to verify.
+    let r = s
+        .req(reqwest::Method::POST, "/auth/email/verify-request")
+        .bearer_auth(&next.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(types(&events(&s, &next.access).await).contains(&"email_verified".to_owned()));
+    s.stop().await;
 }

@@ -344,6 +344,37 @@ async fn every_documented_operation_answers_as_documented() {
         )
         .await;
     }
+    let r = json!({"email": "openapi@example.com"});
+    d.check(
+        "post",
+        "/auth/password/reset-request",
+        post("/auth/password/reset-request", r, None).await.unwrap(),
+    )
+    .await;
+    for password in ["long enough 1", "short"] {
+        let body = json!({"token": "not-a-token", "password": password});
+        d.check(
+            "post",
+            "/auth/password/reset",
+            post("/auth/password/reset", body, None).await.unwrap(),
+        )
+        .await;
+    }
+    d.check(
+        "post",
+        "/auth/email/verify-request",
+        post("/auth/email/verify-request", json!({}), bearer)
+            .await
+            .unwrap(),
+    )
+    .await;
+    let body = json!({"token": "not-a-token"});
+    d.check(
+        "post",
+        "/auth/email/verify",
+        post("/auth/email/verify", body, None).await.unwrap(),
+    )
+    .await;
     let link = json!({"token": "not-a-link"});
     d.check(
         "post",
