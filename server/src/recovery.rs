@@ -271,7 +271,17 @@ pub async fn reset(
     let Some(user_id) = spend(&state, RESET, &body.token).await? else {
         return Err(invalid_token());
     };
-    let hash = state.password.hash(body.password).await?;
+    let hash = match state.password.hash(body.password).await {
+        Ok(h) => h,
+        Err(e) => {
+            // Not hashed now (the hashing queue is full): the link stays good for a retry.
+            sqlx::query("UPDATE account_tokens SET used_at = NULL WHERE token_hash = $1")
+                .bind(state.keys.secret_mac(RESET, &body.token))
+                .execute(state.store.writer())
+                .await?;
+            return Err(e);
+        }
+    };
     let now = now_ms();
     sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
         .bind(&hash)
