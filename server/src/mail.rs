@@ -87,15 +87,74 @@ impl Mailer {
             .map_err(|e| format!("SMTP: {e}"))
     }
 
-    /// The sign-in link for a token: `BATON_MAGIC_LINK_URL` with `token=` added to its query.
-    pub fn link(&self, token: &str) -> String {
+    /// A mailed link: `BATON_MAGIC_LINK_URL` with `param=token` added to its query (`token`
+    /// signs in, `reset_token` and `verify_token` are the account actions of `recovery`).
+    pub fn link(&self, param: &str, token: &str) -> String {
         let sep = if self.link_base.contains('?') {
             '&'
         } else {
             '?'
         };
-        format!("{}{sep}token={token}", self.link_base)
+        format!("{}{sep}{param}={token}", self.link_base)
     }
+
+    /// Sends after the answer (its time then says nothing about the address) and records the
+    /// outcome: `auth_email_total{step}` and the audit event `kinds.0` (sent) or `kinds.1`
+    /// (failed), `what` naming the mail in its detail.
+    pub fn send_later(
+        self,
+        state: &crate::AppState,
+        to: String,
+        subject: &'static str,
+        text: String,
+        audit: Audit,
+    ) {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let sent = self.send(&to, subject, text).await;
+            state
+                .metrics
+                .email(if sent.is_ok() { "sent" } else { "send_failed" });
+            let what = audit.what;
+            let (kind, severity, detail) = match &sent {
+                Ok(()) => (
+                    audit.kinds.0,
+                    "info",
+                    format!("{what} mail handed to the SMTP server"),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, what, "sending a mail failed");
+                    (
+                        audit.kinds.1,
+                        "warning",
+                        format!("{what} mail not sent: {e}"),
+                    )
+                }
+            };
+            let e = crate::sessions::event(
+                audit.user_id.as_deref(),
+                kind,
+                severity,
+                None,
+                &audit.caller,
+                &detail,
+            );
+            if let Err(err) = state.store.insert_event(&e).await {
+                tracing::warn!(error = %err, "recording a mail failed");
+            }
+        });
+    }
+}
+
+/// How a mail sent by `Mailer::send_later` is recorded.
+#[derive(Debug)]
+pub struct Audit {
+    pub user_id: Option<String>,
+    pub caller: crate::sessions::Caller,
+    /// The audit event types for sent and for failed.
+    pub kinds: (&'static str, &'static str),
+    /// The mail, in the event's detail (`sign-in`, `password_reset`, ...).
+    pub what: &'static str,
 }
 
 /// The user of `scheme://user[:password]@host...`.

@@ -71,11 +71,12 @@ pub mod policy {
 const CODE: &str = "email-code";
 const LINK: &str = "email-link";
 
-fn unavailable() -> ApiError {
+/// 503 `email_unavailable`: no mail set up (shared with `recovery`).
+pub(crate) fn unavailable() -> ApiError {
     let mut e = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::EmailUnavailable,
-        "sign-in by email is not set up on this server (BATON_SMTP_URL)",
+        "mail is not set up on this server (BATON_SMTP_URL)",
     );
     e.retry_after = Some(3600);
     e
@@ -85,8 +86,9 @@ fn invalid_code(message: &'static str) -> ApiError {
     ApiError::unauthorized(ErrorCode::InvalidCode, message)
 }
 
-/// Counts one attempt under `key`; a refusal is 429 with `Retry-After`.
-async fn limit(
+/// Counts one attempt under `key`; a refusal is 429 with `Retry-After` (shared with
+/// `recovery`).
+pub(crate) async fn limit(
     state: &AppState,
     key: &str,
     rule: (i64, std::time::Duration),
@@ -177,37 +179,20 @@ pub async fn request(
     let text = format!(
         "Your sign-in code: {code}\n\nOr open this link to sign in:\n{}\n\nBoth work once, for {minutes} minutes. \
          If you did not ask to sign in, ignore this mail.\n",
-        mailer.link(&link_token)
+        mailer.link("token", &link_token)
     );
-    tokio::spawn(async move {
-        let sent = mailer.send(&email, "Your sign-in code", text).await;
-        let (kind, severity, detail) = match &sent {
-            Ok(()) => (
-                "otp_sent",
-                "info",
-                "sign-in mail handed to the SMTP server".to_owned(),
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "sending a sign-in mail failed");
-                (
-                    "otp_send_failed",
-                    "warning",
-                    format!("sign-in mail not sent: {e}"),
-                )
-            }
-        };
-        state
-            .metrics
-            .email(if sent.is_ok() { "sent" } else { "send_failed" });
-        let e = sessions::event(uid.as_deref(), kind, severity, None, &c, &detail);
-        if let Err(err) = state.store.insert_event(&e).await {
-            tracing::warn!(error = %err, "recording a sign-in mail failed");
-        }
-    });
+    let audit = crate::mail::Audit {
+        user_id: uid,
+        caller: c,
+        kinds: ("otp_sent", "otp_send_failed"),
+        what: "sign-in",
+    };
+    mailer.send_later(&state, email, "Your sign-in code", text, audit);
     Ok(accepted())
 }
 
-fn accepted() -> Response {
+/// 202 `{"status": "accepted"}` (shared with `recovery`).
+pub(crate) fn accepted() -> Response {
     (
         StatusCode::ACCEPTED,
         Json(crate::schema::Status {

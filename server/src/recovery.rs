@@ -10,51 +10,24 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, AuthUser, ClientIp, DeviceId};
-use crate::handlers::{caller, refuse};
+use crate::handlers::caller;
+use crate::otp::{accepted, limit, unavailable};
 use crate::sessions::{self, Caller};
 use crate::{limits, now_ms, AppState};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use baton_core::ErrorCode;
 use serde::Deserialize;
 
 const RESET: &str = "password_reset";
 const VERIFY: &str = "email_verification";
 
-fn unavailable() -> ApiError {
-    let mut e = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::EmailUnavailable,
-        "mail is not set up on this server (BATON_SMTP_URL)",
-    );
-    e.retry_after = Some(3600);
-    e
-}
-
 fn invalid_token() -> ApiError {
     ApiError::unauthorized(
         ErrorCode::InvalidCode,
         "this link is unknown, used or expired: ask for a new one",
     )
-}
-
-async fn limit(
-    state: &AppState,
-    key: &str,
-    rule: (i64, std::time::Duration),
-    which: &'static str,
-    c: &Caller,
-) -> ApiResult<()> {
-    if let Err(refused) = state.limits.hit(&state.store, key, rule, now_ms()).await? {
-        refuse(state, None, None, c, which, refused).await;
-        return Err(ApiError::too_many(
-            ErrorCode::RateLimited,
-            refused.retry_after,
-        ));
-    }
-    Ok(())
 }
 
 /// Stores a new token for `user_id` and mails its link; the mail goes out in the background.
@@ -92,51 +65,19 @@ async fn mail_token(
             "confirm this address",
         )
     };
-    let link = format!(
-        "{}{}{param}={token}",
-        mailer.link_base,
-        if mailer.link_base.contains('?') {
-            '&'
-        } else {
-            '?'
-        }
-    );
+    let link = mailer.link(param, &token);
     let minutes = state.config.otp_ttl.as_secs().div_ceil(60);
     let text = format!(
         "Open this link to {what}:\n{link}\n\nIt works once, for {minutes} minutes. If you did \
          not ask for it, ignore this mail.\n"
     );
-    let (state, email, uid, c) = (
-        state.clone(),
-        email.to_owned(),
-        user_id.to_owned(),
-        c.clone(),
-    );
-    tokio::spawn(async move {
-        let sent = mailer.send(&email, subject, text).await;
-        state
-            .metrics
-            .email(if sent.is_ok() { "sent" } else { "send_failed" });
-        let (kind, severity, detail) = match &sent {
-            Ok(()) => (
-                "mail_sent",
-                "info",
-                format!("{purpose} mail handed to the SMTP server"),
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, purpose, "sending a mail failed");
-                (
-                    "mail_send_failed",
-                    "warning",
-                    format!("{purpose} mail not sent: {e}"),
-                )
-            }
-        };
-        let e = sessions::event(Some(&uid), kind, severity, None, &c, &detail);
-        if let Err(err) = state.store.insert_event(&e).await {
-            tracing::warn!(error = %err, "recording a mail failed");
-        }
-    });
+    let audit = crate::mail::Audit {
+        user_id: Some(user_id.to_owned()),
+        caller: c.clone(),
+        kinds: ("mail_sent", "mail_send_failed"),
+        what: purpose,
+    };
+    mailer.send_later(state, email.to_owned(), subject, text, audit);
     Ok(())
 }
 
@@ -223,16 +164,6 @@ pub async fn reset_request(
         state.store.insert_event(&e).await?;
     }
     Ok(accepted())
-}
-
-fn accepted() -> Response {
-    (
-        StatusCode::ACCEPTED,
-        Json(crate::schema::Status {
-            status: "accepted".into(),
-        }),
-    )
-        .into_response()
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
