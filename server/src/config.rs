@@ -161,6 +161,11 @@ pub struct Config {
     /// to what the open-file limit allows.
     #[arg(long, env = "BATON_MAX_CONNECTIONS", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Open connections at most from one client address (an IPv6 address counts with its
+    /// /64); beyond, a connection is answered 429 and closed. Peers in BATON_TRUSTED_PROXIES
+    /// are not counted. `0` turns this off.
+    #[arg(long, env = "BATON_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: u32,
     /// On SIGTERM or Ctrl-C, wait at most this long for requests in progress before exiting.
     #[arg(long, env = "BATON_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub shutdown_timeout: Duration,

@@ -18,6 +18,7 @@ pub mod lockout;
 pub mod mail;
 pub mod metrics;
 pub mod otp;
+pub mod peers;
 pub mod recovery;
 pub mod revocation;
 pub mod schema;
@@ -505,8 +506,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         "baton-server started"
     );
     let store = state.store.clone();
-    let opts = serve::ServeOptions::from_config(&state.config);
-    serve::serve(listener, app(state), opts, shutdown_signal()).await;
+    let opts = serve::ServeOptions::new(&state);
+    serve::serve(listener, app(state), opts.clone(), shutdown_signal()).await;
     background.abort();
     // Rotations already sent to the database finish (each with its audit event, in one
     // transaction); closing waits for them, within the same bound.

@@ -143,7 +143,7 @@ impl Metrics {
         counter(
             &mut out,
             "auth_rate_limited_total",
-            "Requests refused by an abuse limit.",
+            "Requests (and connections) refused by an abuse limit.",
             "limit",
             &self.rate_limited,
         );

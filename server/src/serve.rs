@@ -6,9 +6,14 @@
 //! - A connection with no request in progress and no traffic for `idle_timeout` is closed.
 //! - At most `max_connections` connections are open; further clients wait in the kernel's
 //!   listen backlog until one closes (the process never runs out of file descriptors).
+//! - At most `max_connections_per_address` of them come from one client address
+//!   (`crate::peers`); one more is answered 429 and closed at once, so a single address
+//!   cannot hold the whole cap.
 //! - On shutdown the listener closes at once, open connections finish their requests in
 //!   progress and close, and whatever is still open after `shutdown_timeout` is dropped.
 
+use crate::metrics::Metrics;
+use crate::peers::{PeerCounts, PeerSlot};
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
@@ -28,22 +33,79 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::Service;
 
 /// Connection limits (settings, see `config`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
+    /// Open connections per client address.
+    pub peers: Arc<PeerCounts>,
+    /// Counts the connections refused per address.
+    pub metrics: Arc<Metrics>,
 }
 
 impl ServeOptions {
-    pub fn from_config(c: &crate::config::Config) -> Self {
+    pub fn new(state: &crate::AppState) -> Self {
+        let c = &state.config;
         Self {
             header_read_timeout: c.header_read_timeout,
             idle_timeout: c.idle_timeout,
             max_connections: c.max_connections as usize,
             shutdown_timeout: c.shutdown_timeout,
+            peers: PeerCounts::new(
+                c.max_connections_per_address as usize,
+                c.trusted_proxies.clone(),
+            ),
+            metrics: state.metrics.clone(),
         }
+    }
+}
+
+/// The answer to a connection over its address's limit (the API's error shape, then close).
+fn over_limit_response() -> Vec<u8> {
+    let body = serde_json::to_vec(
+        &baton_core::wire::ErrorBody::new(
+            baton_core::wire::ErrorCode::RateLimited,
+            "too many open connections from this address",
+        )
+        .with_retry_after(1),
+    )
+    .unwrap_or_default();
+    let mut out = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Answers and closes a connection over its address's limit without waiting on the client:
+/// what it already sent is read (so closing does not reset the connection before the answer
+/// arrives), the answer is written if the socket takes it, and the socket is closed.
+fn refuse(stream: TcpStream, peer: SocketAddr, opts: &ServeOptions, last_warning: &AtomicU64) {
+    opts.metrics.rate_limited("connections_per_address");
+    let mut sink = [0u8; 4096];
+    let _ = stream.try_read(&mut sink);
+    let _ = stream.try_write(&over_limit_response());
+    drop(stream);
+    // One warning a minute at most: a flood must not flood the log too.
+    let now = crate::now_ms().max(0) as u64;
+    let last = last_warning.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 60_000
+        && last_warning
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            peer = %peer.ip(),
+            open = opts.peers.open(peer.ip()),
+            "connections from one address over BATON_MAX_CONNECTIONS_PER_ADDRESS: refused \
+             (if this address is a proxy of yours, list it in BATON_TRUSTED_PROXIES)"
+        );
     }
 }
 
@@ -69,6 +131,7 @@ pub async fn serve(
 ) -> usize {
     let max = opts.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max));
+    let last_warning = AtomicU64::new(0);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -91,13 +154,17 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(peer_slot) = opts.peers.admit(peer.ip()) else {
+            refuse(stream, peer, &opts, &last_warning);
+            continue;
+        };
         tokio::spawn(connection(
             stream,
             peer,
             app.clone(),
-            opts,
+            (opts.header_read_timeout, opts.idle_timeout),
             stop_rx.clone(),
-            slot,
+            (slot, peer_slot),
         ));
     }
     drop(listener);
@@ -122,14 +189,14 @@ pub async fn serve(
 }
 
 /// One connection: hyper with the header-read timeout, plus the idle watchdog and the
-/// shutdown signal. `_slot` frees its place under the cap when the connection ends.
+/// shutdown signal. `_slots` free its places under the caps when the connection ends.
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     app: Router,
-    opts: ServeOptions,
+    (header_read_timeout, idle_timeout): (Duration, Duration),
     mut stop: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
+    _slots: (OwnedSemaphorePermit, PeerSlot),
 ) {
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity::new());
@@ -152,12 +219,12 @@ async fn connection(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
+        .header_read_timeout(header_read_timeout)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
-    let check = (opts.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let check = (idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut tick = tokio::time::interval(check);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Once asked to close, the connection gets this long to finish before it is dropped.
@@ -193,12 +260,12 @@ async fn connection(
                     // While stopping, the server's shutdown timeout bounds the wait instead.
                     Some(at)
                         if !stopping
-                            && at.elapsed() >= opts.idle_timeout.max(Duration::from_secs(1)) =>
+                            && at.elapsed() >= idle_timeout.max(Duration::from_secs(1)) =>
                     {
                         return;
                     }
                     Some(_) => {}
-                    None if activity.idle_for() >= opts.idle_timeout => {
+                    None if activity.idle_for() >= idle_timeout => {
                         tracing::debug!(%peer, "idle connection closed");
                         conn.as_mut().graceful_shutdown();
                         closing = Some(Instant::now());

@@ -34,6 +34,10 @@ fn help_documents_every_setting_with_its_environment_variable() {
         ("--header-read-timeout", "BATON_HEADER_READ_TIMEOUT"),
         ("--idle-timeout", "BATON_IDLE_TIMEOUT"),
         ("--max-connections", "BATON_MAX_CONNECTIONS"),
+        (
+            "--max-connections-per-address",
+            "BATON_MAX_CONNECTIONS_PER_ADDRESS",
+        ),
         ("--shutdown-timeout", "BATON_SHUTDOWN_TIMEOUT"),
         ("--hash-queue", "BATON_HASH_QUEUE"),
         ("--refresh-recovery", "BATON_REFRESH_RECOVERY"),

@@ -120,3 +120,100 @@ async fn sigterm_ends_the_process_in_bounded_time_with_a_half_sent_request_open(
     };
     assert!(status.success(), "exit status {status}");
 }
+
+/// A connection from `source` (any 127.0.0.0/8 address is this machine's loopback on Linux).
+async fn connect_from(source: &str, to: std::net::SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    sock.connect(to).await.unwrap()
+}
+
+/// Sends a request on `sock` and returns the start of what comes back ("" when the server
+/// closed the connection without an answer).
+async fn ask(sock: &mut TcpStream) -> String {
+    let _ = sock.write_all(FULL).await;
+    let mut buf = [0u8; 2048];
+    match tokio::time::timeout(Duration::from_secs(3), sock.read(&mut buf)).await {
+        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Ok(Err(_)) => String::new(),
+        Err(_) => panic!("no answer and no close within 3 s"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_the_connection_cap() {
+    let s = Server::start(&[
+        ("max-connections", "10"),
+        ("max-connections-per-address", "3"),
+        ("idle-timeout", "30s"),
+    ])
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut sock = connect_from("127.0.0.1", s.addr).await;
+        assert!(ask(&mut sock).await.starts_with("HTTP/1.1 200"));
+        held.push(sock);
+    }
+    // A fourth from the same address is refused at once, with the API's 429 when it arrives
+    // before the close, and never served; the connection does not stay open.
+    for _ in 0..5 {
+        let mut extra = connect_from("127.0.0.1", s.addr).await;
+        let answer = ask(&mut extra).await;
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 429"),
+            "{answer}"
+        );
+        if !answer.is_empty() {
+            assert!(answer.contains("retry-after: 1"), "{answer}");
+            assert!(answer.contains(r#""code":"rate_limited""#), "{answer}");
+        }
+        assert!(closed_within(&mut extra, Duration::from_secs(2))
+            .await
+            .is_some());
+    }
+    // Other addresses are served meanwhile.
+    let mut other = connect_from("127.0.0.2", s.addr).await;
+    assert!(ask(&mut other).await.starts_with("HTTP/1.1 200"));
+    // A place given back is a place for the same address again.
+    drop(held.pop());
+    let mut again = None;
+    for _ in 0..20 {
+        let mut sock = connect_from("127.0.0.1", s.addr).await;
+        if ask(&mut sock).await.starts_with("HTTP/1.1 200") {
+            again = Some(sock);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(again.is_some(), "the address never got its place back");
+    drop((held, again));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = s.metrics().await;
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"auth_rate_limited_total{limit="connections_per_address"} "#)
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 5, "refusals are counted: {metrics}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_is_not_held_to_the_per_address_cap() {
+    let s = Server::start(&[
+        ("max-connections", "20"),
+        ("max-connections-per-address", "2"),
+        ("trusted-proxies", "127.0.0.3"),
+        ("idle-timeout", "30s"),
+    ])
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        let mut sock = connect_from("127.0.0.3", s.addr).await;
+        assert!(ask(&mut sock).await.starts_with("HTTP/1.1 200"));
+        held.push(sock);
+    }
+    s.stop().await;
+}

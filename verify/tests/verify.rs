@@ -37,7 +37,7 @@ impl Server {
         config.bind = listener.local_addr().unwrap();
         let state = baton_server::AppState::new(config.clone()).await.unwrap();
         let background = baton_server::spawn_background(&state);
-        let opts = baton_server::serve::ServeOptions::from_config(&state.config);
+        let opts = baton_server::serve::ServeOptions::new(&state);
         let app = baton_server::app(state);
         let task = tokio::spawn(async move {
             baton_server::serve::serve(listener, app, opts, std::future::pending()).await;

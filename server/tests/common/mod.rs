@@ -93,7 +93,7 @@ impl Server {
         let state = AppState::new(cfg).await.expect("server state");
         let background = baton_server::spawn_background(&state);
         let app = baton_server::app(state.clone());
-        let opts = baton_server::serve::ServeOptions::from_config(&state.config);
+        let opts = baton_server::serve::ServeOptions::new(&state);
         let serve = tokio::spawn(async move {
             baton_server::serve::serve(listener, app, opts, std::future::pending()).await;
         });
