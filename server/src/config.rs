@@ -50,6 +50,11 @@ pub struct Config {
     /// bound). Proofs are ES256 or EdDSA and at most 60 s old (see docs/api.md, "DPoP").
     #[arg(long, env = "BATON_DPOP", default_value = "allowed")]
     pub dpop: DpopMode,
+    /// DPoP proofs one key may have accepted per minute by one instance (the replay cache
+    /// every key shares must not be filled by one); beyond, 429 until the minute is over.
+    /// Scaled by BATON_RATE_LIMITS like the other limits; off with it.
+    #[arg(long, env = "BATON_DPOP_PROOFS_PER_KEY", default_value_t = 3000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub dpop_proofs_per_key: u32,
 
     /// The SMTP server that sends sign-in codes and links: `smtp://host:port` (plain, or
     /// `?tls=required` for STARTTLS), `smtps://host:port` (TLS); a user and password may be in

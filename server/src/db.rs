@@ -726,7 +726,7 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Records a DPoP proof (`id`: see `dpop::replay_id`) until `expires_at`; false when it
+    /// Records a DPoP proof (`id`: a hash of its key and `jti`, see `dpop::ReplayCache`) until `expires_at`; false when it
     /// was recorded before, by this instance or another.
     pub async fn dpop_proof_first_use(
         &self,
@@ -741,6 +741,13 @@ impl Store {
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// DPoP proofs remembered now.
+    pub async fn dpop_proofs_remembered(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM dpop_proofs")
+            .fetch_one(&self.pool)
+            .await
     }
 
     /// Drops DPoP proofs whose window has passed.

@@ -34,12 +34,58 @@ pub fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
 
 /// The proofs seen within the window. On PostgreSQL a table every instance shares; on SQLite
 /// (one instance) this instance's memory, so a proof costs no write on the one SQLite writer.
+/// Beside it, each key's budget of proofs (`KeyBudget`), so that one key cannot fill it.
 #[derive(Debug, Default)]
 pub struct ReplayCache {
     memory: Mutex<HashMap<[u8; 32], i64>>,
+    budget: Mutex<KeyBudget>,
+}
+
+/// Proofs recorded per key in fixed windows (`BATON_DPOP_PROOFS_PER_KEY`): the replay cache
+/// holds proofs of many keys, and one key (one client, or one thief with a stolen session)
+/// must not take all its room. Pure: the clock is passed in.
+#[derive(Debug, Default)]
+pub struct KeyBudget {
+    /// Per key thumbprint: when its window started (unix ms) and proofs counted in it.
+    windows: HashMap<String, (i64, i64)>,
+}
+
+impl KeyBudget {
+    /// Counts one proof of `jkt` at `now`; `Err(seconds)` when `limit` proofs already fall in
+    /// its window of `window_ms`, with the seconds until the window ends.
+    pub fn take(&mut self, jkt: &str, limit: i64, window_ms: i64, now: i64) -> Result<(), u64> {
+        let (start, count) = self.windows.entry(jkt.to_owned()).or_insert((now, 0));
+        if now - *start >= window_ms {
+            (*start, *count) = (now, 0);
+        }
+        if *count >= limit {
+            return Err(((*start + window_ms - now).max(1) as u64).div_ceil(1000));
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    /// Forgets windows that ended before `now`.
+    pub fn purge(&mut self, window_ms: i64, now: i64) {
+        self.windows
+            .retain(|_, (start, _)| now - *start < window_ms);
+    }
 }
 
 impl ReplayCache {
+    /// Counts `proof` against its key's budget: `Err(seconds)` to wait when the key is over.
+    fn take_budget(&self, state: &AppState, proof: &Proof, now_ms: i64) -> Result<(), u64> {
+        let window = crate::limits::DPOP_PROOF_BUDGET_WINDOW;
+        let Some(limit) = state
+            .limits
+            .scaled(i64::from(state.config.dpop_proofs_per_key))
+        else {
+            return Ok(());
+        };
+        let mut budget = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        budget.take(&proof.jkt, limit, window.as_millis() as i64, now_ms)
+    }
+
     /// Records `proof`; false when it was seen before.
     async fn first_use(&self, state: &AppState, proof: &Proof, now_ms: i64) -> ApiResult<bool> {
         let id: [u8; 32] = Sha256::new()
@@ -65,8 +111,21 @@ impl ReplayCache {
         Ok(seen.insert(id, expires_at).is_none())
     }
 
+    /// How many proofs are remembered now (this instance's memory, or the shared table).
+    pub async fn remembered(&self, state: &AppState) -> ApiResult<i64> {
+        if state.store.backend == crate::db::Backend::Postgres {
+            return Ok(state.store.dpop_proofs_remembered().await?);
+        }
+        Ok(self.memory.lock().unwrap_or_else(|p| p.into_inner()).len() as i64)
+    }
+
     /// Forgets proofs whose window has passed (the background task calls this every minute).
     pub async fn purge(&self, state: &AppState, now_ms: i64) {
+        let window = crate::limits::DPOP_PROOF_BUDGET_WINDOW.as_millis() as i64;
+        self.budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .purge(window, now_ms);
         if state.store.backend == crate::db::Backend::Postgres {
             if let Err(e) = state.store.purge_dpop_proofs(now_ms).await {
                 tracing::debug!(error = %e, "DPoP proof purge failed");
@@ -113,9 +172,9 @@ pub fn request_url(state: &AppState, headers: &HeaderMap, path: &str) -> String 
     format!("{scheme}://{host}{path}")
 }
 
-/// Checks the request's proof, if it sent one, and records it against replay. `access_token`:
-/// the token sent with it, whose hash the proof must carry.
-pub async fn verify(
+/// Checks the request's proof, if it sent one: its form, signature, method, URL, time and
+/// (with `access_token`) the token's hash. Not recorded yet: see `record`.
+fn checked(
     state: &AppState,
     headers: &HeaderMap,
     method: &Method,
@@ -132,36 +191,50 @@ pub async fn verify(
         access_token,
     };
     let now = crate::now_ms();
-    let checked = dpop::check(proof, &expect, now / 1000, WINDOW_S).map_err(|e| {
-        state.metrics.dpop("invalid");
-        tracing::debug!(reason = %e, "DPoP proof refused");
-        invalid(e.0)
-    })?;
-    if !state.dpop_replay.first_use(state, &checked, now).await? {
+    dpop::check(proof, &expect, now / 1000, WINDOW_S)
+        .map(Some)
+        .map_err(|e| {
+            state.metrics.dpop("invalid");
+            tracing::debug!(reason = %e, "DPoP proof refused");
+            invalid(e.0)
+        })
+}
+
+/// Records a checked proof against replay, once it is known to be the proof of a key the call
+/// may use (the session's, or one the caller proved a right to sign in with): a proof by any
+/// other key never takes room in the replay cache. 429 when the key is over its budget.
+pub async fn record(state: &AppState, proof: &Proof) -> ApiResult<()> {
+    let now = crate::now_ms();
+    if let Err(wait) = state.dpop_replay.take_budget(state, proof, now) {
+        state.metrics.dpop("over_budget");
+        state.metrics.rate_limited("dpop_key");
+        return Err(ApiError::too_many(ErrorCode::RateLimited, wait));
+    }
+    if !state.dpop_replay.first_use(state, proof, now).await? {
         state.metrics.dpop("replayed");
         return Err(invalid(
             "the DPoP proof was used before: make a new one per request",
         ));
     }
     state.metrics.dpop("valid");
-    Ok(Some(checked))
+    Ok(())
 }
 
-/// For a call that creates a session: the thumbprint to bind the session to, by the setting
-/// and the proof (`None`: a Bearer session).
-pub async fn bind_new_session(
+/// For a call that creates a session: the proof whose key the session is to be bound to, by
+/// the setting and the request (`None`: a Bearer session). It is checked here but recorded
+/// only by `handlers::start_session`, after the caller proved who they are: an anonymous flood
+/// of proofs costs a signature check each and leaves nothing behind.
+pub fn bind_new_session(
     state: &AppState,
     headers: &HeaderMap,
     method: &Method,
     path: &str,
-) -> ApiResult<Option<String>> {
+) -> ApiResult<Option<Proof>> {
     match state.config.dpop {
         DpopMode::Off => Ok(None),
-        DpopMode::Allowed => Ok(verify(state, headers, method, path, None)
-            .await?
-            .map(|p| p.jkt)),
-        DpopMode::Required => match verify(state, headers, method, path, None).await? {
-            Some(p) => Ok(Some(p.jkt)),
+        DpopMode::Allowed => checked(state, headers, method, path, None),
+        DpopMode::Required => match checked(state, headers, method, path, None)? {
+            Some(p) => Ok(Some(p)),
             None => Err(invalid(
                 "this server requires DPoP: send a DPoP proof to create a session",
             )),
@@ -179,8 +252,8 @@ pub async fn check_session(
     bound_to: Option<&str>,
 ) -> ApiResult<()> {
     match bound_to {
-        Some(jkt) => match verify(state, headers, method, path, None).await? {
-            Some(p) if p.jkt == jkt => Ok(()),
+        Some(jkt) => match checked(state, headers, method, path, None)? {
+            Some(p) if p.jkt == jkt => record(state, &p).await,
             Some(_) => Err(invalid(
                 "the DPoP proof is signed by another key than the session's",
             )),
@@ -207,8 +280,8 @@ pub async fn check_access(
     bound_to: Option<&str>,
 ) -> ApiResult<()> {
     match (bound_to, scheme_dpop) {
-        (Some(jkt), true) => match verify(state, headers, method, path, Some(token)).await? {
-            Some(p) if p.jkt == jkt => Ok(()),
+        (Some(jkt), true) => match checked(state, headers, method, path, Some(token))? {
+            Some(p) if p.jkt == jkt => record(state, &p).await,
             Some(_) => Err(invalid(
                 "the DPoP proof is signed by another key than the token is bound to",
             )),
@@ -221,5 +294,36 @@ pub async fn check_access(
             "this access token is not DPoP-bound: send it as `Authorization: Bearer`",
         )),
         (None, false) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyBudget;
+
+    #[test]
+    fn a_key_gets_its_budget_per_window_and_others_theirs() {
+        let mut b = KeyBudget::default();
+        for _ in 0..3 {
+            assert_eq!(b.take("a", 3, 60_000, 1_000), Ok(()));
+        }
+        assert_eq!(b.take("a", 3, 60_000, 1_000), Err(60));
+        assert_eq!(b.take("a", 3, 60_000, 30_500), Err(31));
+        assert_eq!(b.take("b", 3, 60_000, 30_500), Ok(()));
+        // A new window starts when the last one is over.
+        assert_eq!(b.take("a", 3, 60_000, 61_000), Ok(()));
+        assert_eq!(b.take("a", 3, 60_000, 61_001), Ok(()));
+    }
+
+    #[test]
+    fn ended_windows_are_forgotten() {
+        let mut b = KeyBudget::default();
+        for i in 0..100 {
+            b.take(&format!("k{i}"), 3, 60_000, i).unwrap();
+        }
+        b.purge(60_000, 60_050);
+        assert_eq!(b.windows.len(), 49);
+        b.purge(60_000, 200_000);
+        assert!(b.windows.is_empty());
     }
 }

@@ -278,7 +278,7 @@ pub async fn login(
 ) -> ApiResult<Response> {
     // The proof first: a call refused for it costs no password check and counts no attempt.
     let post = axum::http::Method::POST;
-    let dpop_jkt = crate::dpop::bind_new_session(&state, &headers, &post, "/auth/login").await?;
+    let dpop = crate::dpop::bind_new_session(&state, &headers, &post, "/auth/login")?;
     let c = caller(ip, device, &headers);
     let now = now_ms();
     let email = crate::email::normalize(&body.email);
@@ -343,12 +343,7 @@ pub async fn login(
         }
     }
 
-    let how = Start {
-        remember_me: body.remember_me,
-        cookie: body.refresh_transport == RefreshTransport::Cookie,
-        dpop_jkt,
-        detail: "signed in",
-    };
+    let how = Start::new(body.remember_me, body.refresh_transport, dpop, "signed in");
     start_session(&state, &user, &c, how, now).await
 }
 
@@ -358,10 +353,28 @@ pub(crate) struct Start {
     pub remember_me: bool,
     /// The refresh token travels in the cookie.
     pub cookie: bool,
-    /// The DPoP key thumbprint to bind the session to (see `dpop`).
-    pub dpop_jkt: Option<String>,
+    /// The checked DPoP proof whose key the session is bound to (see `dpop`), recorded
+    /// against replay here, once the caller proved who they are.
+    pub dpop: Option<baton_core::dpop::Proof>,
     /// The `login_succeeded` event's detail: how the user proved who they are.
     pub detail: &'static str,
+}
+
+impl Start {
+    /// From the body fields every sign-in takes (`remember_me`, `refresh_transport`).
+    pub(crate) fn new(
+        remember_me: bool,
+        transport: RefreshTransport,
+        dpop: Option<baton_core::dpop::Proof>,
+        detail: &'static str,
+    ) -> Self {
+        Self {
+            remember_me,
+            cookie: transport == RefreshTransport::Cookie,
+            dpop,
+            detail,
+        }
+    }
 }
 
 /// A new session for `user`, signed in by password, emailed code or link: its row and events
@@ -373,6 +386,9 @@ pub(crate) async fn start_session(
     how: Start,
     now: i64,
 ) -> ApiResult<Response> {
+    if let Some(proof) = &how.dpop {
+        crate::dpop::record(state, proof).await?;
+    }
     let new_device = match &c.device_id {
         Some(d) => !state.store.device_known(&user.id, d).await?,
         None => false,
@@ -403,7 +419,7 @@ pub(crate) async fn start_session(
         revoked_at: None,
         revoked_reason: None,
         rotated_by_key: None,
-        dpop_jkt: how.dpop_jkt,
+        dpop_jkt: how.dpop.map(|p| p.jkt),
     };
     let (uid, sid) = (Some(user.id.as_str()), Some(session.id.as_str()));
     let signed_in = sessions::event(uid, "login_succeeded", "info", sid, c, how.detail);

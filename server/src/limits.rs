@@ -31,6 +31,8 @@ pub const OTP_VERIFY_PER_IP: (i64, Duration) = (30, Duration::from_secs(600));
 /// Refused DPoP proofs per session per ten minutes that are recorded as audit events; further
 /// refusals are counted in metrics only, so a thief's flood cannot flood the owner's log.
 pub const DPOP_REFUSALS_RECORDED: (i64, Duration) = (5, Duration::from_secs(600));
+/// The window of `BATON_DPOP_PROOFS_PER_KEY` (DPoP proofs per key, counted in one instance).
+pub const DPOP_PROOF_BUDGET_WINDOW: Duration = Duration::from_secs(60);
 /// Logins per account per hour above which `suspicious_activity` is recorded.
 pub const SUSPICIOUS_LOGINS: i64 = 10;
 /// Distinct IPs per account per hour above which `suspicious_activity` is recorded.
@@ -98,6 +100,11 @@ impl Limits {
             lockout: config.lockout_duration,
             refusals: Refusals::default(),
         }
+    }
+
+    /// `limit` as the setting scales it; `None` with limits off.
+    pub fn scaled(&self, limit: i64) -> Option<i64> {
+        self.enabled.then(|| limit.saturating_mul(self.scale))
     }
 
     /// Counts one attempt under `key`; refuses it when `limit` attempts already fall in the

@@ -233,7 +233,7 @@ pub async fn verify_code(
             "code must be the 6 digits of the mail",
         ));
     }
-    let (c, dpop_jkt) = admit(&state, ip, device, &headers, "/auth/otp/verify").await?;
+    let (c, dpop) = admit(&state, ip, device, &headers, "/auth/otp/verify").await?;
     let wrong = || invalid_code("wrong or expired code: ask for a new one after 5 tries");
     let email = crate::email::normalize(&body.email).ok_or_else(wrong)?;
     let now = now_ms();
@@ -268,12 +268,12 @@ pub async fn verify_code(
     if !use_row(&state, &row_id, now).await? {
         return Err(wrong());
     }
-    let how = Start {
-        remember_me: body.remember_me,
-        cookie: body.refresh_transport == RefreshTransport::Cookie,
-        dpop_jkt,
-        detail: "signed in with an emailed code",
-    };
+    let how = Start::new(
+        body.remember_me,
+        body.refresh_transport,
+        dpop,
+        "signed in with an emailed code",
+    );
     sign_in(&state, &email, user, &c, how, now).await
 }
 
@@ -302,7 +302,7 @@ pub async fn verify_link(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LinkVerify>,
 ) -> ApiResult<Response> {
-    let (c, dpop_jkt) = admit(&state, ip, device, &headers, "/auth/magic-link/verify").await?;
+    let (c, dpop) = admit(&state, ip, device, &headers, "/auth/magic-link/verify").await?;
     let now = now_ms();
     let bad = || invalid_code("this sign-in link is unknown, used or expired: ask for a new one");
     if body.token.is_empty() || body.token.len() > 128 {
@@ -331,30 +331,30 @@ pub async fn verify_link(
         return Err(bad());
     };
     let user = state.store.user_by_email(&email).await?;
-    let how = Start {
-        remember_me: body.remember_me,
-        cookie: body.refresh_transport == RefreshTransport::Cookie,
-        dpop_jkt,
-        detail: "signed in with an emailed link",
-    };
+    let how = Start::new(
+        body.remember_me,
+        body.refresh_transport,
+        dpop,
+        "signed in with an emailed link",
+    );
     sign_in(&state, &email, user, &c, how, now).await
 }
 
 /// The start of both verifications: mail set up, the DPoP proof (checked before anything is
-/// counted), the per-address limit. The caller, and the key thumbprint to bind the session to.
+/// counted), the per-address limit. The caller, and the checked proof whose key the session is bound to.
 async fn admit(
     state: &AppState,
     ip: ClientIp,
     device: DeviceId,
     headers: &HeaderMap,
     path: &str,
-) -> ApiResult<(Caller, Option<String>)> {
+) -> ApiResult<(Caller, Option<baton_core::dpop::Proof>)> {
     state.mailer.as_ref().ok_or_else(unavailable)?;
-    let dpop_jkt = crate::dpop::bind_new_session(state, headers, &Method::POST, path).await?;
+    let dpop = crate::dpop::bind_new_session(state, headers, &Method::POST, path)?;
     let c = caller(ip, device, headers);
     let key = format!("otp_verify_ip:{}", c.ip);
     limit(state, &key, limits::OTP_VERIFY_PER_IP, "otp_verify_ip", &c).await?;
-    Ok((c, dpop_jkt))
+    Ok((c, dpop))
 }
 
 /// The end of both verifications: the account (made now for a new address), the

@@ -34,6 +34,7 @@ fn help_documents_every_setting_with_its_environment_variable() {
         ("--header-read-timeout", "BATON_HEADER_READ_TIMEOUT"),
         ("--idle-timeout", "BATON_IDLE_TIMEOUT"),
         ("--max-connections", "BATON_MAX_CONNECTIONS"),
+        ("--dpop-proofs-per-key", "BATON_DPOP_PROOFS_PER_KEY"),
         (
             "--max-connections-per-address",
             "BATON_MAX_CONNECTIONS_PER_ADDRESS",

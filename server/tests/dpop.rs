@@ -220,6 +220,94 @@ async fn a_proof_is_accepted_once() {
     s.stop().await;
 }
 
+async fn remembered(s: &Server) -> i64 {
+    s.state.dpop_replay.remembered(&s.state).await.unwrap()
+}
+
+/// The replay cache is shared by every key: proofs that prove nothing (a sign-in that fails, a
+/// key that is not the session's) must take no room in it, or anybody could fill it and have
+/// every DPoP request refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_proofs_of_a_key_the_caller_may_use_are_remembered() {
+    let s = Server::start(&[("rate-limits", "relaxed")]).await;
+    let key = ProofKey::es256();
+    let email = new_account(&s).await;
+    for i in 0..8 {
+        let attacker = ProofKey::es256();
+        let who = if i % 2 == 0 {
+            email.clone()
+        } else {
+            format!("nobody{i}@example.com")
+        };
+        let r = s
+            .req(Method::POST, "/auth/login")
+            .header("x-device-id", "dev-1")
+            .header("dpop", attacker.post("/auth/login"))
+            .json(&json!({"email": who, "password": "wrong password"}))
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, 401, "invalid_credentials").await;
+    }
+    assert_eq!(
+        remembered(&s).await,
+        0,
+        "failed sign-ins left proofs behind"
+    );
+    let r = login_with_proof(&s, &email, Some(&key.post("/auth/login"))).await;
+    assert_eq!(r.status(), 200);
+    let t = Tokens::from_json(r.json().await.unwrap());
+    assert_eq!(remembered(&s).await, 1);
+    // A thief holding the tokens signs with a key of their own: refused, nothing remembered.
+    let thief = ProofKey::es256();
+    for _ in 0..5 {
+        let r = refresh_with(&s, &t.refresh, Some(&thief.post("/auth/refresh"))).await;
+        expect_error(r, 401, "dpop_proof_invalid").await;
+        let r = me(&s, "DPoP", &t.access, Some(&me_proof(&thief, &t.access))).await;
+        expect_error(r, 401, "dpop_proof_invalid").await;
+    }
+    assert_eq!(
+        remembered(&s).await,
+        1,
+        "a foreign key's proofs were remembered"
+    );
+    let r = me(&s, "DPoP", &t.access, Some(&me_proof(&key, &t.access))).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(remembered(&s).await, 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_cannot_use_more_than_its_budget_of_proofs() {
+    let s = Server::start(&[("dpop-proofs-per-key", "4")]).await;
+    let key = ProofKey::es256();
+    let t = bound_session(&s, &key).await; // one proof
+    for _ in 0..3 {
+        let r = me(&s, "DPoP", &t.access, Some(&me_proof(&key, &t.access))).await;
+        assert_eq!(r.status(), 200);
+    }
+    let r = me(&s, "DPoP", &t.access, Some(&me_proof(&key, &t.access))).await;
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    expect_error(r, 429, "rate_limited").await;
+    let r = refresh_with(&s, &t.refresh, Some(&key.post("/auth/refresh"))).await;
+    expect_error(r, 429, "rate_limited").await;
+    // Other keys have budgets of their own.
+    let other = ProofKey::es256();
+    let o = bound_session(&s, &other).await;
+    let r = me(&s, "DPoP", &o.access, Some(&me_proof(&other, &o.access))).await;
+    assert_eq!(r.status(), 200);
+    assert!(s
+        .metrics()
+        .await
+        .contains(r#"auth_rate_limited_total{limit="dpop_key"} 2"#));
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bound_access_token_needs_the_dpop_scheme_and_a_proof_with_its_hash() {
     let s = Server::start(&[]).await;
