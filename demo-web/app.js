@@ -267,7 +267,9 @@ async function emailCode() {
     await useTransport();
     await demo.baton.requestCode(email);
     for (const id of ["code", "btn-verify-code", "code-note"]) $(id).hidden = false;
-    $("code-note").textContent = `If ${email} may sign in here, a code and a sign-in link are on their way (valid once, for a few minutes).`;
+    const local = ["127.0.0.1", "localhost", "[::1]"].includes(location.hostname);
+    $("code-note").textContent = `If ${email} may sign in here, a code and a sign-in link are on their way (valid once, for a few minutes).` +
+      (local ? " Started with cargo xtask demo? The mail is printed in its terminal." : "");
     $("code").focus();
   } catch (e) {
     $("auth-error").textContent =

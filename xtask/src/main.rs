@@ -3,6 +3,7 @@
 //! Everything it provisions is installed only when missing, so a second run takes seconds.
 //! Shell-outs are limited to the tools themselves (cargo, rustup, apt-get, npm, PostgreSQL).
 
+mod mailbox;
 mod minify;
 mod pg;
 mod server;
@@ -332,6 +333,9 @@ $BATON_BIND, else 127.0.0.1:8080) with the SQLite file ./baton.db, serving demo-
 http://ADDR/, and the orders service (verify/examples/demo-api.rs, a backend of its own that
 accepts Baton's tokens) on the next port. Ctrl-C stops both.
 
+Mail (sign-in codes and links, password resets) goes to a mailbox of the demo's own on
+loopback and is printed in this terminal, unless BATON_SMTP_URL is set.
+
 Environment: BATON_ACCESS_TTL (default 30s here, so refreshes show), BATON_RATE_LIMITS (on;
 see docs/operations.md for relaxing limits in development), and any other BATON_* setting.
 ";
@@ -388,8 +392,24 @@ fn demo(args: &[String]) -> Result<()> {
          open {page}/ (Ctrl-C stops)",
         api_addr.port()
     ));
-    let mut server = std::process::Command::new(root.join("target/release/baton-server"))
-        .current_dir(&root)
+    let mut server = std::process::Command::new(root.join("target/release/baton-server"));
+    server.current_dir(&root);
+    // Mail goes to the demo's mailbox, which prints it here, unless SMTP is set up already.
+    if std::env::var_os("BATON_SMTP_URL").is_none() {
+        let mailbox = mailbox::start()?;
+        server.env("BATON_SMTP_URL", format!("smtp://{mailbox}"));
+        if std::env::var_os("BATON_MAIL_FROM").is_none() {
+            server.env("BATON_MAIL_FROM", "Baton demo <no-reply@baton.localhost>");
+        }
+        if std::env::var_os("BATON_MAGIC_LINK_URL").is_none() {
+            server.env("BATON_MAGIC_LINK_URL", format!("{page}/"));
+        }
+        util::step(&format!(
+            "mail (sign-in codes and links) goes to the demo mailbox on {mailbox} and is printed \
+             here; set BATON_SMTP_URL to send real mail"
+        ));
+    }
+    let mut server = server
         .env("BATON_BIND", addr.to_string())
         .env("BATON_COOKIE_SECURE", "false")
         .env("BATON_INTROSPECTION_TOKEN", &secret)
