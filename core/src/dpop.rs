@@ -28,6 +28,57 @@ pub const DEFAULT_WINDOW_S: i64 = 60;
 /// Longer proofs are refused before any parsing.
 pub const MAX_PROOF_LEN: usize = 4096;
 
+/// How an access token was presented in `Authorization`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    /// `Authorization: DPoP <token>`, with a proof in the `DPoP` header.
+    Dpop,
+}
+
+/// The token and scheme of an `Authorization` header value, `Bearer <token>` or `DPoP <token>`
+/// (the scheme without case). The error is a message safe to return to the client.
+pub fn authorization(value: &str) -> Result<(&str, Scheme), &'static str> {
+    let Some((scheme, token)) = value.split_once(' ') else {
+        return Err("malformed Authorization header");
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err("malformed Authorization header");
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Ok((token, Scheme::Bearer))
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Ok((token, Scheme::Dpop))
+    } else {
+        Err("Authorization is not Bearer or DPoP")
+    }
+}
+
+/// The URL a request was addressed to, which a proof's `htu` must name: the service's public
+/// base URL and the path when it is configured; else the scheme (the first `X-Forwarded-Proto`
+/// entry: `https`, anything else `http`) and `Host` of the request with the path.
+pub fn request_url(
+    public_url: Option<&str>,
+    forwarded_proto: Option<&str>,
+    host: Option<&str>,
+    path: &str,
+) -> String {
+    if let Some(base) = public_url {
+        return format!("{base}{path}");
+    }
+    fn first(v: Option<&str>) -> Option<&str> {
+        v.map(|v| v.split(',').next().unwrap_or("").trim())
+            .filter(|v| !v.is_empty())
+    }
+    let scheme = match first(forwarded_proto) {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    let host = first(host).unwrap_or("localhost");
+    format!("{scheme}://{host}{path}")
+}
+
 /// What the proof must match.
 #[derive(Debug, Clone, Copy)]
 pub struct Expect<'a> {
@@ -227,6 +278,49 @@ pub fn normalize_url(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorization_takes_bearer_and_dpop_only() {
+        assert_eq!(authorization("Bearer abc"), Ok(("abc", Scheme::Bearer)));
+        assert_eq!(authorization("bearer  abc "), Ok(("abc", Scheme::Bearer)));
+        assert_eq!(authorization("DPoP abc"), Ok(("abc", Scheme::Dpop)));
+        assert_eq!(authorization("dpop abc"), Ok(("abc", Scheme::Dpop)));
+        for bad in ["Bearer", "Bearer ", "Bearer   ", "abc", ""] {
+            assert_eq!(
+                authorization(bad),
+                Err("malformed Authorization header"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            authorization("Basic dXNlcjpwdw=="),
+            Err("Authorization is not Bearer or DPoP")
+        );
+    }
+
+    #[test]
+    fn the_request_url_comes_from_the_public_url_else_the_headers() {
+        let u = request_url;
+        assert_eq!(
+            u(
+                Some("https://api.example.com"),
+                Some("http"),
+                Some("x"),
+                "/a"
+            ),
+            "https://api.example.com/a"
+        );
+        assert_eq!(
+            u(None, Some("https, http"), Some("api.example.com"), "/a"),
+            "https://api.example.com/a"
+        );
+        assert_eq!(
+            u(None, Some("ftp"), Some("h:8080"), "/a"),
+            "http://h:8080/a"
+        );
+        assert_eq!(u(None, None, None, "/a"), "http://localhost/a");
+        assert_eq!(u(None, Some(""), Some(" "), "/a"), "http://localhost/a");
+    }
 
     #[test]
     fn urls_compare_as_rfc_9449_says() {

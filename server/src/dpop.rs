@@ -154,22 +154,13 @@ fn proof_header(headers: &HeaderMap) -> ApiResult<Option<&str>> {
 /// The URL a proof's `htu` must name: `BATON_PUBLIC_URL` and the path when it is set, else
 /// the scheme (`X-Forwarded-Proto`, else http) and `Host` of the request with the path.
 pub fn request_url(state: &AppState, headers: &HeaderMap, path: &str) -> String {
-    if let Some(base) = &state.config.public_url {
-        return format!("{base}{path}");
-    }
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').next().unwrap_or("").trim())
-            .filter(|v| !v.is_empty())
-    };
-    let scheme = match header("x-forwarded-proto") {
-        Some(p) if p.eq_ignore_ascii_case("https") => "https",
-        _ => "http",
-    };
-    let host = header("host").unwrap_or("localhost");
-    format!("{scheme}://{host}{path}")
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    dpop::request_url(
+        state.config.public_url.as_deref(),
+        header("x-forwarded-proto"),
+        header("host"),
+        path,
+    )
 }
 
 /// Checks the request's proof, if it sent one: its form, signature, method, URL, time and

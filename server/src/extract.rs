@@ -219,13 +219,7 @@ where
     }
 }
 
-/// How an access token was presented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Bearer,
-    /// `Authorization: DPoP` (RFC 9449), with a proof in the `DPoP` header.
-    Dpop,
-}
+pub use baton_core::dpop::Scheme;
 
 /// The token and scheme of `Authorization`, if any; a malformed header or another scheme is
 /// an invalid token.
@@ -233,21 +227,13 @@ pub fn authorization(headers: &HeaderMap) -> Result<Option<(&str, Scheme)>, ApiE
     let Some(v) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let invalid =
-        || ApiError::unauthorized(ErrorCode::TokenInvalid, "malformed Authorization header");
-    let v = v.to_str().map_err(|_| invalid())?;
-    let (scheme, token) = v.split_once(' ').ok_or_else(invalid)?;
-    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
-        Scheme::Bearer
-    } else if scheme.eq_ignore_ascii_case("dpop") {
-        Scheme::Dpop
-    } else {
-        return Err(invalid());
-    };
-    if token.trim().is_empty() {
-        return Err(invalid());
-    }
-    Ok(Some((token.trim(), scheme)))
+    let invalid = |why| ApiError::unauthorized(ErrorCode::TokenInvalid, why);
+    let v = v
+        .to_str()
+        .map_err(|_| invalid("malformed Authorization header"))?;
+    baton_core::dpop::authorization(v)
+        .map(Some)
+        .map_err(invalid)
 }
 
 /// The Bearer token of `Authorization`, if any (for secrets such as the metrics token).

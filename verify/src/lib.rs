@@ -383,22 +383,13 @@ impl Verifier {
             .extensions
             .get::<axum::extract::OriginalUri>()
             .map_or_else(|| parts.uri.path(), |u| u.0.path());
-        if let Some(base) = &self.inner.public_url {
-            return format!("{base}{path}");
-        }
-        let header = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.split(',').next().unwrap_or("").trim().to_owned())
-        };
-        let scheme = match header("x-forwarded-proto") {
-            Some(p) if p.eq_ignore_ascii_case("https") => "https",
-            _ => "http",
-        };
-        let host = header("host").unwrap_or_default();
-        format!("{scheme}://{host}{path}")
+        let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        baton_core::dpop::request_url(
+            self.inner.public_url.as_deref(),
+            header("x-forwarded-proto"),
+            header("host"),
+            path,
+        )
     }
 
     async fn verify_parts(&self, parts: &Parts) -> Result<Claims, Error> {
@@ -424,18 +415,9 @@ impl Verifier {
 /// The token of an `Authorization` header and whether it came as `DPoP`.
 fn authorization(v: Option<&str>) -> Result<(&str, bool), Error> {
     let v = v.ok_or(Error::Missing)?;
-    match v.split_once(' ') {
-        Some((scheme, t)) if !t.trim().is_empty() => {
-            if scheme.eq_ignore_ascii_case("bearer") {
-                Ok((t.trim(), false))
-            } else if scheme.eq_ignore_ascii_case("dpop") {
-                Ok((t.trim(), true))
-            } else {
-                Err(Error::Invalid("Authorization is not Bearer or DPoP".into()))
-            }
-        }
-        _ => Err(Error::Invalid("malformed Authorization header".into())),
-    }
+    baton_core::dpop::authorization(v)
+        .map(|(token, scheme)| (token, scheme == baton_core::dpop::Scheme::Dpop))
+        .map_err(|why| Error::Invalid(why.into()))
 }
 
 /// An axum extractor: the claims of a valid access token (signature and claims checked; see
