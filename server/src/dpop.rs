@@ -8,7 +8,7 @@ use crate::config::DpopMode;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 use axum::http::{HeaderMap, Method};
-use baton_core::dpop::{self, Expect, Proof};
+use baton_core::dpop::{self, Expect, KeyBudget, Proof};
 use baton_core::ErrorCode;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -39,37 +39,6 @@ pub fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
 pub struct ReplayCache {
     memory: Mutex<HashMap<[u8; 32], i64>>,
     budget: Mutex<KeyBudget>,
-}
-
-/// Proofs recorded per key in fixed windows (`BATON_DPOP_PROOFS_PER_KEY`): the replay cache
-/// holds proofs of many keys, and one key (one client, or one thief with a stolen session)
-/// must not take all its room. Pure: the clock is passed in.
-#[derive(Debug, Default)]
-pub struct KeyBudget {
-    /// Per key thumbprint: when its window started (unix ms) and proofs counted in it.
-    windows: HashMap<String, (i64, i64)>,
-}
-
-impl KeyBudget {
-    /// Counts one proof of `jkt` at `now`; `Err(seconds)` when `limit` proofs already fall in
-    /// its window of `window_ms`, with the seconds until the window ends.
-    pub fn take(&mut self, jkt: &str, limit: i64, window_ms: i64, now: i64) -> Result<(), u64> {
-        let (start, count) = self.windows.entry(jkt.to_owned()).or_insert((now, 0));
-        if now - *start >= window_ms {
-            (*start, *count) = (now, 0);
-        }
-        if *count >= limit {
-            return Err(((*start + window_ms - now).max(1) as u64).div_ceil(1000));
-        }
-        *count += 1;
-        Ok(())
-    }
-
-    /// Forgets windows that ended before `now`.
-    pub fn purge(&mut self, window_ms: i64, now: i64) {
-        self.windows
-            .retain(|_, (start, _)| now - *start < window_ms);
-    }
 }
 
 impl ReplayCache {
@@ -285,36 +254,5 @@ pub async fn check_access(
             "this access token is not DPoP-bound: send it as `Authorization: Bearer`",
         )),
         (None, false) => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::KeyBudget;
-
-    #[test]
-    fn a_key_gets_its_budget_per_window_and_others_theirs() {
-        let mut b = KeyBudget::default();
-        for _ in 0..3 {
-            assert_eq!(b.take("a", 3, 60_000, 1_000), Ok(()));
-        }
-        assert_eq!(b.take("a", 3, 60_000, 1_000), Err(60));
-        assert_eq!(b.take("a", 3, 60_000, 30_500), Err(31));
-        assert_eq!(b.take("b", 3, 60_000, 30_500), Ok(()));
-        // A new window starts when the last one is over.
-        assert_eq!(b.take("a", 3, 60_000, 61_000), Ok(()));
-        assert_eq!(b.take("a", 3, 60_000, 61_001), Ok(()));
-    }
-
-    #[test]
-    fn ended_windows_are_forgotten() {
-        let mut b = KeyBudget::default();
-        for i in 0..100 {
-            b.take(&format!("k{i}"), 3, 60_000, i).unwrap();
-        }
-        b.purge(60_000, 60_050);
-        assert_eq!(b.windows.len(), 49);
-        b.purge(60_000, 200_000);
-        assert!(b.windows.is_empty());
     }
 }

@@ -28,7 +28,10 @@
 //! only as `Authorization: DPoP <token>` with a `DPoP` proof signed by that key for this request
 //! (method, URL, `ath`, at most 60 s old, not seen before by this process); the URL is
 //! [`Options::public_url`] and the path, else the request's `Host`. Unbound tokens come as
-//! `Bearer`. [`Verifier::verify_request`] does the same for other frameworks.
+//! `Bearer`. [`Verifier::verify_request`] does the same for other frameworks. Each key may
+//! have [`Options::dpop_proofs_per_key`] proofs accepted per minute (3000; beyond, 429 with
+//! `Retry-After`), so one client, or one stolen token, cannot fill the replay memory that every
+//! key shares.
 
 pub mod keys;
 
@@ -60,6 +63,9 @@ pub enum Error {
     DpopProof(String),
     /// The keys, the discovery document or introspection could not be fetched.
     Unavailable(String),
+    /// The token's DPoP key sent more proofs than [`Options::dpop_proofs_per_key`] allows in
+    /// a minute; the number of seconds until the minute is over.
+    TooManyProofs(u64),
 }
 
 impl std::fmt::Display for Error {
@@ -71,6 +77,7 @@ impl std::fmt::Display for Error {
             Self::Revoked => f.write_str("the session of this access token was signed out"),
             Self::DpopProof(why) => write!(f, "DPoP proof refused: {why}"),
             Self::Unavailable(why) => write!(f, "tokens cannot be checked now: {why}"),
+            Self::TooManyProofs(_) => f.write_str("too many requests with this DPoP key"),
         }
     }
 }
@@ -91,6 +98,9 @@ pub struct Options {
     /// This service's own public base URL (`https://api.example.com`), which DPoP proofs name
     /// in `htu`; unset, the request's `Host` (and `X-Forwarded-Proto`) is used.
     pub public_url: Option<String>,
+    /// DPoP proofs one key may have accepted per minute (0: no limit). The replay memory is
+    /// shared by every key: this keeps one client, or one stolen token, from filling it.
+    pub dpop_proofs_per_key: u32,
 }
 
 impl Default for Options {
@@ -101,6 +111,7 @@ impl Default for Options {
             introspection_secret: None,
             min_refetch: keys::MIN_REFETCH,
             public_url: None,
+            dpop_proofs_per_key: 3000,
         }
     }
 }
@@ -119,9 +130,25 @@ struct Inner {
     http: reqwest::Client,
     keys: keys::KeyCache,
     public_url: Option<String>,
-    /// DPoP proofs seen within the window (key thumbprint and jti), to refuse replays.
-    proofs: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// DPoP proofs seen within the window (key thumbprint and jti), to refuse replays, and
+    /// each key's budget of proofs.
+    proofs: std::sync::Mutex<Proofs>,
+    dpop_proofs_per_key: u32,
 }
+
+#[derive(Debug, Default)]
+struct Proofs {
+    seen: std::collections::HashMap<String, i64>,
+    budget: baton_core::dpop::KeyBudget,
+    /// When the aged-out proofs were last dropped (Unix seconds).
+    purged_at: i64,
+}
+
+/// The window of [`Options::dpop_proofs_per_key`].
+const BUDGET_WINDOW_MS: i64 = 60_000;
+
+/// Proofs remembered at most; beyond, new proofs are refused until old ones age out (503).
+const MAX_REMEMBERED_PROOFS: usize = 1_000_000;
 
 #[derive(Deserialize)]
 struct Discovery {
@@ -198,6 +225,7 @@ impl Verifier {
                     .as_deref()
                     .map(|u| u.trim_end_matches('/').to_owned()),
                 proofs: Default::default(),
+                dpop_proofs_per_key: options.dpop_proofs_per_key,
             }),
         }
     }
@@ -365,13 +393,32 @@ impl Verifier {
         if &p.jkt != jkt {
             return refuse("the proof is signed by another key than the token is bound to");
         }
-        let mut seen = self.inner.proofs.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() > 100_000 {
-            seen.retain(|_, iat| *iat >= now - window);
-        }
-        if seen.insert(format!("{}.{}", p.jkt, p.jti), p.iat).is_some() {
+        let mut proofs = self.inner.proofs.lock().unwrap_or_else(|e| e.into_inner());
+        let Proofs {
+            seen,
+            budget,
+            purged_at,
+        } = &mut *proofs;
+        let id = format!("{}.{}", p.jkt, p.jti);
+        if seen.contains_key(&id) {
             return refuse("the proof was used before");
         }
+        // Aged-out proofs are dropped once the memory is sizeable, at most once a second.
+        if seen.len() >= MAX_REMEMBERED_PROOFS / 10 && now > *purged_at {
+            seen.retain(|_, iat| *iat >= now - window);
+            budget.purge(BUDGET_WINDOW_MS, now * 1000);
+            *purged_at = now;
+        }
+        if seen.len() >= MAX_REMEMBERED_PROOFS {
+            return Err(Error::Unavailable("DPoP replay memory full".into()));
+        }
+        let limit = i64::from(self.inner.dpop_proofs_per_key);
+        if limit > 0 {
+            budget
+                .take(&p.jkt, limit, BUDGET_WINDOW_MS, now * 1000)
+                .map_err(Error::TooManyProofs)?;
+        }
+        seen.insert(id, p.iat);
         Ok(())
     }
 
@@ -476,6 +523,7 @@ impl IntoResponse for Error {
             Self::Revoked => (StatusCode::UNAUTHORIZED, "token_revoked"),
             Self::DpopProof(_) => (StatusCode::UNAUTHORIZED, "dpop_proof_invalid"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::TooManyProofs(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         };
         if let Self::Unavailable(why) = &self {
             tracing::warn!(%why, "Baton tokens cannot be checked");
@@ -499,8 +547,12 @@ impl IntoResponse for Error {
                 HeaderValue::from_static(challenge),
             );
         } else {
+            let secs = match self {
+                Self::TooManyProofs(secs) => secs.max(1),
+                _ => 5,
+            };
             res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }

@@ -304,11 +304,9 @@ async fn axum_extractors_answer_in_batons_error_shape() {
 #[allow(dead_code, unreachable_pub)]
 mod proof;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dpop_bound_tokens_need_a_proof_of_their_key() {
-    use proof::{Claims, ProofKey};
-    let s = Server::start(&[]).await;
-    let key = ProofKey::es256();
+/// A new user signed in with a proof of `key`: a DPoP-bound access token.
+async fn bound_token(s: &Server, key: &proof::ProofKey) -> String {
+    use proof::Claims;
     let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
     let creds = json!({"email": email, "password": "correct horse battery"});
     assert_eq!(
@@ -335,7 +333,15 @@ async fn dpop_bound_tokens_need_a_proof_of_their_key() {
         .await
         .unwrap();
     assert_eq!(t["token_type"], "DPoP");
-    let token = t["access_token"].as_str().unwrap().to_owned();
+    t["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_bound_tokens_need_a_proof_of_their_key() {
+    use proof::{Claims, ProofKey};
+    let s = Server::start(&[]).await;
+    let key = ProofKey::es256();
+    let token = bound_token(&s, &key).await;
     let v = Verifier::discover(
         &s.url,
         Options {
@@ -403,5 +409,49 @@ async fn dpop_bound_tokens_need_a_proof_of_their_key() {
     let live = proof_for(&key, "https://orders.example/live", &token);
     let (status, _, _) = call("/live", format!("DPoP {token}"), Some(live)).await;
     assert_eq!(status, StatusCode::OK);
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_dpop_key_gets_its_budget_of_proofs_and_no_more() {
+    use proof::{Claims, ProofKey};
+    let s = Server::start(&[]).await;
+    let (key, other) = (ProofKey::es256(), ProofKey::es256());
+    let (token, other_token) = (bound_token(&s, &key).await, bound_token(&s, &other).await);
+    let options = Options {
+        public_url: Some("https://orders.example".into()),
+        dpop_proofs_per_key: 3,
+        ..Options::default()
+    };
+    let app = extractor_app(Verifier::discover(&s.url, options).await.unwrap());
+    let get = |key: &ProofKey, token: &str| {
+        let proof = key.proof(&Claims {
+            method: "GET",
+            url: "https://orders.example/orders",
+            access_token: Some(token),
+            ..Claims::default()
+        });
+        let (app, auth) = (app.clone(), format!("DPoP {token}"));
+        async move {
+            let req = Request::get("/orders")
+                .header("authorization", auth)
+                .header("dpop", proof);
+            let res = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            let retry = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (res.status(), retry)
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(get(&key, &token).await.0, StatusCode::OK);
+    }
+    let (status, retry) = get(&key, &token).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = retry.unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Another key has a budget of its own.
+    assert_eq!(get(&other, &other_token).await.0, StatusCode::OK);
     s.stop();
 }
