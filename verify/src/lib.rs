@@ -33,6 +33,7 @@
 //! `Retry-After`), so one client, or one stolen token, cannot fill the replay memory that every
 //! key shares.
 
+mod introspection;
 pub mod keys;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -93,6 +94,10 @@ pub struct Options {
     pub leeway: Duration,
     /// `BATON_INTROSPECTION_TOKEN`, for [`Verifier::verify_live`] and [`Live`].
     pub introspection_secret: Option<String>,
+    /// How long Baton's introspection answer for a token is reused (zero by default: every
+    /// live check asks). A few seconds spare Baton a request per request on a busy service; a
+    /// session signed out meanwhile is then refused up to this much later.
+    pub introspection_cache: Duration,
     /// The least time between two fetches of the keys for an unknown `kid`.
     pub min_refetch: Duration,
     /// This service's own public base URL (`https://api.example.com`), which DPoP proofs name
@@ -109,6 +114,7 @@ impl Default for Options {
             audience: "baton".into(),
             leeway: Duration::from_secs(5),
             introspection_secret: None,
+            introspection_cache: Duration::ZERO,
             min_refetch: keys::MIN_REFETCH,
             public_url: None,
             dpop_proofs_per_key: 3000,
@@ -127,6 +133,7 @@ struct Inner {
     issuer: String,
     validation: Validation,
     introspection: Option<(String, String)>,
+    answers: introspection::Answers,
     http: reqwest::Client,
     keys: keys::KeyCache,
     public_url: Option<String>,
@@ -218,6 +225,7 @@ impl Verifier {
                 issuer,
                 validation,
                 introspection,
+                answers: introspection::Answers::new(options.introspection_cache),
                 http,
                 keys: keys::KeyCache::new(jwks_uri, options.min_refetch),
                 public_url: options
@@ -266,6 +274,10 @@ impl Verifier {
                 "introspection needs Options::introspection_secret".into(),
             ));
         };
+        let asked = Instant::now();
+        if let Some(active) = self.inner.answers.get(token, asked) {
+            return Ok(active);
+        }
         let body = format!("token={}", form_encode(token));
         let r = self
             .inner
@@ -287,7 +299,9 @@ impl Verifier {
             .json()
             .await
             .map_err(|e| Error::Unavailable(format!("introspection: {e}")))?;
-        Ok(v["active"] == true)
+        let active = v["active"] == true;
+        self.inner.answers.put(token, active, asked);
+        Ok(active)
     }
 
     /// [`Verifier::verify`], then introspection: refuses the tokens of signed-out sessions.

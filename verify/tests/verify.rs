@@ -260,6 +260,80 @@ async fn live_verification_refuses_signed_out_sessions() {
     s.stop();
 }
 
+/// How many introspection requests the server has answered.
+async fn introspections(s: &Server) -> u64 {
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"auth_duration_seconds_count{endpoint="introspect"} "#))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_answers_are_reused_for_the_configured_time_only() {
+    let s = Server::start(&[]).await;
+    let cached = Verifier::discover(
+        &s.url,
+        Options {
+            introspection_cache: Duration::from_millis(1500),
+            ..with_secret()
+        },
+    )
+    .await
+    .unwrap();
+    let uncached = Verifier::discover(&s.url, with_secret()).await.unwrap();
+    let (_, token) = s.user().await;
+    let before = introspections(&s).await;
+    for _ in 0..20 {
+        cached.verify_live(&token).await.unwrap();
+    }
+    assert_eq!(
+        introspections(&s).await - before,
+        1,
+        "one request for 20 checks"
+    );
+    for _ in 0..3 {
+        uncached.verify_live(&token).await.unwrap();
+    }
+    assert_eq!(
+        introspections(&s).await - before,
+        4,
+        "without a cache, every check asks"
+    );
+    assert_eq!(
+        s.post("/auth/logout", json!({}), Some(&token))
+            .await
+            .status(),
+        204
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(uncached.verify_live(&token).await, Err(Error::Revoked));
+    // The cached answer stands until its time is up, then the sign-out shows.
+    let started = std::time::Instant::now();
+    loop {
+        match cached.verify_live(&token).await {
+            Ok(_) => assert!(
+                started.elapsed() < Duration::from_millis(1500),
+                "kept too long"
+            ),
+            Err(e) => {
+                assert_eq!(e, Error::Revoked);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn axum_extractors_answer_in_batons_error_shape() {
     let s = Server::start(&[]).await;
