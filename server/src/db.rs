@@ -743,6 +743,17 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// The users whose address was verified at `since` or later, with when.
+    pub async fn verified_since(&self, since: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, email_verified_at FROM users WHERE email_verified_at >= $1 \
+             ORDER BY email_verified_at LIMIT 10000",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// DPoP proofs remembered now.
     pub async fn dpop_proofs_remembered(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT COUNT(*) FROM dpop_proofs")

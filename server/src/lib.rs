@@ -411,8 +411,32 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
         let mut last_purge = std::time::Instant::now();
         let mut last_hits_purge = std::time::Instant::now();
         let mut last_key_reload = std::time::Instant::now();
+        let mut last_verified = std::time::Instant::now();
+        let mut verified = sessions::VerifiedWatch::default();
         loop {
             tick.tick().await;
+            // Instances share the database only on PostgreSQL.
+            if state.store.backend == db::Backend::Postgres
+                && last_verified.elapsed() >= Duration::from_secs(1)
+            {
+                last_verified = std::time::Instant::now();
+                let now = now_ms();
+                let since = sessions::VerifiedWatch::since(now);
+                match tokio::time::timeout(
+                    Duration::from_secs(2),
+                    state.store.verified_since(since),
+                )
+                .await
+                {
+                    Ok(Ok(rows)) => {
+                        for user in verified.fresh(rows, now) {
+                            state.session_cache.forget_user(&user);
+                        }
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "verified-address poll failed"),
+                    Err(_) => tracing::debug!("verified-address poll timed out"),
+                }
+            }
             if last_hits_purge.elapsed() >= Duration::from_secs(60) {
                 last_hits_purge = std::time::Instant::now();
                 // Every rate-limit window is at most an hour long.

@@ -556,8 +556,8 @@ pub fn event(
 
 /// Immutable parts of sessions (and their users) seen by this instance, so a refresh can check
 /// the token's MAC without reading the row. Nothing cached here changes, except a user's
-/// `email_verified`, which only ever becomes true: an entry may show it false for a while on
-/// another instance (the access-token claim then errs on the safe side; see `forget_user`).
+/// `email_verified`, which only ever becomes true: the instance that verifies forgets the
+/// user at once (`forget_user`), the others within about a second (`VerifiedWatch`).
 #[derive(Debug, Default)]
 pub struct SessionCache {
     map: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<(SessionRow, UserRow)>>>,
@@ -575,8 +575,8 @@ impl SessionCache {
     }
 
     /// Forgets the sessions of a user whose row changed (a verified address), so this
-    /// instance's next refresh reads it again. Other instances catch up when they load the
-    /// session again; `/auth/me` reads the row every time.
+    /// instance's next refresh reads it again. Other instances learn of it through
+    /// `VerifiedWatch`; `/auth/me` reads the row every time.
     pub fn forget_user(&self, user_id: &str) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, e| e.1.id != user_id);
@@ -590,6 +590,35 @@ impl SessionCache {
         }
         map.insert(entry.0.id.clone(), entry.clone());
         entry
+    }
+}
+
+/// Addresses verified by any instance, found by asking the database every second (on
+/// PostgreSQL, where instances share it), so that this instance's `SessionCache` forgets those
+/// users and its next access tokens say `email_verified: true`. Pure: the clock is passed in.
+#[derive(Debug, Default)]
+pub struct VerifiedWatch {
+    /// Verifications already handled, until they are older than the margin.
+    handled: std::collections::HashMap<String, i64>,
+}
+
+impl VerifiedWatch {
+    /// How far back each question looks: other instances' clocks may lag, and their
+    /// transactions commit a moment after the time they wrote.
+    pub const MARGIN_MS: i64 = 30_000;
+
+    /// From when to ask at `now`.
+    pub fn since(now: i64) -> i64 {
+        now - Self::MARGIN_MS
+    }
+
+    /// The users of `rows` (id, verified at) not handled before.
+    pub fn fresh(&mut self, rows: Vec<(String, i64)>, now: i64) -> Vec<String> {
+        self.handled.retain(|_, at| *at >= Self::since(now));
+        rows.into_iter()
+            .filter(|(id, at)| self.handled.insert(id.clone(), *at).is_none())
+            .map(|(id, _)| id)
+            .collect()
     }
 }
 
@@ -676,5 +705,26 @@ impl Rotator {
             Ok(Err(true)) | Err(_) => Err(ApiError::unavailable()),
             Ok(Err(false)) => Err(ApiError::internal()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VerifiedWatch;
+
+    #[test]
+    fn each_verification_is_handled_once_within_the_margin() {
+        let mut w = VerifiedWatch::default();
+        let now = 1_000_000;
+        assert_eq!(VerifiedWatch::since(now), now - VerifiedWatch::MARGIN_MS);
+        let rows = vec![("a".to_owned(), now - 5), ("b".to_owned(), now - 1)];
+        assert_eq!(w.fresh(rows.clone(), now), ["a", "b"]);
+        // Asked again a second later, the same rows come back: nothing new.
+        assert!(w.fresh(rows, now + 1000).is_empty());
+        let more = vec![("b".to_owned(), now - 1), ("c".to_owned(), now + 900)];
+        assert_eq!(w.fresh(more, now + 1000), ["c"]);
+        // Handled rows are forgotten once older than the margin.
+        w.fresh(Vec::new(), now + VerifiedWatch::MARGIN_MS + 10);
+        assert_eq!(w.handled.len(), 1);
     }
 }

@@ -473,3 +473,64 @@ async fn an_address_is_verified_by_its_mailed_link() {
     assert!(types(&events(&s, &next.access).await).contains(&"email_verified".to_owned()));
     s.stop().await;
 }
+
+/// On PostgreSQL, instances share the database: a verification made on one shows in the
+/// access tokens of the others within about a second, also for sessions they had cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_reaches_the_tokens_of_every_instance() {
+    if backend() != "postgres" {
+        return;
+    }
+    let smtp = Smtp::start(None);
+    let a = server(&smtp, &[]).await;
+    let url = smtp.url();
+    let b = Server::start_on(
+        &a.database_url,
+        &[
+            ("smtp-url", url.as_str()),
+            ("mail-from", "Baton <no-reply@baton.test>"),
+            ("magic-link-url", "http://app.test/sign-in"),
+        ],
+    )
+    .await;
+    let addr = email();
+    a.register(&addr, "correct horse").await;
+    let t = b.login(&addr, "correct horse", "dev-1").await;
+    // Instance b refreshes, and so caches the session with the address unverified.
+    let r = b.refresh(&t.refresh, Some("dev-1")).await;
+    let mut current = Tokens::from_json(r.json().await.unwrap());
+    assert_eq!(claims(&current.access)["email_verified"], false);
+    let r = a
+        .req(reqwest::Method::POST, "/auth/email/verify-request")
+        .bearer_auth(&current.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let token = query_param(&smtp.mail(1).await, "verify_token");
+    let r = a
+        .post(
+            "/auth/email/verify",
+            json!({ "token": token }),
+            Some("dev-1"),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let r = b.refresh(&current.refresh, Some("dev-1")).await;
+        assert_eq!(r.status(), 200);
+        current = Tokens::from_json(r.json().await.unwrap());
+        if claims(&current.access)["email_verified"] == true {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "instance b still issues email_verified: false"
+        );
+    }
+    assert_eq!(current.json["user"]["email_verified"], true);
+    b.stop().await;
+    a.stop().await;
+}
