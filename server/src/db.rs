@@ -726,21 +726,24 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Records a DPoP proof (`id`: a hash of its key and `jti`, see `dpop::ReplayCache`) until `expires_at`; false when it
-    /// was recorded before, by this instance or another.
-    pub async fn dpop_proof_first_use(
+    /// Records DPoP proofs (`id`: a hash of the key and `jti`, see `dpop::ReplayCache`), each
+    /// until its `expires_at`, in one statement; returns the ids that were new (the others were
+    /// recorded before, by this instance or another). The ids must be distinct.
+    pub async fn dpop_proofs_first_use(
         &self,
-        id: &str,
-        expires_at: i64,
-    ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(expires_at)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        proofs: &[(String, i64)],
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let values = placeholder_rows(proofs.len(), 2, |p| format!("({}, {})", p[0], p[1]));
+        let sql = format!(
+            "INSERT INTO dpop_proofs (id, expires_at) VALUES {} ON CONFLICT (id) DO NOTHING \
+             RETURNING id",
+            values.join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for (id, expires_at) in proofs {
+            q = q.bind(id).bind(expires_at);
+        }
+        Ok(q.fetch_all(&self.writer).await?.into_iter().collect())
     }
 
     /// The users whose address was verified at `since` or later, with when.

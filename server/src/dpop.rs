@@ -13,6 +13,7 @@ use baton_core::ErrorCode;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use tokio::sync::{mpsc, oneshot};
 
 /// How far a proof's `iat` may be from the server's clock, either way; proofs are remembered
 /// this long (and a second more) to refuse replays.
@@ -39,9 +40,98 @@ pub fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
 pub struct ReplayCache {
     memory: Mutex<HashMap<[u8; 32], i64>>,
     budget: Mutex<KeyBudget>,
+    /// On PostgreSQL: the queue of the table's group commit.
+    inserts: Option<ProofInserts>,
+}
+
+/// One proof waiting for the group commit: its id, when it may be forgotten, and who waits
+/// for the verdict (`Ok(first use)`, or `Err(unavailable)` when the insert failed).
+type Pending = (String, i64, oneshot::Sender<Result<bool, bool>>);
+
+/// Group commit for the replay table on PostgreSQL: the proofs of concurrent requests go to
+/// the database as one `INSERT` per batch (as rotations do, `sessions::Rotator`) instead of a
+/// round trip and a commit each. The batch runs in its own task, so a request given up
+/// halfway still has its proof recorded.
+#[derive(Debug, Clone)]
+struct ProofInserts {
+    tx: mpsc::Sender<Pending>,
+}
+
+const PROOF_BATCH: usize = 128;
+
+/// Splits a batch into the first sending of each proof and its repeats: the same proof twice
+/// in one batch is a replay of the first (one `INSERT` would report both as new).
+fn split_repeats<T>(batch: Vec<T>, id: impl Fn(&T) -> &String) -> (Vec<T>, Vec<T>) {
+    let mut ids = std::collections::HashSet::new();
+    batch.into_iter().partition(|p| ids.insert(id(p).clone()))
+}
+
+impl ProofInserts {
+    fn spawn(store: crate::db::Store) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Pending>(4_096);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < PROOF_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let (unique, again) = split_repeats(batch, |(id, _, _)| id);
+                for (_, _, done) in again {
+                    let _ = done.send(Ok(false));
+                }
+                let rows: Vec<(String, i64)> = unique
+                    .iter()
+                    .map(|(id, exp, _)| (id.clone(), *exp))
+                    .collect();
+                match store.dpop_proofs_first_use(&rows).await {
+                    Ok(new) => {
+                        for (id, _, done) in unique {
+                            let _ = done.send(Ok(new.contains(&id)));
+                        }
+                    }
+                    Err(e) => {
+                        let unavailable = crate::error::is_unavailable(&e);
+                        if !unavailable {
+                            tracing::error!(error = %e, "recording DPoP proofs failed");
+                        }
+                        for (_, _, done) in unique {
+                            let _ = done.send(Err(unavailable));
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    async fn first_use(&self, id: String, expires_at: i64) -> ApiResult<bool> {
+        let (done, verdict) = oneshot::channel();
+        self.tx
+            .send((id, expires_at, done))
+            .await
+            .map_err(|_| ApiError::unavailable())?;
+        match verdict.await {
+            Ok(Ok(first)) => Ok(first),
+            Ok(Err(true)) | Err(_) => Err(ApiError::unavailable()),
+            Ok(Err(false)) => Err(ApiError::internal()),
+        }
+    }
 }
 
 impl ReplayCache {
+    /// The cache for `store`: a shared table with a group commit on PostgreSQL, memory on
+    /// SQLite.
+    pub fn new(store: &crate::db::Store) -> Self {
+        Self {
+            inserts: (store.backend == crate::db::Backend::Postgres)
+                .then(|| ProofInserts::spawn(store.clone())),
+            ..Self::default()
+        }
+    }
+
     /// Counts `proof` against its key's budget: `Err(seconds)` to wait when the key is over.
     fn take_budget(&self, state: &AppState, proof: &Proof, now_ms: i64) -> Result<(), u64> {
         let window = crate::limits::DPOP_PROOF_BUDGET_WINDOW;
@@ -56,7 +146,7 @@ impl ReplayCache {
     }
 
     /// Records `proof`; false when it was seen before.
-    async fn first_use(&self, state: &AppState, proof: &Proof, now_ms: i64) -> ApiResult<bool> {
+    async fn first_use(&self, proof: &Proof, now_ms: i64) -> ApiResult<bool> {
         let id: [u8; 32] = Sha256::new()
             .chain_update(proof.jkt.as_bytes())
             .chain_update([0])
@@ -65,9 +155,9 @@ impl ReplayCache {
             .into();
         // Remembered until its iat leaves the window (plus a second for rounding).
         let expires_at = (proof.iat + WINDOW_S + 1) * 1000;
-        if state.store.backend == crate::db::Backend::Postgres {
+        if let Some(inserts) = &self.inserts {
             let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-            return Ok(state.store.dpop_proof_first_use(&hex, expires_at).await?);
+            return inserts.first_use(hex, expires_at).await;
         }
         let mut seen = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= MAX_REMEMBERED {
@@ -170,7 +260,7 @@ pub async fn record(state: &AppState, proof: &Proof) -> ApiResult<()> {
         state.metrics.rate_limited("dpop_key");
         return Err(ApiError::too_many(ErrorCode::RateLimited, wait));
     }
-    if !state.dpop_replay.first_use(state, proof, now).await? {
+    if !state.dpop_replay.first_use(proof, now).await? {
         state.metrics.dpop("replayed");
         return Err(invalid(
             "the DPoP proof was used before: make a new one per request",
@@ -254,5 +344,16 @@ pub async fn check_access(
             "this access token is not DPoP-bound: send it as `Authorization: Bearer`",
         )),
         (None, false) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_proof_repeated_in_a_batch_is_a_replay() {
+        let batch: Vec<String> = ["a", "b", "a", "c", "b", "a"].map(String::from).to_vec();
+        let (first, again) = super::split_repeats(batch, |p| p);
+        assert_eq!(first, ["a", "b", "c"]);
+        assert_eq!(again, ["a", "b", "a"]);
     }
 }

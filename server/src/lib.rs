@@ -113,7 +113,7 @@ impl AppState {
             password,
             limits: Arc::new(limits::Limits::new(&config)),
             session_cache: Arc::default(),
-            dpop_replay: Arc::default(),
+            dpop_replay: Arc::new(dpop::ReplayCache::new(&store)),
             mailer,
             rotator: sessions::Rotator::spawn(store.clone()),
             config: Arc::new(config),
