@@ -276,11 +276,14 @@ pub async fn login(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Response> {
+    // An address refused for now gets its 429 before anything costs work (the DPoP proof's
+    // signature, the account lookup).
+    let now = now_ms();
+    refused_early(&state, &limits::login_ip_key(&ip.0.to_string()), "login_ip")?;
     // The proof first: a call refused for it costs no password check and counts no attempt.
     let post = axum::http::Method::POST;
     let dpop = crate::dpop::bind_new_session(&state, &headers, &post, "/auth/login")?;
     let c = caller(ip, device, &headers);
-    let now = now_ms();
     let email = crate::email::normalize(&body.email);
     let user = match &email {
         Some(e) => state.store.user_by_email(e).await?,
@@ -575,6 +578,21 @@ async fn settle_failure(state: &AppState, a: &Attempt, c: &Caller, now: i64) -> 
 /// Counts a refused attempt in the metrics, and records a `rate_limited` event only for the
 /// first refusal of `key` until its limit lifts: a flood of refused requests costs neither
 /// database rows nor writer time.
+/// 429 at once while this instance remembers a refusal of `key` (`Limits::refused_now`): a
+/// call that would be refused anyway costs no further work, not even a DPoP signature check.
+pub(crate) fn refused_early(state: &AppState, key: &str, which: &'static str) -> ApiResult<()> {
+    match state.limits.refused_now(key, now_ms()) {
+        Some(refused) => {
+            state.metrics.rate_limited(which);
+            Err(ApiError::too_many(
+                ErrorCode::RateLimited,
+                refused.retry_after,
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
 pub(crate) async fn refuse(
     state: &AppState,
     user_id: Option<&str>,

@@ -102,6 +102,15 @@ impl Limits {
         }
     }
 
+    /// The refusal this instance remembers for `key` at `now`, if one is in force: a call
+    /// that would be refused anyway can be answered before any other work.
+    pub fn refused_now(&self, key: &str, now: i64) -> Option<Refused> {
+        if !self.enabled {
+            return None;
+        }
+        self.refusals.current(key, now)
+    }
+
     /// `limit` as the setting scales it; `None` with limits off.
     pub fn scaled(&self, limit: i64) -> Option<i64> {
         self.enabled.then(|| limit.saturating_mul(self.scale))

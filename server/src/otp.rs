@@ -340,8 +340,8 @@ pub async fn verify_link(
     sign_in(&state, &email, user, &c, how, now).await
 }
 
-/// The start of both verifications: mail set up, the DPoP proof (checked before anything is
-/// counted), the per-address limit. The caller, and the checked proof whose key the session is bound to.
+/// The start of both verifications: mail set up, a refusal in force (answered before any
+/// work), the DPoP proof (checked before anything is counted), the per-address limit. The caller, and the checked proof whose key the session is bound to.
 async fn admit(
     state: &AppState,
     ip: ClientIp,
@@ -350,9 +350,10 @@ async fn admit(
     path: &str,
 ) -> ApiResult<(Caller, Option<baton_core::dpop::Proof>)> {
     state.mailer.as_ref().ok_or_else(unavailable)?;
-    let dpop = crate::dpop::bind_new_session(state, headers, &Method::POST, path)?;
     let c = caller(ip, device, headers);
     let key = format!("otp_verify_ip:{}", c.ip);
+    crate::handlers::refused_early(state, &key, "otp_verify_ip")?;
+    let dpop = crate::dpop::bind_new_session(state, headers, &Method::POST, path)?;
     limit(state, &key, limits::OTP_VERIFY_PER_IP, "otp_verify_ip", &c).await?;
     Ok((c, dpop))
 }

@@ -56,6 +56,37 @@ async fn five_login_attempts_per_ip_per_minute() {
     s.stop().await;
 }
 
+/// An address refused for now is answered before its request costs anything: not even a DPoP
+/// proof's signature is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_address_is_answered_before_its_proof_is_checked() {
+    let s = Server::start(&[PROXY]).await;
+    for _ in 0..5 {
+        let r = login_from(&s, "nobody@example.com", "password1", "203.0.113.20").await;
+        expect_error(r, 401, "invalid_credentials").await;
+    }
+    let r = login_from(&s, "nobody@example.com", "password1", "203.0.113.20").await;
+    expect_429(r, "rate_limited").await;
+    for _ in 0..3 {
+        let r = s
+            .req(reqwest::Method::POST, "/auth/login")
+            .header("x-forwarded-for", "203.0.113.20")
+            .header("dpop", "not.a.proof")
+            .json(&json!({"email": "nobody@example.com", "password": "password1"}))
+            .send()
+            .await
+            .unwrap();
+        expect_429(r, "rate_limited").await;
+    }
+    let metrics = s.metrics().await;
+    assert!(!metrics.contains("auth_dpop_proofs_total{"), "{metrics}");
+    assert!(
+        metrics.contains("auth_rate_limited_total{limit=\"login_ip\"} 4"),
+        "{metrics}"
+    );
+    s.stop().await;
+}
+
 /// `BATON_RATE_LIMITS=relaxed` (local development): ten times the attempts, still limited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relaxed_limits_allow_ten_times_the_attempts_and_still_refuse() {
