@@ -82,6 +82,7 @@ test("21. sign-in by email: the mailed code, then the mailed link, in the demo p
     assert.equal(new URL(page.url()).search, "");
     // Used once: the same link again is refused, with a message.
     await page.click("#btn-logout");
+    await page.waitForFunction(() => document.body.dataset.state === "signed-out");
     await page.goto(link);
     await page.waitForFunction(() => /invalid_code/.test(document.querySelector("#auth-error").textContent));
     assert.equal(await page.evaluate(() => document.body.dataset.state), "signed-out");
