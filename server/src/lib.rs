@@ -15,6 +15,7 @@ pub mod introspect;
 pub mod keystore;
 pub mod limits;
 pub mod lockout;
+pub mod logs;
 pub mod mail;
 pub mod metrics;
 pub mod otp;

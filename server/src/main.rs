@@ -5,9 +5,11 @@ async fn main() -> std::process::ExitCode {
     let config = baton_server::config::Config::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Standard error is written by a thread of its own: a stalled reader never stalls requests.
+    let (stderr, _flush_at_exit) = baton_server::logs::stderr();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(stderr);
     match config.log_format {
         baton_server::config::LogFormat::Json => logs
             .json()

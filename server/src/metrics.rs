@@ -121,6 +121,13 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP auth_log_lines_dropped_total Log lines not written to standard error (its reader was too slow or gone).\n\
+             # TYPE auth_log_lines_dropped_total counter\n\
+             auth_log_lines_dropped_total {}",
+            crate::logs::dropped()
+        );
+        let _ = writeln!(
+            out,
             "# HELP auth_refresh_reuse_detected_total Spent refresh tokens presented outside the grace window.\n\
              # TYPE auth_refresh_reuse_detected_total counter\n\
              auth_refresh_reuse_detected_total {}",

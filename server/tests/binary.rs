@@ -341,3 +341,61 @@ fn the_systemd_unit_verifies() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }
+
+/// Standard error whose reader has stalled (a stuck pipe, a hung log collector) does not stop
+/// the server: lines past the queue are dropped and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_log_reader_does_not_stop_the_server() {
+    let db = common::fresh_database().await;
+    let mut child = Command::new(BIN)
+        .env("BATON_BIND", "127.0.0.1:0")
+        .env("BATON_DATABASE_URL", &db)
+        .env("BATON_LOG", "info")
+        .stdout(Stdio::piped())
+        // Piped and never read: the pipe fills after a few hundred lines.
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // One access-log line each: far more than the pipe and the queue hold.
+    let workers = (0..32).map(|_| {
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move {
+            for _ in 0..250 {
+                let r = http.get(format!("{url}/healthz")).send().await;
+                assert_eq!(r.expect("the server stopped answering").status(), 200);
+            }
+        })
+    });
+    for w in workers.collect::<Vec<_>>() {
+        w.await.unwrap();
+    }
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("auth_log_lines_dropped_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(dropped > 1000, "{dropped} log lines dropped");
+    let _ = child.kill();
+    let _ = child.wait();
+}
