@@ -347,24 +347,9 @@ fn the_systemd_unit_verifies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_log_reader_does_not_stop_the_server() {
     let db = common::fresh_database().await;
-    let mut child = Command::new(BIN)
-        .env("BATON_BIND", "127.0.0.1:0")
-        .env("BATON_DATABASE_URL", &db)
-        .env("BATON_LOG", "info")
-        .stdout(Stdio::piped())
-        // Piped and never read: the pipe fills after a few hundred lines.
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
+    // Standard error piped and never read: the pipe fills after a few hundred lines.
+    let server = common::Process::start_with(&db, &[("BATON_LOG", "info")], Stdio::piped());
+    let url = server.url.clone();
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
         .build()
@@ -390,12 +375,6 @@ async fn a_stalled_log_reader_does_not_stop_the_server() {
         .text()
         .await
         .unwrap();
-    let dropped: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("auth_log_lines_dropped_total "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let dropped = common::Server::series(&metrics, "auth_log_lines_dropped_total");
     assert!(dropped > 1000, "{dropped} log lines dropped");
-    let _ = child.kill();
-    let _ = child.wait();
 }

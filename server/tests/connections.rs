@@ -189,13 +189,10 @@ async fn one_address_cannot_hold_the_connection_cap() {
     drop((held, again));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let metrics = s.metrics().await;
-    let refused: u64 = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(r#"auth_rate_limited_total{limit="connections_per_address"} "#)
-        })
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let refused = Server::series(
+        &metrics,
+        r#"auth_rate_limited_total{limit="connections_per_address"}"#,
+    );
     assert!(refused >= 5, "refusals are counted: {metrics}");
     s.stop().await;
 }

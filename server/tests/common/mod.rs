@@ -139,6 +139,14 @@ impl Server {
             .unwrap()
     }
 
+    /// The value of one series (`name{labels}`) in a `/metrics` text; 0 when absent.
+    pub fn series(metrics: &str, series: &str) -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0, |n| n.trim().parse().expect("a counter value"))
+    }
+
     pub async fn metrics(&self) -> String {
         let r = self.req(Method::GET, "/metrics").send().await.unwrap();
         assert_eq!(r.status(), 200);
@@ -336,13 +344,22 @@ pub struct Process {
 
 impl Process {
     pub fn start(database_url: &str, env: &[(&str, &str)]) -> Process {
+        Self::start_with(database_url, env, std::process::Stdio::inherit())
+    }
+
+    /// Like `start`, with the process's standard error going to `stderr`.
+    pub fn start_with(
+        database_url: &str,
+        env: &[(&str, &str)],
+        stderr: std::process::Stdio,
+    ) -> Process {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_baton-server"));
         cmd.env("BATON_BIND", "127.0.0.1:0")
             .env("BATON_DATABASE_URL", database_url)
             .env("BATON_LOG", "warn")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }
