@@ -350,15 +350,23 @@ impl Store {
         limit: i64,
         now: i64,
         forget_before: i64,
+        abandoned_before: i64,
     ) -> Result<bool, sqlx::Error> {
+        // Full without a lock and untouched since `abandoned_before`: the attempts that filled
+        // it were never settled (a crash); they are not failures, and counting starts anew.
         let counted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO login_failures (user_id, source, failures, locks, locked_until, \
              updated_at) VALUES ($1, $2, 1, 0, NULL, $3) \
              ON CONFLICT (user_id, source) DO UPDATE SET \
-             failures = login_failures.failures + 1, updated_at = $3, \
+             failures = CASE WHEN login_failures.failures >= $4 \
+                 AND login_failures.locked_until IS NULL \
+                 AND login_failures.updated_at < $6 THEN 1 \
+                 ELSE login_failures.failures + 1 END, \
+             updated_at = $3, \
              locks = CASE WHEN login_failures.locked_until IS NOT NULL \
                  AND login_failures.locked_until < $5 THEN 0 ELSE login_failures.locks END \
-             WHERE login_failures.failures < $4 \
+             WHERE (login_failures.failures < $4 OR (login_failures.locked_until IS NULL \
+                 AND login_failures.updated_at < $6)) \
              AND (login_failures.locked_until IS NULL OR login_failures.locked_until <= $3) \
              RETURNING failures",
         )
@@ -367,6 +375,7 @@ impl Store {
         .bind(now)
         .bind(limit)
         .bind(forget_before)
+        .bind(abandoned_before)
         .fetch_optional(&self.writer)
         .await?;
         Ok(counted.is_some())

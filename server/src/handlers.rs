@@ -303,14 +303,8 @@ pub async fn login(
         Ok(ok) => ok,
         Err(e) => {
             // Not checked (the hashing queue is full): the attempt does not count.
-            if let Some(a) = &attempt {
-                state
-                    .store
-                    .release_login_attempt(&a.user_id, &a.source)
-                    .await?;
-                if let Some(id) = a.counted {
-                    state.store.delete_hit(id).await?;
-                }
+            if let Some(a) = attempt {
+                a.settle(None).await?;
             }
             return Err(e);
         }
@@ -327,23 +321,16 @@ pub async fn login(
             "wrong email or password",
         )
         .await;
-        if let Some(a) = &attempt {
-            settle_failure(&state, a, &c, now).await?;
+        if let Some(a) = attempt {
+            a.settle(Some(Settle::Failure(c.clone(), now))).await?;
         }
         return Err(ApiError::unauthorized(
             ErrorCode::InvalidCredentials,
             "wrong email or password",
         ));
     };
-    if let Some(a) = &attempt {
-        state
-            .store
-            .clear_login_failures(&user.id, &a.source)
-            .await?;
-        if let Some(id) = a.counted {
-            // A success is not a failure: the hourly count gets its attempt back.
-            state.store.delete_hit(id).await?;
-        }
+    if let Some(a) = attempt {
+        a.settle(Some(Settle::Success)).await?;
     }
 
     let how = Start::new(body.remember_me, body.refresh_transport, dpop, "signed in");
@@ -455,7 +442,10 @@ pub(crate) async fn start_session(
 }
 
 /// What the login limits counted for one attempt on an existing account, settled once its
-/// password is checked.
+/// password is checked (`settle`). The settlement runs in a task of its own, so it completes
+/// even when the request is given up meanwhile (the client left, the request timed out); and
+/// an attempt dropped before it was settled is given back. An abandoned login never counts as
+/// a failure, and cannot leave its source counted full without a lock.
 #[derive(Debug)]
 struct Attempt {
     user_id: String,
@@ -463,6 +453,101 @@ struct Attempt {
     source: String,
     /// The attempt's row in the hourly failure count.
     counted: Option<i64>,
+    /// Set until the attempt is settled.
+    state: Option<AppState>,
+}
+
+/// How a checked attempt ended.
+#[derive(Debug)]
+enum Settle {
+    /// A wrong password: the attempt stays counted, the fifth in a row locks the source.
+    Failure(Caller, i64),
+    /// The right password: the source's count is cleared, the hourly count gets its back.
+    Success,
+}
+
+impl Attempt {
+    /// Settles the attempt as `how`; `None`: given back (the password was not checked).
+    async fn settle(mut self, how: Option<Settle>) -> ApiResult<()> {
+        let Some(state) = self.state.take() else {
+            return Ok(());
+        };
+        let (user_id, source, counted) = (
+            std::mem::take(&mut self.user_id),
+            std::mem::take(&mut self.source),
+            self.counted,
+        );
+        let task = tokio::spawn(async move {
+            let store = &state.store;
+            match how {
+                Some(Settle::Failure(c, now)) => {
+                    settle_failure(&state, &user_id, &source, &c, now).await?;
+                }
+                Some(Settle::Success) => {
+                    store.clear_login_failures(&user_id, &source).await?;
+                    if let Some(id) = counted {
+                        store.delete_hit(id).await?;
+                    }
+                }
+                None => give_back(store, &user_id, &source, counted).await?,
+            }
+            Ok::<(), ApiError>(())
+        });
+        task.await.map_err(|_| ApiError::internal())?
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        // Not settled: the request was given up before its password was checked.
+        if let Some(state) = self.state.take() {
+            let (user_id, source, counted) =
+                (self.user_id.clone(), self.source.clone(), self.counted);
+            tokio::spawn(async move {
+                // Often given up because the database is slow right now: a few tries, then
+                // `lockout::ABANDONED_AFTER` is the backstop.
+                let mut wait = std::time::Duration::from_millis(50);
+                let mut released = false;
+                for tries_left in (0..5).rev() {
+                    // The release once (it subtracts); the hit's deletion may repeat.
+                    let step = async {
+                        if !released {
+                            state.store.release_login_attempt(&user_id, &source).await?;
+                            released = true;
+                        }
+                        match counted {
+                            Some(id) => state.store.delete_hit(id).await,
+                            None => Ok(()),
+                        }
+                    };
+                    match step.await {
+                        Ok(()) => return,
+                        Err(e) if tries_left == 0 => {
+                            tracing::warn!(error = %e, "giving back an abandoned login attempt failed");
+                        }
+                        Err(_) => {
+                            tokio::time::sleep(wait).await;
+                            wait *= 2;
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Gives an attempt back: it does not count, neither for the lockout nor the hourly limit.
+async fn give_back(
+    store: &crate::db::Store,
+    user_id: &str,
+    source: &str,
+    counted: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    store.release_login_attempt(user_id, source).await?;
+    if let Some(id) = counted {
+        store.delete_hit(id).await?;
+    }
+    Ok(())
 }
 
 /// The login limits, before the password is checked: attempts per IP, then for an existing
@@ -504,7 +589,14 @@ async fn admit_login(
     let forget = now - lockout::FORGET_LOCKS_AFTER.as_millis() as i64;
     let admitted = state
         .store
-        .reserve_login_attempt(&user.id, &source, lockout::LOCK_AFTER, now, forget)
+        .reserve_login_attempt(
+            &user.id,
+            &source,
+            lockout::LOCK_AFTER,
+            now,
+            forget,
+            now - lockout::ABANDONED_AFTER.as_millis() as i64,
+        )
         .await?;
     if !admitted {
         // Locked, or five attempts of this source are being checked right now.
@@ -516,42 +608,51 @@ async fn admit_login(
         state.metrics.rate_limited("account_locked");
         return Err(ApiError::too_many(ErrorCode::AccountLocked, wait));
     }
+    // Counted from here on: given back if the request ends before it is settled.
     let key = limits::failures_key(&user.id, &source);
-    let counted = match limits
+    let mut attempt = Attempt {
+        user_id: user.id.clone(),
+        source,
+        counted: None,
+        state: Some(state.clone()),
+    };
+    match limits
         .hit(&state.store, &key, limits::FAILURES_PER_ACCOUNT, now)
         .await?
     {
-        Ok(id) => id,
+        Ok(id) => attempt.counted = id,
         Err(refused) => {
-            state.store.release_login_attempt(&user.id, &source).await?;
+            attempt.settle(None).await?;
             refuse(state, user_id, None, c, "login_account", refused).await;
             return Err(ApiError::too_many(
                 ErrorCode::RateLimited,
                 refused.retry_after,
             ));
         }
-    };
-    Ok(Some(Attempt {
-        user_id: user.id.clone(),
-        source,
-        counted,
-    }))
+    }
+    Ok(Some(attempt))
 }
 
 /// A failed attempt stays counted; the fifth in a row locks its source.
-async fn settle_failure(state: &AppState, a: &Attempt, c: &Caller, now: i64) -> ApiResult<()> {
+async fn settle_failure(
+    state: &AppState,
+    user_id: &str,
+    source: &str,
+    c: &Caller,
+    now: i64,
+) -> ApiResult<()> {
     let base = state.limits.lockout;
     let durations: Vec<i64> = (1..=8)
         .map(|n| lockout::lock_duration(n, base).as_millis() as i64)
         .collect();
     let locked = state
         .store
-        .lock_if_reached(&a.user_id, &a.source, lockout::LOCK_AFTER, now, &durations)
+        .lock_if_reached(user_id, source, lockout::LOCK_AFTER, now, &durations)
         .await?;
     if let Some((nth, until)) = locked {
         state.metrics.anomaly("account_locked");
         let lasts = std::time::Duration::from_millis((until - now).max(0) as u64);
-        let whom = if a.source == lockout::UNTRUSTED {
+        let whom = if source == lockout::UNTRUSTED {
             "sign-ins from unknown devices"
         } else {
             "sign-ins from this device"
@@ -563,7 +664,7 @@ async fn settle_failure(state: &AppState, a: &Attempt, c: &Caller, now: i64) -> 
         );
         audit(
             state,
-            Some(&a.user_id),
+            Some(user_id),
             "account_locked",
             "critical",
             None,
@@ -575,9 +676,6 @@ async fn settle_failure(state: &AppState, a: &Attempt, c: &Caller, now: i64) -> 
     Ok(())
 }
 
-/// Counts a refused attempt in the metrics, and records a `rate_limited` event only for the
-/// first refusal of `key` until its limit lifts: a flood of refused requests costs neither
-/// database rows nor writer time.
 /// 429 at once while this instance remembers a refusal of `key` (`Limits::refused_now`): a
 /// call that would be refused anyway costs no further work, not even a DPoP signature check.
 pub(crate) fn refused_early(state: &AppState, key: &str, which: &'static str) -> ApiResult<()> {
@@ -593,6 +691,9 @@ pub(crate) fn refused_early(state: &AppState, key: &str, which: &'static str) ->
     }
 }
 
+/// Counts a refused attempt in the metrics, and records a `rate_limited` event only for the
+/// first refusal of `key` until its limit lifts: a flood of refused requests costs neither
+/// database rows nor writer time.
 pub(crate) async fn refuse(
     state: &AppState,
     user_id: Option<&str>,

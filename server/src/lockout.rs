@@ -12,6 +12,8 @@
 //! - An attempt is counted **before** its password is checked (and given back if it succeeds),
 //!   so however many arrive at once, on however many instances, at most five passwords are
 //!   checked per source between locks.
+//! - An attempt whose request is given up before its password is checked is given back; one
+//!   left counted by a crash stops counting after `ABANDONED_AFTER`.
 //! - On top, each source may fail at most ten times an hour (`limits`).
 
 use std::time::Duration;
@@ -22,6 +24,11 @@ pub const LOCK_AFTER: i64 = 5;
 pub const MAX_LOCK: Duration = Duration::from_secs(24 * 3600);
 /// After this long without a lock, the next lock is a first lock again.
 pub const FORGET_LOCKS_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// A source counted full without a lock, untouched this long, holds attempts that were never
+/// settled (the process died between counting one and checking its password): the next
+/// attempt starts counting anew instead of the source staying shut for good. Far longer than
+/// any request may take (`BATON_REQUEST_TIMEOUT`).
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 /// The source shared by every attempt not from a known device.
 pub const UNTRUSTED: &str = "untrusted";
 
