@@ -59,26 +59,13 @@ struct ProofInserts {
 
 const PROOF_BATCH: usize = 128;
 
-/// Splits a batch into the first sending of each proof and its repeats: the same proof twice
-/// in one batch is a replay of the first (one `INSERT` would report both as new).
-fn split_repeats<T>(batch: Vec<T>, id: impl Fn(&T) -> &String) -> (Vec<T>, Vec<T>) {
-    let mut ids = std::collections::HashSet::new();
-    batch.into_iter().partition(|p| ids.insert(id(p).clone()))
-}
-
 impl ProofInserts {
     fn spawn(store: crate::db::Store) -> Self {
         let (tx, mut rx) = mpsc::channel::<Pending>(4_096);
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < PROOF_BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let (unique, again) = split_repeats(batch, |(id, _, _)| id);
+            while let Some(batch) = crate::batch::next(&mut rx, PROOF_BATCH).await {
+                // The same proof twice in one batch: the second is a replay of the first.
+                let (unique, again) = crate::batch::split_repeats(batch, |(id, _, _)| id);
                 for (_, _, done) in again {
                     let _ = done.send(Ok(false));
                 }
@@ -344,16 +331,5 @@ pub async fn check_access(
             "this access token is not DPoP-bound: send it as `Authorization: Bearer`",
         )),
         (None, false) => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_proof_repeated_in_a_batch_is_a_replay() {
-        let batch: Vec<String> = ["a", "b", "a", "c", "b", "a"].map(String::from).to_vec();
-        let (first, again) = super::split_repeats(batch, |p| p);
-        assert_eq!(first, ["a", "b", "c"]);
-        assert_eq!(again, ["a", "b", "a"]);
     }
 }

@@ -1,6 +1,7 @@
 //! `baton-server`: login, rotating refresh tokens with reuse detection, sessions, audit log and
 //! metrics, over SQLite or PostgreSQL. `main.rs` only parses the config and calls [`run`].
 
+mod batch;
 pub mod config;
 pub mod csrf;
 pub mod db;

@@ -641,20 +641,11 @@ impl Rotator {
             tokio::sync::oneshot::Sender<Result<bool, bool>>,
         )>(4_096);
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < ROTATION_BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
+            while let Some(batch) = crate::batch::next(&mut rx, ROTATION_BATCH).await {
                 // One rotation per session per batch: a second one for the same session
                 // lost the race and is judged by the careful path (grace or reuse).
-                let mut seen = std::collections::HashSet::new();
-                let (unique, duplicate): (Vec<_>, Vec<_>) = batch
-                    .into_iter()
-                    .partition(|(r, _)| seen.insert(r.session_id.clone()));
+                let (unique, duplicate) =
+                    crate::batch::split_repeats(batch, |(r, _)| &r.session_id);
                 for (_, done) in duplicate {
                     let _ = done.send(Ok(false));
                 }
