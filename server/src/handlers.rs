@@ -504,32 +504,8 @@ impl Drop for Attempt {
             let (user_id, source, counted) =
                 (self.user_id.clone(), self.source.clone(), self.counted);
             tokio::spawn(async move {
-                // Often given up because the database is slow right now: a few tries, then
-                // `lockout::ABANDONED_AFTER` is the backstop.
-                let mut wait = std::time::Duration::from_millis(50);
-                let mut released = false;
-                for tries_left in (0..5).rev() {
-                    // The release once (it subtracts); the hit's deletion may repeat.
-                    let step = async {
-                        if !released {
-                            state.store.release_login_attempt(&user_id, &source).await?;
-                            released = true;
-                        }
-                        match counted {
-                            Some(id) => state.store.delete_hit(id).await,
-                            None => Ok(()),
-                        }
-                    };
-                    match step.await {
-                        Ok(()) => return,
-                        Err(e) if tries_left == 0 => {
-                            tracing::warn!(error = %e, "giving back an abandoned login attempt failed");
-                        }
-                        Err(_) => {
-                            tokio::time::sleep(wait).await;
-                            wait *= 2;
-                        }
-                    }
+                if let Err(e) = give_back(&state.store, &user_id, &source, counted).await {
+                    tracing::warn!(error = %e, "giving back an abandoned login attempt failed");
                 }
             });
         }
@@ -537,17 +513,39 @@ impl Drop for Attempt {
 }
 
 /// Gives an attempt back: it does not count, neither for the lockout nor the hourly limit.
+/// Often needed because the database is slow right now: a few tries, then
+/// `lockout::ABANDONED_AFTER` is the backstop.
 async fn give_back(
     store: &crate::db::Store,
     user_id: &str,
     source: &str,
     counted: Option<i64>,
 ) -> Result<(), sqlx::Error> {
-    store.release_login_attempt(user_id, source).await?;
-    if let Some(id) = counted {
-        store.delete_hit(id).await?;
+    let mut wait = std::time::Duration::from_millis(50);
+    let mut released = false;
+    let mut tries = 0;
+    loop {
+        // The release once (it subtracts); the hit's deletion may repeat.
+        let step = async {
+            if !released {
+                store.release_login_attempt(user_id, source).await?;
+                released = true;
+            }
+            match counted {
+                Some(id) => store.delete_hit(id).await,
+                None => Ok(()),
+            }
+        };
+        match step.await {
+            Ok(()) => return Ok(()),
+            Err(e) if tries == 4 => return Err(e),
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
     }
-    Ok(())
 }
 
 /// The login limits, before the password is checked: attempts per IP, then for an existing
