@@ -274,10 +274,20 @@ impl Verifier {
                 "introspection needs Options::introspection_secret".into(),
             ));
         };
-        let asked = Instant::now();
-        if let Some(active) = self.inner.answers.get(token, asked) {
-            return Ok(active);
-        }
+        self.inner
+            .answers
+            .answer(token, Instant::now, || {
+                self.ask_introspection(endpoint, secret, token)
+            })
+            .await
+    }
+
+    async fn ask_introspection(
+        &self,
+        endpoint: &str,
+        secret: &str,
+        token: &str,
+    ) -> Result<bool, Error> {
         let body = format!("token={}", form_encode(token));
         let r = self
             .inner
@@ -299,9 +309,7 @@ impl Verifier {
             .json()
             .await
             .map_err(|e| Error::Unavailable(format!("introspection: {e}")))?;
-        let active = v["active"] == true;
-        self.inner.answers.put(token, active, asked);
-        Ok(active)
+        Ok(v["active"] == true)
     }
 
     /// [`Verifier::verify`], then introspection: refuses the tokens of signed-out sessions.

@@ -308,6 +308,22 @@ async fn introspection_answers_are_reused_for_the_configured_time_only() {
         4,
         "without a cache, every check asks"
     );
+    // A burst of checks of a token not yet known: one request, the rest wait for its answer.
+    let (_, fresh) = s.user().await;
+    let before = introspections(&s).await;
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let (cached, fresh) = (cached.clone(), fresh.clone());
+        burst.spawn(async move { cached.verify_live(&fresh).await.map(|c| c.sub) });
+    }
+    while let Some(checked) = burst.join_next().await {
+        checked.unwrap().unwrap();
+    }
+    assert_eq!(
+        introspections(&s).await - before,
+        1,
+        "one request for 30 checks at once"
+    );
     assert_eq!(
         s.post("/auth/logout", json!({}), Some(&token))
             .await
