@@ -755,15 +755,36 @@ impl Store {
         Ok(q.fetch_all(&self.writer).await?.into_iter().collect())
     }
 
-    /// The users whose address was verified at `since` or later, with when.
-    pub async fn verified_since(&self, since: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT id, email_verified_at FROM users WHERE email_verified_at >= $1 \
-             ORDER BY email_verified_at LIMIT 10000",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await
+    /// The users whose address was verified at `since` or later, with when, oldest first;
+    /// read `page` rows at a time, so that no burst of verifications is cut off.
+    pub async fn verified_since(
+        &self,
+        since: i64,
+        page: u32,
+    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let page = page.max(1);
+        let mut all: Vec<(String, i64)> = Vec::new();
+        loop {
+            // Keyset paging on (verified at, id): one row after the last row read.
+            let (at, id) = all
+                .last()
+                .map_or((since, ""), |(id, at)| (*at, id.as_str()));
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT id, email_verified_at FROM users \
+                 WHERE email_verified_at > $1 OR (email_verified_at = $1 AND id > $2) \
+                 ORDER BY email_verified_at, id LIMIT $3",
+            )
+            .bind(at)
+            .bind(id)
+            .bind(i64::from(page))
+            .fetch_all(&self.pool)
+            .await?;
+            let full = rows.len() == page as usize;
+            all.extend(rows);
+            if !full {
+                return Ok(all);
+            }
+        }
     }
 
     /// DPoP proofs remembered now.

@@ -426,14 +426,15 @@ pub fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
                 let since = sessions::VerifiedWatch::since(now);
                 match tokio::time::timeout(
                     Duration::from_secs(2),
-                    state.store.verified_since(since),
+                    state
+                        .store
+                        .verified_since(since, sessions::VerifiedWatch::PAGE),
                 )
                 .await
                 {
                     Ok(Ok(rows)) => {
-                        for user in verified.fresh(rows, now) {
-                            state.session_cache.forget_user(&user);
-                        }
+                        let fresh = verified.fresh(rows, now);
+                        state.session_cache.forget_users(&fresh);
                     }
                     Ok(Err(e)) => tracing::debug!(error = %e, "verified-address poll failed"),
                     Err(_) => tracing::debug!("verified-address poll timed out"),

@@ -578,8 +578,17 @@ impl SessionCache {
     /// instance's next refresh reads it again. Other instances learn of it through
     /// `VerifiedWatch`; `/auth/me` reads the row every time.
     pub fn forget_user(&self, user_id: &str) {
+        self.forget_users(&[user_id.to_owned()]);
+    }
+
+    /// Forgets the sessions of all these users, in one pass over the cache.
+    pub fn forget_users(&self, user_ids: &[String]) {
+        if user_ids.is_empty() {
+            return;
+        }
+        let users: std::collections::HashSet<&str> = user_ids.iter().map(String::as_str).collect();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, e| e.1.id != user_id);
+        map.retain(|_, e| !users.contains(e.1.id.as_str()));
     }
 
     pub fn insert(&self, s: SessionRow, u: UserRow) -> std::sync::Arc<(SessionRow, UserRow)> {
@@ -606,6 +615,9 @@ impl VerifiedWatch {
     /// How far back each question looks: other instances' clocks may lag, and their
     /// transactions commit a moment after the time they wrote.
     pub const MARGIN_MS: i64 = 30_000;
+
+    /// Rows read from the database at a time.
+    pub const PAGE: u32 = 1_000;
 
     /// From when to ask at `now`.
     pub fn since(now: i64) -> i64 {

@@ -534,3 +534,37 @@ async fn a_verification_reaches_the_tokens_of_every_instance() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_addresses_are_read_page_by_page_without_losing_any() {
+    let s = Server::start(&[]).await;
+    let db = open_db(&s.database_url).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let user = s.register(&email(), "correct horse").await;
+        ids.push(user["user"]["id"].as_str().unwrap().to_owned());
+    }
+    // Three verified, two of them in the same millisecond: a page may end between them.
+    let at = baton_server::now_ms() - 1_000;
+    for (id, verified_at) in [(&ids[0], at), (&ids[1], at + 5), (&ids[2], at + 5)] {
+        sqlx::query("UPDATE users SET email_verified_at = $1 WHERE id = $2")
+            .bind(verified_at)
+            .bind(id.as_str())
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    let mut expected = vec![
+        (ids[0].clone(), at),
+        (ids[1].clone(), at + 5),
+        (ids[2].clone(), at + 5),
+    ];
+    expected[1..].sort();
+    for page in [1, 2, 3, 1_000] {
+        let rows = s.state.store.verified_since(at, page).await.unwrap();
+        assert_eq!(rows, expected, "pages of {page}");
+    }
+    let later = s.state.store.verified_since(at + 1, 2).await.unwrap();
+    assert_eq!(later, expected[1..]);
+    s.stop().await;
+}
