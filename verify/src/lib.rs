@@ -499,6 +499,15 @@ pub struct Authenticated(pub Claims);
 #[derive(Debug, Clone)]
 pub struct Live(pub Claims);
 
+/// What a request's token was found to be, kept in its extensions: a later extractor or a
+/// handler behind [`require_token`] takes it from there instead of checking again (a DPoP
+/// proof checked twice would be refused as a replay).
+#[derive(Debug, Clone)]
+struct Checked {
+    claims: Claims,
+    live: bool,
+}
+
 impl<S> FromRequestParts<S> for Authenticated
 where
     Verifier: FromRef<S>,
@@ -506,10 +515,15 @@ where
 {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        Verifier::from_ref(state)
-            .verify_parts(parts)
-            .await
-            .map(Self)
+        if let Some(c) = parts.extensions.get::<Checked>() {
+            return Ok(Self(c.claims.clone()));
+        }
+        let claims = Verifier::from_ref(state).verify_parts(parts).await?;
+        parts.extensions.insert(Checked {
+            claims: claims.clone(),
+            live: false,
+        });
+        Ok(Self(claims))
     }
 }
 
@@ -520,20 +534,75 @@ where
 {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        let verifier = Verifier::from_ref(state);
-        let claims = verifier.verify_parts(parts).await?;
+        let checked = match parts.extensions.get::<Checked>() {
+            Some(c) if c.live => return Ok(Self(c.claims.clone())),
+            Some(c) => c.claims.clone(),
+            None => Authenticated::from_request_parts(parts, state).await?.0,
+        };
         let (token, _) = authorization(
             parts
                 .headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok()),
         )?;
-        if verifier.introspect(token).await? {
-            Ok(Self(claims))
-        } else {
-            Err(Error::Revoked)
+        if !Verifier::from_ref(state).introspect(token).await? {
+            return Err(Error::Revoked);
         }
+        parts.extensions.insert(Checked {
+            claims: checked.clone(),
+            live: true,
+        });
+        Ok(Self(checked))
     }
+}
+
+/// Middleware guarding every route of a router, as [`Authenticated`] does one handler:
+/// requests without a valid token are refused in Baton's error shape; the others go on with
+/// the [`Claims`] in their extensions (`Extension<Claims>`, or [`Authenticated`] and [`Live`]
+/// in the handlers, which then do not check the token again).
+///
+/// ```no_run
+/// # use axum::{routing::get, Extension, Router};
+/// # use baton_verify::{Claims, Verifier};
+/// # fn app(verifier: Verifier) -> Router {
+/// Router::new()
+///     .route("/orders", get(|Extension(claims): Extension<Claims>| async move { claims.sub }))
+///     .route_layer(axum::middleware::from_fn_with_state(verifier, baton_verify::require_token))
+/// # }
+/// ```
+pub async fn require_token(
+    axum::extract::State(verifier): axum::extract::State<Verifier>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    guard::<Authenticated>(verifier, req, next).await
+}
+
+/// Like [`require_token`], and introspection says the session is still signed in (as
+/// [`Live`]).
+pub async fn require_live_token(
+    axum::extract::State(verifier): axum::extract::State<Verifier>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    guard::<Live>(verifier, req, next).await
+}
+
+async fn guard<E: FromRequestParts<Verifier, Rejection = Error>>(
+    verifier: Verifier,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    if let Err(e) = E::from_request_parts(&mut parts, &verifier).await {
+        return e.into_response();
+    }
+    let claims = parts.extensions.get::<Checked>().map(|c| c.claims.clone());
+    if let Some(claims) = claims {
+        parts.extensions.insert(claims);
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }
 
 impl IntoResponse for Error {

@@ -99,6 +99,15 @@ fn extractor_app(v: Verifier) -> Router {
             get(|Authenticated(c): Authenticated| async move { c.sub }),
         )
         .route("/live", get(|Live(c): Live| async move { c.sub }))
+        .route(
+            "/both",
+            get(
+                |Authenticated(a): Authenticated, Live(l): Live| async move {
+                    assert_eq!(a.sid, l.sid);
+                    l.sub
+                },
+            ),
+        )
         .with_state(v)
 }
 
@@ -499,6 +508,10 @@ async fn dpop_bound_tokens_need_a_proof_of_their_key() {
     let live = proof_for(&key, "https://orders.example/live", &token);
     let (status, _, _) = call("/live", format!("DPoP {token}"), Some(live)).await;
     assert_eq!(status, StatusCode::OK);
+    // Two extractors in one handler check the proof once: the second is no replay.
+    let both = proof_for(&key, "https://orders.example/both", &token);
+    let (status, code, _) = call("/both", format!("DPoP {token}"), Some(both)).await;
+    assert_eq!((status, code), (StatusCode::OK, Value::Null));
     s.stop();
 }
 
@@ -543,5 +556,95 @@ async fn one_dpop_key_gets_its_budget_of_proofs_and_no_more() {
     assert!((1..=60).contains(&retry), "{retry}");
     // Another key has a budget of its own.
     assert_eq!(get(&other, &other_token).await.0, StatusCode::OK);
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_guarded_by_the_middleware_checks_each_token_once() {
+    use axum::Extension;
+    use baton_verify::Claims;
+    use proof::{Claims as Proof, ProofKey};
+    let s = Server::start(&[]).await;
+    let v = Verifier::discover(
+        &s.url,
+        Options {
+            public_url: Some("https://orders.example".into()),
+            ..with_secret()
+        },
+    )
+    .await
+    .unwrap();
+    let guarded = Router::new()
+        .route(
+            "/claims",
+            get(|Extension(c): Extension<Claims>| async move { c.sub }),
+        )
+        .route(
+            "/both",
+            get(
+                |Authenticated(a): Authenticated, Live(l): Live| async move {
+                    assert_eq!(a.sid, l.sid);
+                    l.sub
+                },
+            ),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            v.clone(),
+            baton_verify::require_token,
+        ))
+        .with_state(v.clone());
+    let live = Router::new()
+        .route(
+            "/claims",
+            get(|Extension(c): Extension<Claims>| async move { c.sub }),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            v.clone(),
+            baton_verify::require_live_token,
+        ));
+    // Refusals in Baton's error shape, before any handler runs.
+    let (status, www, body) = call(&guarded, "/claims", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(www.as_deref(), Some(r#"Bearer error="invalid_request""#));
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["code"], "token_missing");
+    let (status, _, _) = call(&guarded, "/claims", &[("authorization", "Bearer x.y.z")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A DPoP-bound token with one proof per request: the middleware checks it, and the
+    // handler's extractors take its result instead of judging the proof a replay.
+    let key = ProofKey::es256();
+    let token = bound_token(&s, &key).await;
+    let sub = v.verify(&token).await.unwrap().sub;
+    for path in ["/claims", "/both"] {
+        let proof = key.proof(&Proof {
+            method: "GET",
+            url: &format!("https://orders.example{path}"),
+            access_token: Some(&token),
+            ..Proof::default()
+        });
+        let auth = format!("DPoP {token}");
+        let (status, _, body) = call(
+            &guarded,
+            path,
+            &[("authorization", &auth), ("dpop", &proof)],
+        )
+        .await;
+        assert_eq!((status, body), (StatusCode::OK, sub.clone()), "{path}");
+    }
+    // The live guard refuses a signed-out session.
+    let (_, plain) = s.user().await;
+    let bearer = format!("Bearer {plain}");
+    let (status, _, _) = call(&live, "/claims", &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        s.post("/auth/logout", json!({}), Some(&plain))
+            .await
+            .status(),
+        204
+    );
+    let (status, _, body) = call(&live, "/claims", &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["code"], "token_revoked");
     s.stop();
 }
