@@ -152,6 +152,7 @@ impl Drop for Waiting<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn an_answer_is_kept_for_the_ttl_only() {
@@ -165,8 +166,6 @@ mod tests {
         a.put("tok", false, t0 + Duration::from_secs(3));
         assert_eq!(a.get("tok", t0 + Duration::from_secs(4)), Some(false));
     }
-
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// An `ask` that counts its calls and answers `answer` once `open` is notified.
     fn asker<'a>(
@@ -244,8 +243,8 @@ mod tests {
         assert_eq!(second.await, Ok(true));
         assert_eq!(asking(&a), 0);
         // All given up: nothing is left in the list either.
-        let given_up = Box::pin(a.answer("other", Instant::now, asker(&calls, &open, Ok(true))));
-        let mut given_up = given_up;
+        let mut given_up =
+            Box::pin(a.answer("other", Instant::now, asker(&calls, &open, Ok(true))));
         assert!(futures_poll(given_up.as_mut()).is_none());
         assert_eq!(asking(&a), 1);
         drop(given_up);
