@@ -20,6 +20,8 @@ pub struct Store {
     /// file lock and sleeping in SQLite's busy handler. On PostgreSQL the same pool as reads.
     writer: AnyPool,
     pub backend: Backend,
+    /// An in-memory SQLite database: its one connection is the database.
+    memory: bool,
     /// The last readiness probe: its time and verdict, shared by concurrent callers.
     probe: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
     /// `BATON_EVENTS_FILE`: committed events are handed to it (see `events_file`).
@@ -29,6 +31,35 @@ pub struct Store {
 /// A readiness verdict younger than this is reused, so a flood of probes costs the writer
 /// at most a few probes a second.
 const PROBE_REUSE: Duration = Duration::from_millis(200);
+
+/// How long a starting server waits for its database to open: one that is still starting
+/// (refused connections), or slower to open a connection than the requests' connection wait
+/// (40 % of `BATON_REQUEST_TIMEOUT`), is tried again until then.
+const OPEN_WAIT: Duration = Duration::from_secs(30);
+
+/// Opens a pool, trying again while the database cannot be reached yet (`OPEN_WAIT`); wrong
+/// credentials, an unknown database and the like fail at once.
+async fn open(opts: AnyPoolOptions, url: &str) -> Result<AnyPool, sqlx::Error> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    let mut said_at: Option<Instant> = None;
+    loop {
+        match opts.clone().connect(url).await {
+            Ok(pool) => return Ok(pool),
+            Err(e @ (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)))
+                if started.elapsed() + pause < OPEN_WAIT =>
+            {
+                if said_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+                    tracing::warn!(error = %e, "the database cannot be opened yet: trying again");
+                    said_at = Some(Instant::now());
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct UserRow {
@@ -169,15 +200,15 @@ impl Store {
         let (pool, writer) = match (backend, memory) {
             // Each connection to `:memory:` is its own database: exactly one, forever.
             (Backend::Sqlite, true) => {
-                let p = single(opts).connect(&url).await?;
+                let p = open(single(opts), &url).await?;
                 (p.clone(), p)
             }
             (Backend::Sqlite, false) => {
-                let writer = single(opts.clone()).connect(&url).await?;
-                (opts.max_connections(8).connect(&url).await?, writer)
+                let writer = open(single(opts.clone()), &url).await?;
+                (open(opts.max_connections(8), &url).await?, writer)
             }
             (Backend::Postgres, _) => {
-                let p = opts.max_connections(32).connect(&url).await?;
+                let p = open(opts.max_connections(32), &url).await?;
                 (p.clone(), p)
             }
         };
@@ -185,6 +216,7 @@ impl Store {
             pool,
             writer,
             backend,
+            memory,
             probe: Arc::default(),
             events_out: None,
         };
@@ -211,17 +243,59 @@ impl Store {
     }
 
     /// Runs the pending migrations; returns how many ran.
+    ///
+    /// They run on a connection of their own, outside the pools and their time limits (on
+    /// PostgreSQL without the requests' statement timeout): building an index on a large
+    /// table, or waiting while another instance migrates (the migrator's lock), takes as long
+    /// as it takes. The connection is closed afterwards. An in-memory SQLite database has only
+    /// its one connection: migrated on it.
     pub async fn migrate(&self) -> anyhow::Result<usize> {
-        let before = self.pending_migrations().await?;
-        self.migrator().run(&self.writer).await?;
-        Ok(before)
+        if self.memory {
+            let mut conn = self.writer.acquire().await?;
+            let before = self.pending_on(&mut conn).await?;
+            self.migrator().run(&mut *conn).await?;
+            return Ok(before);
+        }
+        let mut conn = self.migration_connection().await?;
+        let ran = async {
+            let before = self.pending_on(&mut conn).await?;
+            self.migrator().run(&mut conn).await?;
+            anyhow::Ok(before)
+        }
+        .await;
+        let _ = sqlx::Connection::close(conn).await;
+        ran
+    }
+
+    /// A connection for migrations alone (see `migrate`).
+    async fn migration_connection(&self) -> anyhow::Result<AnyConnection> {
+        use sqlx::ConnectOptions as _;
+        let opts = self.writer.connect_options();
+        let mut conn = tokio::time::timeout(OPEN_WAIT, opts.connect())
+            .await
+            .map_err(|_| anyhow::anyhow!("the database did not open a connection in 30 s"))??;
+        match self.backend {
+            Backend::Postgres => {
+                conn.execute("SET statement_timeout = 0").await?;
+            }
+            Backend::Sqlite => {
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                conn.execute("PRAGMA busy_timeout = 30000").await?;
+            }
+        }
+        Ok(conn)
     }
 
     /// How many of this build's migrations the database has not applied.
     pub async fn pending_migrations(&self) -> anyhow::Result<usize> {
+        let mut conn = self.writer.acquire().await?;
+        self.pending_on(&mut conn).await
+    }
+
+    async fn pending_on(&self, conn: &mut AnyConnection) -> anyhow::Result<usize> {
         let applied: Vec<i64> =
             match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
-                .fetch_all(&self.writer)
+                .fetch_all(&mut *conn)
                 .await
             {
                 Ok(v) => v,

@@ -599,3 +599,104 @@ async fn postgres_lock_timeouts_answer_503_with_retry_after() {
     other.stop().await;
     s.stop().await;
 }
+
+/// Upgrading a database that has grown: a migration that takes longer than the statement
+/// timeout of requests (40 % of `BATON_REQUEST_TIMEOUT`) still runs to the end, at start and
+/// with `baton-server migrate`. Before, it was cancelled ("statement timeout") and the server
+/// could not start on the upgraded release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_migration_is_not_cut_by_the_request_timeout() {
+    if backend() != "postgres" {
+        // SQLite has no statement timeout; its lock wait is covered by the lock tests.
+        return;
+    }
+    let db_url = fresh_database().await;
+    Server::start_on(&db_url, &[]).await.stop().await;
+    // The database of an older release with many users: the last index not built yet.
+    let db = open_db(&db_url).await;
+    for sql in [
+        "DROP INDEX users_email_verified_at",
+        "DELETE FROM _sqlx_migrations WHERE version = 20261201000007",
+        "INSERT INTO users (id, email, password_hash, created_at, email_verified_at) \
+         SELECT 'u' || n, 'u' || n || '@example.com', 'x', 0, n FROM generate_series(1, 600000) n",
+    ] {
+        sqlx::query(sql).execute(&db).await.unwrap();
+    }
+    // Building the index takes far longer than 40 ms.
+    let config = config(&db_url, &[("request-timeout", "100ms")]);
+    let started = Instant::now();
+    let ran = baton_server::migrate(&config).await.expect("migrated");
+    assert_eq!(ran, 1);
+    assert!(
+        started.elapsed() > Duration::from_millis(40),
+        "too fast to prove anything"
+    );
+    let built: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'users_email_verified_at'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(built, 1);
+    // And the server starts on it.
+    Server::start_on(&db_url, &[]).await.stop().await;
+    db.close().await;
+}
+
+/// A server started before its database (containers started together): it waits for the
+/// database to accept connections instead of exiting at once. Wrong settings still fail at
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_waits_for_a_database_that_is_still_starting() {
+    if backend() != "postgres" {
+        // An embedded database has nothing to wait for.
+        return;
+    }
+    let db_url = fresh_database().await;
+    let (real_host, name) = db_url
+        .strip_prefix("postgres://baton:baton@")
+        .and_then(|rest| rest.split_once('/'))
+        .expect("a test database URL");
+    let real_host = real_host.to_owned();
+    // A port nobody listens on yet: the database "starts" there three seconds later, after
+    // the 2 s a request waits for a connection (40 % of the default 5 s request timeout).
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let late_url = format!("postgres://baton:baton@127.0.0.1:{port}/{name}");
+    let proxy = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            let real_host = real_host.clone();
+            tokio::spawn(async move {
+                let mut db = tokio::net::TcpStream::connect(real_host).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut db).await;
+            });
+        }
+    });
+    let started = Instant::now();
+    let s = Server::start_on(&late_url, &[]).await;
+    assert!(started.elapsed() >= Duration::from_millis(2900));
+    let r = s
+        .post(
+            "/auth/register",
+            json!({"email": "late@example.com", "password": "correct horse"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    s.stop().await;
+    proxy.abort();
+    // Wrong credentials are no reason to wait.
+    let wrong = db_url.replacen("baton:baton@", "baton:wrong@", 1);
+    let started = Instant::now();
+    let err = baton_server::AppState::new(config(&wrong, &[]))
+        .await
+        .expect_err("wrong password refused");
+    assert!(started.elapsed() < Duration::from_secs(5), "{err:#}");
+}
