@@ -1,9 +1,44 @@
 //! Group commit, the shared part: a queue is drained into batches, and a batch holds each item
 //! once (`sessions::Rotator` for rotations, `dpop` for the replay table on PostgreSQL).
 
+use crate::error::{ApiError, ApiResult};
 use std::collections::HashSet;
 use std::hash::Hash;
-use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::{Receiver, Sender};
+use tokio::sync::oneshot;
+
+/// What a batch tells each of its items: the item's answer, or `Err(unavailable)` when the
+/// batch failed (true: the database cannot be reached now, 503; false: another error, 500).
+pub(crate) type Verdict<T> = Result<T, bool>;
+
+/// An item queued for a batch, with the channel its verdict comes back on.
+pub(crate) type Queued<I, T> = (I, oneshot::Sender<Verdict<T>>);
+
+/// Queues `item` and waits for its verdict. The batch runs in a task of its own: an item
+/// whose caller gives up meanwhile is still carried out.
+pub(crate) async fn submit<I, T>(tx: &Sender<Queued<I, T>>, item: I) -> ApiResult<T> {
+    let (done, verdict) = oneshot::channel();
+    tx.send((item, done))
+        .await
+        .map_err(|_| ApiError::unavailable())?;
+    match verdict.await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(true)) | Err(_) => Err(ApiError::unavailable()),
+        Ok(Err(false)) => Err(ApiError::internal()),
+    }
+}
+
+/// Tells every item of a failed batch; an error other than an unavailable database is logged
+/// (`what` failed).
+pub(crate) fn fail<I, T>(items: Vec<Queued<I, T>>, e: &sqlx::Error, what: &str) {
+    let unavailable = crate::error::is_unavailable(e);
+    if !unavailable {
+        tracing::error!(error = %e, "{what} failed");
+    }
+    for (_, done) in items {
+        let _ = done.send(Err(unavailable));
+    }
+}
 
 /// Waits for the next item, then takes what else is queued already, `max` in all; `None` once
 /// every sender is gone.

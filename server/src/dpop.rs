@@ -13,7 +13,7 @@ use baton_core::ErrorCode;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// How far a proof's `iat` may be from the server's clock, either way; proofs are remembered
 /// this long (and a second more) to refuse replays.
@@ -44,9 +44,9 @@ pub struct ReplayCache {
     inserts: Option<ProofInserts>,
 }
 
-/// One proof waiting for the group commit: its id, when it may be forgotten, and who waits
-/// for the verdict (`Ok(first use)`, or `Err(unavailable)` when the insert failed).
-type Pending = (String, i64, oneshot::Sender<Result<bool, bool>>);
+/// One proof waiting for the group commit: its id and when it may be forgotten; its verdict
+/// is whether this was its first use.
+type Pending = crate::batch::Queued<(String, i64), bool>;
 
 /// Group commit for the replay table on PostgreSQL: the proofs of concurrent requests go to
 /// the database as one `INSERT` per batch (as rotations do, `sessions::Rotator`) instead of a
@@ -65,29 +65,18 @@ impl ProofInserts {
         tokio::spawn(async move {
             while let Some(batch) = crate::batch::next(&mut rx, PROOF_BATCH).await {
                 // The same proof twice in one batch: the second is a replay of the first.
-                let (unique, again) = crate::batch::split_repeats(batch, |(id, _, _)| id);
-                for (_, _, done) in again {
+                let (unique, again) = crate::batch::split_repeats(batch, |((id, _), _)| id);
+                for (_, done) in again {
                     let _ = done.send(Ok(false));
                 }
-                let rows: Vec<(String, i64)> = unique
-                    .iter()
-                    .map(|(id, exp, _)| (id.clone(), *exp))
-                    .collect();
+                let rows: Vec<(String, i64)> = unique.iter().map(|(p, _)| p.clone()).collect();
                 match store.dpop_proofs_first_use(&rows).await {
                     Ok(new) => {
-                        for (id, _, done) in unique {
+                        for ((id, _), done) in unique {
                             let _ = done.send(Ok(new.contains(&id)));
                         }
                     }
-                    Err(e) => {
-                        let unavailable = crate::error::is_unavailable(&e);
-                        if !unavailable {
-                            tracing::error!(error = %e, "recording DPoP proofs failed");
-                        }
-                        for (_, _, done) in unique {
-                            let _ = done.send(Err(unavailable));
-                        }
-                    }
+                    Err(e) => crate::batch::fail(unique, &e, "recording DPoP proofs"),
                 }
             }
         });
@@ -95,16 +84,7 @@ impl ProofInserts {
     }
 
     async fn first_use(&self, id: String, expires_at: i64) -> ApiResult<bool> {
-        let (done, verdict) = oneshot::channel();
-        self.tx
-            .send((id, expires_at, done))
-            .await
-            .map_err(|_| ApiError::unavailable())?;
-        match verdict.await {
-            Ok(Ok(first)) => Ok(first),
-            Ok(Err(true)) | Err(_) => Err(ApiError::unavailable()),
-            Ok(Err(false)) => Err(ApiError::internal()),
-        }
+        crate::batch::submit(&self.tx, (id, expires_at)).await
     }
 }
 

@@ -35,7 +35,7 @@ pub struct PasswordHasher {
     jobs: std::sync::mpsc::SyncSender<HashJob>,
     /// When a full queue was last logged (unix ms): a flood logs one line per 10 s, not one
     /// per refused request.
-    warned_at: std::sync::atomic::AtomicI64,
+    full_warning: crate::logs::Every,
 }
 
 type HashJob = Box<dyn FnOnce() + Send>;
@@ -71,7 +71,7 @@ impl PasswordHasher {
         Self {
             dummy: hash_now("baton-dummy-password").unwrap_or_default(),
             jobs,
-            warned_at: std::sync::atomic::AtomicI64::new(0),
+            full_warning: crate::logs::Every::new(std::time::Duration::from_secs(10)),
         }
     }
 
@@ -87,19 +87,7 @@ impl PasswordHasher {
         });
         self.jobs.try_send(job).map_err(|e| match e {
             std::sync::mpsc::TrySendError::Full(_) => {
-                let now = now_ms();
-                let last = self.warned_at.load(std::sync::atomic::Ordering::Relaxed);
-                if now - last >= 10_000
-                    && self
-                        .warned_at
-                        .compare_exchange(
-                            last,
-                            now,
-                            std::sync::atomic::Ordering::Relaxed,
-                            std::sync::atomic::Ordering::Relaxed,
-                        )
-                        .is_ok()
-                {
+                if self.full_warning.due(now_ms()) {
                     tracing::warn!("password hashing queue full: requests refused with 503");
                 }
                 ApiError::unavailable()

@@ -4,7 +4,7 @@
 //! dropped and counted (`auth_log_lines_dropped_total`) instead of stopping the server.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,33 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Log lines dropped so far.
 pub fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
+}
+
+/// A warning said at most once per interval, however often its cause repeats (a flood must
+/// not flood the log too). Pure: the clock is passed in.
+#[derive(Debug)]
+pub struct Every {
+    every_ms: i64,
+    last: AtomicI64,
+}
+
+impl Every {
+    pub const fn new(every: Duration) -> Self {
+        Self {
+            every_ms: every.as_millis() as i64,
+            last: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Whether to say it now (`now` in unix ms); true for one caller per interval.
+    pub fn due(&self, now: i64) -> bool {
+        let last = self.last.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= self.every_ms
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 #[derive(Debug)]
@@ -130,6 +157,16 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_warning_is_due_once_per_interval() {
+        let w = Every::new(Duration::from_secs(10));
+        assert!(w.due(1_000));
+        assert!(!w.due(1_000));
+        assert!(!w.due(10_999));
+        assert!(w.due(11_000));
+        assert!(!w.due(12_000));
     }
 
     #[test]

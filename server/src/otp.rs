@@ -341,7 +341,8 @@ pub async fn verify_link(
 }
 
 /// The start of both verifications: mail set up, a refusal in force (answered before any
-/// work), the DPoP proof (checked before anything is counted), the per-address limit. The caller, and the checked proof whose key the session is bound to.
+/// work), the DPoP proof (checked before anything is counted), the per-address limit. The
+/// caller, and the checked proof whose key the session is bound to.
 async fn admit(
     state: &AppState,
     ip: ClientIp,

@@ -12,6 +12,7 @@
 //! - On shutdown the listener closes at once, open connections finish their requests in
 //!   progress and close, and whatever is still open after `shutdown_timeout` is dropped.
 
+use crate::logs::Every;
 use crate::metrics::Metrics;
 use crate::peers::{PeerCounts, PeerSlot};
 use axum::extract::ConnectInfo;
@@ -62,8 +63,9 @@ impl ServeOptions {
     }
 }
 
-/// The answer to a connection over its address's limit (the API's error shape, then close).
-fn over_limit_response() -> Vec<u8> {
+/// The answer to a connection over its address's limit (the API's error shape, then close),
+/// built once: refusals come in floods.
+static OVER_LIMIT: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
     let body = serde_json::to_vec(
         &baton_core::wire::ErrorBody::new(
             baton_core::wire::ErrorCode::RateLimited,
@@ -81,25 +83,19 @@ fn over_limit_response() -> Vec<u8> {
     .into_bytes();
     out.extend_from_slice(&body);
     out
-}
+});
 
 /// Answers and closes a connection over its address's limit without waiting on the client:
 /// what it already sent is read (so closing does not reset the connection before the answer
 /// arrives), the answer is written if the socket takes it, and the socket is closed.
-fn refuse(stream: TcpStream, peer: SocketAddr, opts: &ServeOptions, last_warning: &AtomicU64) {
+fn refuse(stream: TcpStream, peer: SocketAddr, opts: &ServeOptions, warning: &Every) {
     opts.metrics.rate_limited("connections_per_address");
     let mut sink = [0u8; 4096];
     let _ = stream.try_read(&mut sink);
-    let _ = stream.try_write(&over_limit_response());
+    let _ = stream.try_write(&OVER_LIMIT);
     drop(stream);
     // One warning a minute at most: a flood must not flood the log too.
-    let now = crate::now_ms().max(0) as u64;
-    let last = last_warning.load(Ordering::Relaxed);
-    if now.saturating_sub(last) >= 60_000
-        && last_warning
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    if warning.due(crate::now_ms()) {
         tracing::warn!(
             peer = %peer.ip(),
             open = opts.peers.open(peer.ip()),
@@ -131,7 +127,7 @@ pub async fn serve(
 ) -> usize {
     let max = opts.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max));
-    let last_warning = AtomicU64::new(0);
+    let warning = Every::new(Duration::from_secs(60));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -155,7 +151,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Some(peer_slot) = opts.peers.admit(peer.ip()) else {
-            refuse(stream, peer, &opts, &last_warning);
+            refuse(stream, peer, &opts, &warning);
             continue;
         };
         tokio::spawn(connection(

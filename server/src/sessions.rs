@@ -578,15 +578,15 @@ impl SessionCache {
     /// instance's next refresh reads it again. Other instances learn of it through
     /// `VerifiedWatch`; `/auth/me` reads the row every time.
     pub fn forget_user(&self, user_id: &str) {
-        self.forget_users(&[user_id.to_owned()]);
+        self.forget_users(&[user_id]);
     }
 
     /// Forgets the sessions of all these users, in one pass over the cache.
-    pub fn forget_users(&self, user_ids: &[String]) {
+    pub fn forget_users(&self, user_ids: &[impl AsRef<str>]) {
         if user_ids.is_empty() {
             return;
         }
-        let users: std::collections::HashSet<&str> = user_ids.iter().map(String::as_str).collect();
+        let users: std::collections::HashSet<&str> = user_ids.iter().map(AsRef::as_ref).collect();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, e| !users.contains(e.1.id.as_str()));
     }
@@ -638,20 +638,15 @@ impl VerifiedWatch {
 /// statement per batch, so the database's per-statement cost is paid once per batch.
 #[derive(Debug, Clone)]
 pub struct Rotator {
-    tx: tokio::sync::mpsc::Sender<(
-        OwnedRotation,
-        tokio::sync::oneshot::Sender<Result<bool, bool>>,
-    )>,
+    tx: tokio::sync::mpsc::Sender<crate::batch::Queued<OwnedRotation, bool>>,
 }
 
 const ROTATION_BATCH: usize = 64;
 
 impl Rotator {
     pub fn spawn(store: crate::db::Store) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(
-            OwnedRotation,
-            tokio::sync::oneshot::Sender<Result<bool, bool>>,
-        )>(4_096);
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<crate::batch::Queued<OwnedRotation, bool>>(4_096);
         tokio::spawn(async move {
             while let Some(batch) = crate::batch::next(&mut rx, ROTATION_BATCH).await {
                 // One rotation per session per batch: a second one for the same session
@@ -681,15 +676,7 @@ impl Rotator {
                             let _ = done.send(Ok(rotated.contains(&r.session_id)));
                         }
                     }
-                    Err(e) => {
-                        let unavailable = crate::error::is_unavailable(&e);
-                        if !unavailable {
-                            tracing::error!(error = %e, "rotation batch failed");
-                        }
-                        for (_, done) in unique {
-                            let _ = done.send(Err(unavailable));
-                        }
-                    }
+                    Err(e) => crate::batch::fail(unique, &e, "rotation batch"),
                 }
             }
         });
@@ -698,16 +685,7 @@ impl Rotator {
 
     /// Whether the rotation happened (the compare-and-swap matched).
     pub async fn rotate(&self, r: OwnedRotation) -> ApiResult<bool> {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        self.tx
-            .send((r, done))
-            .await
-            .map_err(|_| ApiError::unavailable())?;
-        match wait.await {
-            Ok(Ok(rotated)) => Ok(rotated),
-            Ok(Err(true)) | Err(_) => Err(ApiError::unavailable()),
-            Ok(Err(false)) => Err(ApiError::internal()),
-        }
+        crate::batch::submit(&self.tx, r).await
     }
 }
 
