@@ -1,12 +1,11 @@
-//! One error type for every handler: status and code mapping in one place.
+//! One error type for every layer: status and code mapping in one place (its HTTP answer is
+//! `api::reply`).
 //!
 //! Database and internal failures are logged and never shown to clients; an unreachable or
 //! locked database is 503 `unavailable` with `Retry-After`, not a 500.
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use baton_core::{ErrorBody, ErrorCode};
+use baton_core::ErrorCode;
+use http::StatusCode;
 use std::borrow::Cow;
 
 #[derive(Debug)]
@@ -78,33 +77,6 @@ impl ApiError {
             ErrorCode::Internal,
             "internal error",
         )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = ErrorBody::new(self.code, self.message);
-        if let Some(secs) = self.retry_after {
-            body = body.with_retry_after(secs);
-        }
-        let mut res = (self.status, Json(body)).into_response();
-        let headers = res.headers_mut();
-        if let Some(secs) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
-            let v = match (self.dpop, self.code) {
-                (true, ErrorCode::DpopProofInvalid) => {
-                    r#"DPoP error="invalid_dpop_proof", algs="ES256 EdDSA""#
-                }
-                (true, _) => r#"DPoP error="invalid_token", algs="ES256 EdDSA""#,
-                (false, ErrorCode::TokenMissing) => r#"Bearer error="invalid_request""#,
-                (false, _) => r#"Bearer error="invalid_token""#,
-            };
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
-        }
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        res
     }
 }
 

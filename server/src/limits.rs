@@ -10,7 +10,7 @@
 //! other instances can only add attempts), so a flood of refused requests costs no writes.
 
 use crate::config::{Config, RateLimits};
-use crate::db::Store;
+use crate::store::Store;
 use std::time::Duration;
 
 /// Login attempts per IP per minute.
@@ -31,8 +31,6 @@ pub const OTP_VERIFY_PER_IP: (i64, Duration) = (30, Duration::from_secs(600));
 /// Refused DPoP proofs per session per ten minutes that are recorded as audit events; further
 /// refusals are counted in metrics only, so a thief's flood cannot flood the owner's log.
 pub const DPOP_REFUSALS_RECORDED: (i64, Duration) = (5, Duration::from_secs(600));
-/// The window of `BATON_DPOP_PROOFS_PER_KEY` (DPoP proofs per key, counted in one instance).
-pub const DPOP_PROOF_BUDGET_WINDOW: Duration = Duration::from_secs(60);
 /// Logins per account per hour above which `suspicious_activity` is recorded.
 pub const SUSPICIOUS_LOGINS: i64 = 10;
 /// Distinct IPs per account per hour above which `suspicious_activity` is recorded.

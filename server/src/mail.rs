@@ -1,4 +1,5 @@
-//! Sending mail over SMTP (lettre): the sign-in codes and links of the email flows (`otp`).
+//! Sending mail over SMTP (lettre): the transport alone. What is mailed, and how it is
+//! recorded, is `signin::mail`.
 //! Configured by `BATON_SMTP_URL`, `BATON_SMTP_PASSWORD_FILE` and `BATON_MAIL_FROM`.
 
 use crate::config::Config;
@@ -97,64 +98,6 @@ impl Mailer {
         };
         format!("{}{sep}{param}={token}", self.link_base)
     }
-
-    /// Sends after the answer (its time then says nothing about the address) and records the
-    /// outcome: `auth_email_total{step}` and the audit event `kinds.0` (sent) or `kinds.1`
-    /// (failed), `what` naming the mail in its detail.
-    pub fn send_later(
-        self,
-        state: &crate::AppState,
-        to: String,
-        subject: &'static str,
-        text: String,
-        audit: Audit,
-    ) {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let sent = self.send(&to, subject, text).await;
-            state
-                .metrics
-                .email(if sent.is_ok() { "sent" } else { "send_failed" });
-            let what = audit.what;
-            let (kind, severity, detail) = match &sent {
-                Ok(()) => (
-                    audit.kinds.0,
-                    "info",
-                    format!("{what} mail handed to the SMTP server"),
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, what, "sending a mail failed");
-                    (
-                        audit.kinds.1,
-                        "warning",
-                        format!("{what} mail not sent: {e}"),
-                    )
-                }
-            };
-            let e = crate::sessions::event(
-                audit.user_id.as_deref(),
-                kind,
-                severity,
-                None,
-                &audit.caller,
-                &detail,
-            );
-            if let Err(err) = state.store.insert_event(&e).await {
-                tracing::warn!(error = %err, "recording a mail failed");
-            }
-        });
-    }
-}
-
-/// How a mail sent by `Mailer::send_later` is recorded.
-#[derive(Debug)]
-pub struct Audit {
-    pub user_id: Option<String>,
-    pub caller: crate::sessions::Caller,
-    /// The audit event types for sent and for failed.
-    pub kinds: (&'static str, &'static str),
-    /// The mail, in the event's detail (`sign-in`, `password_reset`, ...).
-    pub what: &'static str,
 }
 
 /// The user of `scheme://user[:password]@host...`.

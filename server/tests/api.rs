@@ -1204,7 +1204,7 @@ async fn revocations_from_an_instance_with_a_slow_clock_are_seen() {
             &t.session_id,
             "logout",
             behind,
-            &baton_server::db::NewEvent {
+            &baton_server::store::NewEvent {
                 at: behind,
                 kind: "logout",
                 severity: "info",

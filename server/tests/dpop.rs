@@ -274,7 +274,11 @@ async fn proofs_sent_at_once_are_each_accepted_once() {
 }
 
 async fn remembered(s: &Server) -> i64 {
-    s.state.dpop_replay.remembered(&s.state).await.unwrap()
+    s.state
+        .dpop_replay
+        .remembered(&s.state.store)
+        .await
+        .unwrap()
 }
 
 /// The replay cache is shared by every key: proofs that prove nothing (a sign-in that fails, a

@@ -568,3 +568,79 @@ async fn verified_addresses_are_read_page_by_page_without_losing_any() {
     assert_eq!(later, expected[1..]);
     s.stop().await;
 }
+
+/// Makes every revocation of a session fail in the database (a trigger), or lets it succeed
+/// again: a failure injected between the writes of a password reset.
+async fn fail_revocations(s: &Server, on: bool) {
+    let db = open_db(&s.database_url).await;
+    let statements: &[&str] = match (backend().as_str(), on) {
+        ("postgres", true) => &[
+            "CREATE FUNCTION baton_test_refuse() RETURNS trigger AS $$ \
+             BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER baton_test_refuse BEFORE UPDATE OF revoked_at ON sessions \
+             FOR EACH ROW EXECUTE FUNCTION baton_test_refuse()",
+        ],
+        ("postgres", false) => &["DROP TRIGGER baton_test_refuse ON sessions"],
+        (_, true) => &[
+            "CREATE TRIGGER baton_test_refuse BEFORE UPDATE OF revoked_at ON sessions \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        ],
+        (_, false) => &["DROP TRIGGER baton_test_refuse"],
+    };
+    for sql in statements {
+        sqlx::query(sql).execute(&db).await.unwrap();
+    }
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_that_fails_halfway_changes_nothing() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    s.register(&addr, "old password 1").await;
+    // An intruder's session, from before the reset.
+    let intruder = s.login(&addr, "old password 1", "dev-x").await;
+    let r = s
+        .post(
+            "/auth/password/reset-request",
+            json!({ "email": addr }),
+            Some("dev-1"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let token = query_param(&smtp.mail(1).await, "reset_token");
+    let reset = || {
+        s.post(
+            "/auth/password/reset",
+            json!({ "token": token, "password": "new password 2" }),
+            Some("dev-1"),
+        )
+    };
+    // The revocation of the sessions fails, after the link, the password and the rest were
+    // written in the same transaction: nothing of it may stay.
+    fail_revocations(&s, true).await;
+    let r = reset().await;
+    assert!(r.status().is_server_error(), "{}", r.status());
+    let r = s
+        .post(
+            "/auth/login",
+            json!({"email": addr, "password": "new password 2"}),
+            Some("dev-1"),
+        )
+        .await;
+    expect_error(r, 401, "invalid_credentials").await;
+    let still = s.login(&addr, "old password 1", "dev-1").await;
+    assert_eq!(me(&s, &still.access).await["user"]["email_verified"], false);
+    let r = s.refresh(&intruder.refresh, Some("dev-x")).await;
+    assert_eq!(r.status(), 200, "the intruder's session still refreshes");
+    let intruder = Tokens::from_json(r.json().await.unwrap());
+    // The database works again: the same link, unspent, now does all of it.
+    fail_revocations(&s, false).await;
+    assert_eq!(reset().await.status(), 204);
+    let r = s.refresh(&intruder.refresh, Some("dev-x")).await;
+    expect_error(r, 401, "session_revoked").await;
+    let after = s.login(&addr, "new password 2", "dev-1").await;
+    assert_eq!(me(&s, &after.access).await["user"]["email_verified"], true);
+    s.stop().await;
+}

@@ -1,5 +1,5 @@
 //! The login lockout rule. Pure and clock-injected; `login_failures` in the database holds the
-//! counters (see `db::Store::reserve_login_attempt`).
+//! counters (see `Store::reserve_login_attempt`, `store::limits`).
 //!
 //! Failures are counted per account **and source**. The source is the device (`X-Device-ID`)
 //! when that device has signed in to the account successfully before; every other attempt

@@ -1,8 +1,8 @@
 //! Access tokens (EdDSA JWT) and refresh tokens (session id + generation + MAC).
 
+use super::keystore::{self, new_signing_key, OpenKey, Sealer};
 use crate::config::Config;
-use crate::db::Store;
-use crate::keystore::{self, OpenKey, Sealer};
+use crate::store::Store;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
@@ -10,7 +10,7 @@ use ed25519_dalek::SigningKey;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 pub const ACCESS_TYP: &str = "at+jwt";
 
@@ -51,16 +51,6 @@ impl std::fmt::Debug for Keys {
             .field("kid", &self.ring().signer_kid)
             .finish_non_exhaustive()
     }
-}
-
-/// A fresh Ed25519 signing key: `(kid, base64 seed)`.
-pub fn new_signing_key() -> (String, String) {
-    let mut seed = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut seed);
-    (
-        kid_for(&SigningKey::from_bytes(&seed)),
-        STANDARD.encode(seed),
-    )
 }
 
 fn signing_key(seed_b64: &str) -> anyhow::Result<SigningKey> {
@@ -121,7 +111,7 @@ pub enum AccessError {
 impl Keys {
     /// Loads the keys, creating and storing them on the first start.
     pub async fn load(store: &Store, sealer: Sealer, config: &Config) -> anyhow::Result<Self> {
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         if !sealer.encrypts() {
             tracing::warn!(
                 "server keys are stored unencrypted in the database: set \
@@ -182,7 +172,7 @@ impl Keys {
     /// Re-reads the stored keys: a key added by `baton-server keys rotate` (on any instance)
     /// signs here from the next reload on, and retired keys leave in time.
     pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         let keys = keystore::load(store, &self.sealer).await?;
         let keep = Self::keep_ms(store, self.access_ttl_ms, now).await?;
         let ring = Ring::build(&keys, keep, now)?;
@@ -236,7 +226,7 @@ impl Keys {
 
     /// Verifies signature, `alg`, `typ`, `kid`, `iss`, `aud` and `exp` (5 s leeway).
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, AccessError> {
-        let now = crate::now_ms() / 1000;
+        let now = crate::clock::now_ms() / 1000;
         let cached = self
             .verified
             .lock()
@@ -364,11 +354,6 @@ impl Keys {
         m.update(nonce.as_bytes());
         m
     }
-}
-
-fn kid_for(key: &SigningKey) -> String {
-    let digest = Sha256::digest(key.verifying_key().as_bytes());
-    URL_SAFE_NO_PAD.encode(&digest[..12])
 }
 
 /// A random 256-bit value, base64url (session nonces).

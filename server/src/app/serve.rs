@@ -7,14 +7,14 @@
 //! - At most `max_connections` connections are open; further clients wait in the kernel's
 //!   listen backlog until one closes (the process never runs out of file descriptors).
 //! - At most `max_connections_per_address` of them come from one client address
-//!   (`crate::peers`); one more is answered 429 and closed at once, so a single address
+//!   (`peers`); one more is answered 429 and closed at once, so a single address
 //!   cannot hold the whole cap.
 //! - On shutdown the listener closes at once, open connections finish their requests in
 //!   progress and close, and whatever is still open after `shutdown_timeout` is dropped.
 
+use super::peers::{PeerCounts, PeerSlot};
 use crate::logs::Every;
 use crate::metrics::Metrics;
-use crate::peers::{PeerCounts, PeerSlot};
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
@@ -47,7 +47,7 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
-    pub fn new(state: &crate::AppState) -> Self {
+    pub fn new(state: &crate::state::AppState) -> Self {
         let c = &state.config;
         Self {
             header_read_timeout: c.header_read_timeout,
@@ -95,7 +95,7 @@ fn refuse(stream: TcpStream, peer: SocketAddr, opts: &ServeOptions, warning: &Ev
     let _ = stream.try_write(&OVER_LIMIT);
     drop(stream);
     // One warning a minute at most: a flood must not flood the log too.
-    if warning.due(crate::now_ms()) {
+    if warning.due(crate::clock::now_ms()) {
         tracing::warn!(
             peer = %peer.ip(),
             open = opts.peers.open(peer.ip()),

@@ -12,13 +12,16 @@
 //! `access_signing_ed25519`); the newest signs. `baton-server keys rotate` adds one; every
 //! instance reloads the keys every few seconds.
 
-use crate::db::{KeyRow, Store};
+use crate::store::{KeyRow, Store};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ed25519_dalek::SigningKey;
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 
 const SEALED: &str = "enc:v1:";
 /// The MAC key of refresh tokens.
@@ -199,7 +202,7 @@ pub async fn ensure(
 pub async fn rotate(store: &Store, sealer: &Sealer, now: i64) -> anyhow::Result<String> {
     // Opening every key first refuses to rotate with a missing or wrong encryption key.
     load(store, sealer).await?;
-    let (kid, seed) = crate::tokens::new_signing_key();
+    let (kid, seed) = new_signing_key();
     let name = format!("{SIGNING_PREFIX}{kid}");
     if !store
         .insert_key(&name, &kid, &sealer.seal(&name, &seed)?, now)
@@ -213,4 +216,19 @@ pub async fn rotate(store: &Store, sealer: &Sealer, now: i64) -> anyhow::Result<
 /// The name of a new signing key row.
 pub fn signing_name(kid: &str) -> String {
     format!("{SIGNING_PREFIX}{kid}")
+}
+
+/// A fresh Ed25519 signing key: `(kid, base64 seed)`.
+pub fn new_signing_key() -> (String, String) {
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    (
+        kid_for(&SigningKey::from_bytes(&seed)),
+        STANDARD.encode(seed),
+    )
+}
+
+pub fn kid_for(key: &SigningKey) -> String {
+    let digest = Sha256::digest(key.verifying_key().as_bytes());
+    URL_SAFE_NO_PAD.encode(&digest[..12])
 }

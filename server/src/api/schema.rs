@@ -31,23 +31,8 @@ pub struct SessionList {
     pub sessions: Vec<SessionInfo>,
 }
 
-/// An audit event of the user.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditEvent {
-    pub id: i64,
-    /// Unix seconds.
-    pub at: i64,
-    /// `login_succeeded`, `login_failed`, `token_refreshed`, `refresh_reused`, ...
-    #[serde(rename = "type")]
-    #[schema(rename = "type")]
-    pub kind: String,
-    /// `info`, `warning`, `error` or `critical`.
-    pub severity: String,
-    pub session_id: Option<String>,
-    pub device_id: Option<String>,
-    pub ip: Option<String>,
-    pub detail: String,
-}
+/// An audit event of the user (its one definition is the store's).
+pub use crate::store::AuditEvent;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditLog {
@@ -167,7 +152,7 @@ impl Modify for Security {
     }
 }
 
-/// `doc` (from [`crate::documented_routes`]) as JSON, its `servers` entry the server's URL.
+/// `doc` (from [`crate::api::documented_routes`]) as JSON, its `servers` entry the server's URL.
 pub fn document(mut doc: utoipa::openapi::OpenApi, base_url: &str) -> String {
     doc.servers = Some(vec![utoipa::openapi::Server::new(base_url)]);
     doc.to_json().unwrap_or_else(|_| "{}".into())

@@ -9,7 +9,7 @@
 //! the instance that revoked, within about a second on the others.
 
 use crate::error::{ApiError, ApiResult};
-use crate::AppState;
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -19,10 +19,16 @@ use base64::Engine;
 use baton_core::ErrorCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(introspect))
+}
 
 #[utoipa::path(post, path = "/auth/introspect", tag = "verification", security(("introspection_secret" = [])),
-    request_body(content = crate::schema::IntrospectionForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = crate::schema::Introspection),
+    request_body(content = crate::api::schema::IntrospectionForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = crate::api::schema::Introspection),
         (status = 401, description = "token_missing, token_invalid: not the introspection secret", body = baton_core::ErrorBody),
         (status = 404, description = "introspection is off", body = baton_core::ErrorBody), (status = 415, description = "not a form", body = baton_core::ErrorBody)))]
 pub async fn introspect(

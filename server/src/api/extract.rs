@@ -1,9 +1,10 @@
-//! Request extractors: JSON bodies, device id, client IP, authenticated user. Each fails with the
-//! documented error shape, never with axum's plain-text rejections.
+//! Request extractors: JSON bodies, device id, client IP, who asked (`Caller`), authenticated
+//! user. Each fails with the documented error shape, never with axum's plain-text rejections.
 
+use crate::audit::Caller;
+use crate::crypto::keys::{AccessClaims, AccessError};
 use crate::error::ApiError;
-use crate::tokens::{AccessClaims, AccessError};
-use crate::AppState;
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -176,6 +177,30 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(|s| crate::config::canonical(s.ip()))
 }
 
+/// Who asked: the client IP, the device id and the user agent, as recorded with sessions and
+/// audit events. Every handler that records something takes this.
+impl<S> FromRequestParts<S> for Caller
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let ip = ClientIp::from_request_parts(parts, state).await?;
+        let device = device_id(&parts.headers)?;
+        Ok(Caller {
+            ip: ip.0.to_string(),
+            device_id: device,
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(256).collect()),
+            request_key: None,
+        })
+    }
+}
+
 /// A request authenticated by a valid, unrevoked access token; a DPoP-bound token only as
 /// `Authorization: DPoP` with a proof by its key (see `dpop`).
 #[derive(Debug, Clone)]
@@ -268,6 +293,24 @@ pub fn authenticate(state: &AppState, token: &str) -> Result<AccessClaims, ApiEr
         ));
     }
     Ok(claims)
+}
+
+// Where a new session's refresh token travels: in the body (default) or the cookie. (No doc
+// comment: it would become the OpenAPI schema's description.)
+#[derive(Debug, serde::Deserialize, Clone, Copy, PartialEq, Eq, Default, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RefreshTransport {
+    #[default]
+    Body,
+    Cookie,
+}
+
+/// The session choices of a sign-in body (`remember_me`, `refresh_transport`).
+pub fn choice(remember_me: bool, transport: RefreshTransport) -> crate::session::start::Choice {
+    crate::session::start::Choice {
+        remember_me,
+        cookie: transport == RefreshTransport::Cookie,
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Group commit, the shared part: a queue is drained into batches, and a batch holds each item
-//! once (`sessions::Rotator` for rotations, `dpop` for the replay table on PostgreSQL).
+//! once (`rotator` for rotations, `dpop_proofs` for the replay table on PostgreSQL).
 
 use crate::error::{ApiError, ApiResult};
 use std::collections::HashSet;

@@ -10,7 +10,7 @@
 //! "metadata": {"type", "severity", "session_id", "device_id", "ip", "detail"}}`. Audit events
 //! never carry passwords, codes or tokens, and neither do these lines.
 
-use crate::db::NewEvent;
+use super::event::NewEvent;
 use serde_json::json;
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -7,7 +7,7 @@
 //! cannot matter: every token issued before them has expired), so neither a restart with a
 //! shorter `BATON_ACCESS_TTL` nor another instance's clock makes a revoked token valid again.
 
-use crate::db::Store;
+use super::Store;
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
@@ -49,7 +49,7 @@ impl RevocationView {
     /// Replaces the view with the revocations of the longest live access-token lifetime,
     /// keeping those made here meanwhile.
     pub async fn sync(&self, store: &Store) -> Result<(), sqlx::Error> {
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         let longest = store
             .longest_live_access_ttl(now)
             .await?

@@ -1,0 +1,181 @@
+//! The composition root: builds the state (`AppState::new`), the HTTP application (`router`),
+//! the background tasks (`background`), and serves (`serve`), until a signal stops it. Also the
+//! subcommands `migrate` and `keys rotate`.
+
+pub mod background;
+pub mod csrf;
+pub mod middleware;
+pub mod peers;
+pub mod router;
+pub mod serve;
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::crypto::keys::Keys;
+use crate::crypto::keystore;
+use crate::crypto::password::PasswordHasher;
+use crate::limits::Limits;
+use crate::mail::Mailer;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::store::dpop_proofs::ReplayCache;
+use crate::store::revocation::RevocationView;
+use crate::store::rotator::Rotator;
+use crate::store::{events_file, Schema, Store};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+impl AppState {
+    /// Connects to the database, runs migrations, loads (or creates) keys and the revocation view.
+    pub async fn new(mut config: Config) -> anyhow::Result<Self> {
+        if config.issuer.is_none()
+            && config.public_url.is_none()
+            && config.database_url.starts_with("postgres")
+        {
+            tracing::warn!(
+                issuer = %config.issuer(),
+                "BATON_PUBLIC_URL is not set: the issuer is this instance's listen address; \
+                 instances sharing this database must be reached at one URL and agree on it"
+            );
+        }
+        // Resolved once, from the address actually bound when `run` started this instance.
+        config.issuer = Some(config.issuer());
+        let schema = if config.migrate_on_start {
+            Schema::Migrate
+        } else {
+            Schema::Require
+        };
+        let mut store =
+            Store::connect_with(&config.database_url, config.request_timeout, schema).await?;
+        if let Some(path) = &config.events_file {
+            let sink = events_file::Sink::open(path).map_err(|e| {
+                anyhow::anyhow!("BATON_EVENTS_FILE {}: cannot open: {e}", path.display())
+            })?;
+            background::reopen_on_sighup(sink.clone());
+            store = store.with_events_file(sink);
+        }
+        let sealer = keystore::Sealer::from_settings(
+            config.key_encryption_key.as_deref(),
+            config.key_encryption_key_file.as_deref(),
+        )?;
+        let keys = Keys::load(&store, sealer, &config).await?;
+        store
+            .record_access_ttl(config.access_ttl.as_millis() as i64, now_ms())
+            .await?;
+        let revoked = RevocationView::new(config.access_ttl);
+        revoked.sync(&store).await?;
+        let password = Arc::new(PasswordHasher::new(config.hash_queue as usize));
+        let mailer = Mailer::from_config(&config)?;
+        Ok(Self {
+            password,
+            limits: Arc::new(Limits::new(&config)),
+            session_cache: Arc::default(),
+            dpop_replay: Arc::new(ReplayCache::new(&store)),
+            mailer,
+            rotator: Rotator::spawn(store.clone()),
+            config: Arc::new(config),
+            store,
+            keys: Arc::new(keys),
+            revoked: Arc::new(revoked),
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+}
+
+/// `baton-server migrate`: applies the pending migrations; returns how many ran.
+pub async fn migrate(config: &Config) -> anyhow::Result<usize> {
+    let store =
+        Store::connect_with(&config.database_url, config.request_timeout, Schema::AsIs).await?;
+    let ran = store.migrate().await;
+    store.close().await;
+    ran
+}
+
+/// `baton-server keys rotate`: adds a signing key to the database the server uses.
+pub async fn rotate_keys(config: &Config) -> anyhow::Result<String> {
+    let store = Store::connect(&config.database_url, config.request_timeout).await?;
+    let sealer = keystore::Sealer::from_settings(
+        config.key_encryption_key.as_deref(),
+        config.key_encryption_key_file.as_deref(),
+    )?;
+    let kid = keystore::rotate(&store, &sealer, now_ms()).await;
+    store.close().await;
+    kid
+}
+
+/// Binds, prints `listening on http://ADDR`, and serves until SIGTERM or Ctrl-C.
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    if let Some(limit) = serve::raise_open_file_limit() {
+        // Room for the database connections, the SQLite files and the listener.
+        let allowed = limit.saturating_sub(128).max(1);
+        if u64::from(config.max_connections) > allowed {
+            tracing::warn!(
+                open_file_limit = limit,
+                max_connections = allowed,
+                "BATON_MAX_CONNECTIONS lowered to fit the open-file limit"
+            );
+            config.max_connections = u32::try_from(allowed).unwrap_or(u32::MAX);
+        }
+    }
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+    let addr = listener.local_addr()?;
+    // The port actually bound (port 0 picks one): the default issuer names it.
+    config.bind = addr;
+    let state = AppState::new(config).await?;
+    let background = background::spawn(&state);
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(
+        %addr,
+        issuer = %state.config.issuer(),
+        backend = ?state.store.backend,
+        "baton-server started"
+    );
+    let store = state.store.clone();
+    let opts = serve::ServeOptions::new(&state);
+    serve::serve(
+        listener,
+        router::app(state),
+        opts.clone(),
+        shutdown_signal(),
+    )
+    .await;
+    background.abort();
+    // Rotations already sent to the database finish (each with its audit event, in one
+    // transaction); closing waits for them, within the same bound.
+    if tokio::time::timeout(opts.shutdown_timeout, store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections still busy at shutdown");
+    }
+    tracing::info!("baton-server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,390 @@
+//! `POST /auth/refresh`: rotation with reuse detection, the grace window, expiry, device
+//! binding, and the DPoP proof a bound session needs.
+
+use super::end::revoke;
+use super::issue::{token_response, Issued};
+use crate::audit::{audit, event, Caller};
+use crate::clock::now_ms;
+use crate::config::DeviceBinding;
+use crate::crypto::keys::Keys;
+use crate::error::{ApiError, ApiResult};
+use crate::rules::spent::{self, Spent, SpentFacts};
+use crate::state::AppState;
+use crate::store::{OwnedRotation, SessionRow, UserRow};
+use crate::throttle::{self, Subject};
+use baton_core::ErrorCode;
+
+fn invalid() -> ApiError {
+    ApiError::unauthorized(
+        ErrorCode::RefreshTokenInvalid,
+        "the refresh token is invalid",
+    )
+}
+
+/// Finds the session a refresh token belongs to, checking the MAC.
+pub async fn resolve(state: &AppState, token: &str) -> ApiResult<(SessionRow, i64)> {
+    let (sid, generation, mac) = Keys::parse_refresh(token).ok_or_else(invalid)?;
+    let session = state
+        .store
+        .session(&sid.to_string())
+        .await?
+        .ok_or_else(invalid)?;
+    if !state
+        .keys
+        .refresh_mac_ok(&sid, generation, &session.nonce, &mac)
+    {
+        return Err(invalid());
+    }
+    Ok((session, generation))
+}
+
+/// `POST /auth/refresh` after the token was read: rotation, grace, reuse, expiry, binding.
+///
+/// The common case costs one database statement: the session's immutable part (nonce, user,
+/// device, absolute end) comes from this instance's cache, and the rotation's compare-and-swap
+/// also checks revocation and both expiries. Anything else (a spent token, a revoked or expired
+/// session, another device) falls through to the careful path, which reads the row.
+pub async fn refresh(
+    state: &AppState,
+    token: &str,
+    caller: &Caller,
+    headers: &http::HeaderMap,
+) -> ApiResult<Issued> {
+    let (sid, presented, mac) = Keys::parse_refresh(token).ok_or_else(invalid)?;
+    let sid_s = sid.to_string();
+    let snapshot = match state.session_cache.get(&sid_s) {
+        Some(s) => s,
+        None => {
+            let session = state.store.session(&sid_s).await?.ok_or_else(invalid)?;
+            let user = state
+                .store
+                .user_by_id(&session.user_id)
+                .await?
+                .ok_or_else(invalid)?;
+            state.session_cache.insert(session, user)
+        }
+    };
+    let (cached, user) = (&snapshot.0, &snapshot.1);
+    if !state
+        .keys
+        .refresh_mac_ok(&sid, presented, &cached.nonce, &mac)
+    {
+        return Err(invalid());
+    }
+    // Before anything that counts or changes: without the session's key a caller can neither
+    // rotate nor trip reuse detection (which would end the session for its owner) nor use up
+    // the session's refresh limit.
+    if let Err(e) = proof_of_key(state, cached, caller, headers, "/auth/refresh").await {
+        state.metrics.refresh("dpop_refused");
+        return Err(e);
+    }
+    let now = now_ms();
+    let key = crate::limits::refresh_key(&sid_s);
+    let rule = crate::limits::REFRESH_PER_SESSION;
+    let subject = Subject {
+        user_id: Some(&cached.user_id),
+        session_id: Some(&sid_s),
+    };
+    if let Err(e) = throttle::limit(state, &key, rule, "refresh_session", caller, subject).await {
+        if e.code == ErrorCode::RateLimited {
+            state.metrics.refresh("rate_limited");
+        }
+        return Err(e);
+    }
+    let device_ok =
+        state.config.device_binding == DeviceBinding::Off || cached.device_id == caller.device_id;
+    if device_ok {
+        let idle_expires_at = now + state.config.refresh_idle_ttl.as_millis() as i64;
+        let rotated = rotate(state, cached, presented, caller, now, idle_expires_at).await?;
+        if rotated {
+            let mut session = cached.clone();
+            session.generation = presented + 1;
+            session.idle_expires_at = idle_expires_at;
+            session.last_used_at = now;
+            session.rotated_at = now;
+            return finish(state, session, user, now, "success");
+        }
+    }
+    let session = state.store.session(&sid_s).await?.ok_or_else(invalid)?;
+    careful(state, session, user, presented, caller, now).await
+}
+
+/// The DPoP proof a refresh-token call (refresh, logout) of `session` needs (see `dpop`). A
+/// refusal for a bound session is recorded as a security event (a few per session and ten
+/// minutes; the rest in metrics only).
+pub async fn proof_of_key(
+    state: &AppState,
+    session: &SessionRow,
+    caller: &Caller,
+    headers: &http::HeaderMap,
+    path: &str,
+) -> ApiResult<()> {
+    let method = http::Method::POST;
+    let bound = session.dpop_jkt.as_deref();
+    let Err(e) = crate::dpop::check_session(state, headers, &method, path, bound).await else {
+        return Ok(());
+    };
+    if e.code == ErrorCode::DpopProofInvalid && bound.is_some() {
+        let now = now_ms();
+        let key = crate::limits::dpop_refusal_key(&session.id);
+        let limit = crate::limits::DPOP_REFUSALS_RECORDED;
+        let hit = state.limits.hit(&state.store, &key, limit, now).await;
+        let record = matches!(hit, Ok(Ok(_)));
+        if record {
+            let detail = format!(
+                "{path} without a valid proof of the session's DPoP key ({}): refused, the \
+                 session stays signed in",
+                e.message
+            );
+            let ev = event(
+                Some(&session.user_id),
+                "dpop_proof_refused",
+                "warning",
+                Some(&session.id),
+                caller,
+                &detail,
+            );
+            if let Err(err) = state.store.insert_event(&ev).await {
+                tracing::warn!(error = %err, "recording a DPoP refusal failed");
+            }
+        }
+    }
+    Err(e)
+}
+
+/// The refresh of a token that did not rotate on the first try, judged on the current row.
+async fn careful(
+    state: &AppState,
+    mut session: SessionRow,
+    user: &UserRow,
+    presented: i64,
+    caller: &Caller,
+    now: i64,
+) -> ApiResult<Issued> {
+    if presented > session.generation {
+        return Err(invalid());
+    }
+    if let Some(reason) = &session.revoked_at.and(session.revoked_reason.clone()) {
+        state.metrics.refresh("revoked");
+        return Err(if reason == "expired" {
+            expired_error()
+        } else {
+            ApiError::unauthorized(ErrorCode::SessionRevoked, "the session was revoked")
+        });
+    }
+    if now >= session.ends_at() {
+        end_expired(state, &session, caller, now).await?;
+        return Err(expired_error());
+    }
+    // Up to two passes: a lost compare-and-swap re-reads the row and is judged as a spent token.
+    for _ in 0..2 {
+        if presented == session.generation {
+            check_device(state, &session, caller, now).await?;
+            let idle_expires_at = now + state.config.refresh_idle_ttl.as_millis() as i64;
+            let rotated = rotate(state, &session, presented, caller, now, idle_expires_at).await?;
+            if rotated {
+                session.generation = presented + 1;
+                session.idle_expires_at = idle_expires_at;
+                session.last_used_at = now;
+                session.rotated_at = now;
+                return finish(state, session, user, now, "success");
+            }
+            session = state
+                .store
+                .session(&session.id)
+                .await?
+                .ok_or_else(invalid)?;
+            if session.revoked_at.is_some() {
+                state.metrics.refresh("revoked");
+                return Err(ApiError::unauthorized(
+                    ErrorCode::SessionRevoked,
+                    "the session was revoked",
+                ));
+            }
+            continue;
+        }
+        // A spent token: a concurrent refresh, a retried request, or theft (see `spent`).
+        let facts = SpentFacts {
+            presented,
+            generation: session.generation,
+            rotated_at: session.rotated_at,
+            same_device: session.rotated_by_device == caller.device_id,
+            same_request: caller.request_key.is_some()
+                && session.rotated_by_key == caller.request_key,
+        };
+        let config = &state.config;
+        let verdict = spent::judge(
+            facts,
+            now,
+            config.reuse_grace.as_millis() as i64,
+            config.refresh_recovery.as_millis() as i64,
+        );
+        let (status, detail) = match verdict {
+            Spent::Grace => (
+                "grace",
+                "concurrent refresh within the grace window: same successor returned",
+            ),
+            Spent::Retry => (
+                "retry",
+                "retried refresh (same Idempotency-Key): same successor returned",
+            ),
+            Spent::Theft => return Err(reuse_detected(state, &session, caller, now).await),
+        };
+        let uid = Some(session.user_id.as_str());
+        let e = event(
+            uid,
+            "token_refreshed",
+            "info",
+            Some(&session.id),
+            caller,
+            detail,
+        );
+        state.store.insert_event(&e).await?;
+        return finish(state, session, user, now, status);
+    }
+    Err(invalid())
+}
+
+/// The rotation compare-and-swap, with its `token_refreshed` event stored in the same
+/// transaction (through the group commit of `Rotator`).
+async fn rotate(
+    state: &AppState,
+    session: &SessionRow,
+    presented: i64,
+    caller: &Caller,
+    now: i64,
+    idle_expires_at: i64,
+) -> ApiResult<bool> {
+    let mut e = event(
+        Some(&session.user_id),
+        "token_refreshed",
+        "info",
+        Some(&session.id),
+        caller,
+        "refresh token rotated",
+    );
+    e.at = now;
+    state
+        .rotator
+        .rotate(OwnedRotation {
+            session_id: session.id.clone(),
+            generation: presented,
+            now,
+            device_id: caller.device_id.clone(),
+            idle_expires_at,
+            ip: Some(caller.ip.clone()),
+            user_agent: caller.user_agent.clone(),
+            key: caller.request_key.clone(),
+            event: e,
+        })
+        .await
+}
+
+/// The token response of a refresh whose outcome is already stored.
+fn finish(
+    state: &AppState,
+    session: SessionRow,
+    user: &UserRow,
+    now: i64,
+    status: &'static str,
+) -> ApiResult<Issued> {
+    let body = token_response(state, &session, user, session.generation, now)?;
+    state.metrics.refresh(status);
+    Ok(Issued { body, session })
+}
+
+fn expired_error() -> ApiError {
+    ApiError::unauthorized(ErrorCode::SessionExpired, "the session has expired")
+}
+
+async fn end_expired(
+    state: &AppState,
+    session: &SessionRow,
+    caller: &Caller,
+    now: i64,
+) -> ApiResult<()> {
+    state.metrics.refresh("expired");
+    let which = if session.idle_expires_at <= session.absolute_expires_at {
+        "idle lifetime reached"
+    } else {
+        "absolute lifetime reached"
+    };
+    let uid = Some(session.user_id.as_str());
+    let e = event(
+        uid,
+        "session_expired",
+        "info",
+        Some(&session.id),
+        caller,
+        which,
+    );
+    if state.store.revoke(&session.id, "expired", now, &e).await? {
+        state.revoked.insert(&session.id, now);
+        state.metrics.revocation("expired");
+    }
+    Ok(())
+}
+
+async fn check_device(
+    state: &AppState,
+    session: &SessionRow,
+    caller: &Caller,
+    now: i64,
+) -> ApiResult<()> {
+    if state.config.device_binding == DeviceBinding::Off || session.device_id == caller.device_id {
+        return Ok(());
+    }
+    let strict = state.config.device_binding == DeviceBinding::Strict;
+    let detail = if strict {
+        "refresh from another device: session revoked"
+    } else {
+        "refresh from another device (device binding: warn)"
+    };
+    audit(
+        state,
+        Some(&session.user_id),
+        "device_mismatch",
+        if strict { "critical" } else { "warning" },
+        Some(&session.id),
+        caller,
+        detail,
+    )
+    .await;
+    if !strict {
+        return Ok(());
+    }
+    state.metrics.refresh("device_mismatch");
+    revoke(state, session, "device_mismatch", caller, now).await?;
+    Err(ApiError::unauthorized(
+        ErrorCode::DeviceMismatch,
+        "this refresh token belongs to another device",
+    ))
+}
+
+async fn reuse_detected(
+    state: &AppState,
+    session: &SessionRow,
+    caller: &Caller,
+    now: i64,
+) -> ApiError {
+    state.metrics.refresh("reused");
+    state.metrics.reuse_detected();
+    tracing::warn!(session_id = %session.id, ip = %caller.ip, "refresh token reuse detected");
+    audit(
+        state,
+        Some(&session.user_id),
+        "refresh_reused",
+        "critical",
+        Some(&session.id),
+        caller,
+        "a spent refresh token was presented again: session revoked",
+    )
+    .await;
+    if let Err(e) = revoke(state, session, "reuse", caller, now).await {
+        return e;
+    }
+    ApiError::unauthorized(
+        ErrorCode::RefreshTokenReused,
+        "this refresh token was already used; the session has been revoked",
+    )
+}

@@ -1,0 +1,109 @@
+//! Accounts as the sign-in methods make and prove them: created once (by password, or by a
+//! first emailed sign-in), marked verified when mail to the address arrived.
+
+use crate::audit::{event, Caller};
+use crate::clock::now_ms;
+use crate::config::Registration;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::UserRow;
+use crate::throttle::{self, Subject};
+use baton_core::ErrorCode;
+use http::StatusCode;
+
+/// 8 to 1024 characters.
+pub fn check_password(password: &str) -> ApiResult<()> {
+    let n = password.chars().count();
+    if n < 8 {
+        return Err(ApiError::validation(
+            "password must be at least 8 characters",
+        ));
+    }
+    if n > 1024 {
+        return Err(ApiError::validation(
+            "password must be at most 1024 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Stores a new account with its `user_registered` event (`detail` says how); `None` when the
+/// address has an account already.
+async fn create(
+    state: &AppState,
+    email: &str,
+    password_hash: String,
+    c: &Caller,
+    detail: &str,
+) -> ApiResult<Option<UserRow>> {
+    let user = UserRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        email: email.to_owned(),
+        password_hash,
+        created_at: now_ms(),
+        email_verified: false,
+    };
+    let e = event(Some(&user.id), "user_registered", "info", None, c, detail);
+    Ok(state.store.insert_user(&user, &e).await?.then_some(user))
+}
+
+/// Registration with a password (`POST /auth/register`): open registration, a valid address
+/// and password, the per-IP limit, then the account; 409 `email_taken` when it exists.
+pub async fn register(
+    state: &AppState,
+    c: &Caller,
+    email: &str,
+    password: String,
+) -> ApiResult<UserRow> {
+    if state.config.registration == Registration::Closed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::RegistrationClosed,
+            "registration is closed",
+        ));
+    }
+    let email = crate::rules::email::normalize(email)
+        .ok_or_else(|| ApiError::validation("email is not a valid address"))?;
+    check_password(&password)?;
+    let key = crate::limits::register_ip_key(&c.ip);
+    let rule = crate::limits::REGISTER_PER_IP;
+    throttle::limit(state, &key, rule, "register_ip", c, Subject::default()).await?;
+    let hash = state.password.hash(password).await?;
+    create(state, &email, hash, c, "account created")
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::EmailTaken,
+                "an account with this email exists",
+            )
+        })
+}
+
+/// The account of an address seen for the first time by an emailed sign-in (registration is
+/// open: a code was only sent because it is). Its password is a random secret nobody knows:
+/// password sign-in fails (and takes as long as for any account) until a password is set.
+pub async fn register_by_mail(state: &AppState, email: &str, c: &Caller) -> ApiResult<UserRow> {
+    let hash = state
+        .password
+        .hash(crate::crypto::keys::random_nonce())
+        .await?;
+    let detail = "account created by an emailed sign-in";
+    if let Some(user) = create(state, email, hash, c, detail).await? {
+        return Ok(user);
+    }
+    // Registered a moment ago by a parallel request.
+    state
+        .store
+        .user_by_email(email)
+        .await?
+        .ok_or_else(ApiError::internal)
+}
+
+/// Records that the user receives mail at their address; this instance's cached sessions of
+/// the user are forgotten, so their next access tokens say so.
+pub async fn mark_verified(state: &AppState, user_id: &str, now: i64) -> ApiResult<()> {
+    state.store.mark_verified(user_id, now).await?;
+    state.session_cache.forget_user(user_id);
+    Ok(())
+}

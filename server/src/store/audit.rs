@@ -1,0 +1,136 @@
+//! `audit_events`: the audit log.
+
+use super::{placeholder_rows, NewEvent, Store};
+use sqlx::AnyConnection;
+use sqlx::Row;
+
+// As stored and as `GET /auth/audit-log` shows it: the store reads `at` in unix milliseconds,
+// the API answers seconds. The doc comments are the OpenAPI document's descriptions.
+/// An audit event of the user.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AuditEvent {
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// `login_succeeded`, `login_failed`, `token_refreshed`, `refresh_reused`, ...
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: String,
+    /// `info`, `warning`, `error` or `critical`.
+    pub severity: String,
+    pub session_id: Option<String>,
+    pub device_id: Option<String>,
+    pub ip: Option<String>,
+    pub detail: String,
+}
+
+impl Store {
+    pub async fn insert_event(&self, e: &NewEvent) -> Result<(), sqlx::Error> {
+        let mut conn = self.writer.acquire().await?;
+        insert_events(&mut conn, &[e]).await?;
+        self.published(&[e]);
+        Ok(())
+    }
+
+    pub async fn events_for_user(
+        &self,
+        user_id: &str,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, at, type, severity, session_id, device_id, ip, detail FROM audit_events \
+             WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    kind: r.try_get("type")?,
+                    severity: r.try_get("severity")?,
+                    session_id: r.try_get("session_id")?,
+                    device_id: r.try_get("device_id")?,
+                    ip: r.try_get("ip")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Counts a user's events of one type since `since` (abuse heuristics).
+    pub async fn count_events(
+        &self,
+        user_id: &str,
+        kind: &str,
+        since: i64,
+    ) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_events WHERE user_id = $1 AND type = $2 AND at >= $3",
+        )
+        .bind(user_id)
+        .bind(kind)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Distinct IPs of a user's events of one type since `since`.
+    pub async fn count_distinct_ips(
+        &self,
+        user_id: &str,
+        kind: &str,
+        since: i64,
+    ) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT ip) FROM audit_events \
+             WHERE user_id = $1 AND type = $2 AND at >= $3",
+        )
+        .bind(user_id)
+        .bind(kind)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Deletes audit events older than `cutoff`.
+    pub async fn purge_events(&self, cutoff: i64) -> Result<u64, sqlx::Error> {
+        let a = sqlx::query("DELETE FROM audit_events WHERE at < $1")
+            .bind(cutoff)
+            .execute(&self.writer)
+            .await?;
+        Ok(a.rows_affected())
+    }
+}
+
+/// Inserts events inside a transaction, with few statements.
+pub(super) async fn insert_events(
+    conn: &mut AnyConnection,
+    events: &[&NewEvent],
+) -> Result<(), sqlx::Error> {
+    for chunk in events.chunks(100) {
+        let rows = placeholder_rows(chunk.len(), 8, |p| format!("({})", p.join(", ")));
+        let sql = format!(
+            "INSERT INTO audit_events (user_id, at, type, severity, session_id, device_id, ip, \
+             detail) VALUES {}",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(&e.user_id)
+                .bind(e.at)
+                .bind(e.kind)
+                .bind(e.severity)
+                .bind(&e.session_id)
+                .bind(&e.device_id)
+                .bind(&e.ip)
+                .bind(&e.detail);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}

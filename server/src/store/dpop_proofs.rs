@@ -1,0 +1,186 @@
+//! `dpop_proofs`: the DPoP proofs seen within their window, shared by every instance on
+//! PostgreSQL.
+
+use super::{batch, placeholder_rows, Backend, Store};
+use crate::error::{ApiError, ApiResult};
+use baton_core::dpop::{KeyBudget, Proof};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+
+/// How far a proof's `iat` may be from the server's clock, either way; proofs are remembered
+/// this long (and a second more) to refuse replays.
+pub const WINDOW_S: i64 = baton_core::dpop::DEFAULT_WINDOW_S;
+
+/// More remembered proofs than this in one instance's memory and new proofs are refused
+/// (503) until old ones age out, rather than letting a flood of proofs exhaust memory.
+const MAX_REMEMBERED: usize = 1_000_000;
+
+/// The window of a key's proof budget (`BATON_DPOP_PROOFS_PER_KEY`, counted in one instance).
+pub const PROOF_BUDGET_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Store {
+    /// until its `expires_at`, in one statement; returns the ids that were new (the others were
+    /// recorded before, by this instance or another). The ids must be distinct.
+    pub async fn dpop_proofs_first_use(
+        &self,
+        proofs: &[(String, i64)],
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let values = placeholder_rows(proofs.len(), 2, |p| format!("({}, {})", p[0], p[1]));
+        let sql = format!(
+            "INSERT INTO dpop_proofs (id, expires_at) VALUES {} ON CONFLICT (id) DO NOTHING \
+             RETURNING id",
+            values.join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for (id, expires_at) in proofs {
+            q = q.bind(id).bind(expires_at);
+        }
+        Ok(q.fetch_all(&self.writer).await?.into_iter().collect())
+    }
+
+    /// DPoP proofs remembered now.
+    pub async fn dpop_proofs_remembered(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM dpop_proofs")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// Drops DPoP proofs whose window has passed.
+    pub async fn purge_dpop_proofs(&self, now: i64) -> Result<u64, sqlx::Error> {
+        sqlx::query("DELETE FROM dpop_proofs WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .map(|r| r.rows_affected())
+    }
+}
+
+/// The proofs seen within the window. On PostgreSQL a table every instance shares; on SQLite
+/// (one instance) this instance's memory, so a proof costs no write on the one SQLite writer.
+/// Beside it, each key's budget of proofs (`KeyBudget`), so that one key cannot fill it.
+#[derive(Debug, Default)]
+pub struct ReplayCache {
+    memory: Mutex<HashMap<[u8; 32], i64>>,
+    budget: Mutex<KeyBudget>,
+    /// On PostgreSQL: the queue of the table's group commit.
+    inserts: Option<ProofInserts>,
+}
+
+/// One proof waiting for the group commit: its id and when it may be forgotten; its verdict
+/// is whether this was its first use.
+type Pending = batch::Queued<(String, i64), bool>;
+
+/// Group commit for the replay table on PostgreSQL: the proofs of concurrent requests go to
+/// the database as one `INSERT` per batch (as rotations do, `rotator`) instead of a
+/// round trip and a commit each. The batch runs in its own task, so a request given up
+/// halfway still has its proof recorded.
+#[derive(Debug, Clone)]
+struct ProofInserts {
+    tx: mpsc::Sender<Pending>,
+}
+
+const PROOF_BATCH: usize = 128;
+
+impl ProofInserts {
+    fn spawn(store: Store) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Pending>(4_096);
+        tokio::spawn(async move {
+            while let Some(batch) = batch::next(&mut rx, PROOF_BATCH).await {
+                // The same proof twice in one batch: the second is a replay of the first.
+                let (unique, again) = batch::split_repeats(batch, |((id, _), _)| id);
+                for (_, done) in again {
+                    let _ = done.send(Ok(false));
+                }
+                let rows: Vec<(String, i64)> = unique.iter().map(|(p, _)| p.clone()).collect();
+                match store.dpop_proofs_first_use(&rows).await {
+                    Ok(new) => {
+                        for ((id, _), done) in unique {
+                            let _ = done.send(Ok(new.contains(&id)));
+                        }
+                    }
+                    Err(e) => batch::fail(unique, &e, "recording DPoP proofs"),
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    async fn first_use(&self, id: String, expires_at: i64) -> ApiResult<bool> {
+        batch::submit(&self.tx, (id, expires_at)).await
+    }
+}
+
+impl ReplayCache {
+    /// The cache for `store`: a shared table with a group commit on PostgreSQL, memory on
+    /// SQLite.
+    pub fn new(store: &Store) -> Self {
+        Self {
+            inserts: (store.backend == Backend::Postgres)
+                .then(|| ProofInserts::spawn(store.clone())),
+            ..Self::default()
+        }
+    }
+
+    /// Counts `proof` against its key's budget: `Err(seconds)` to wait when the key is over.
+    /// `limit`: proofs per key and window, `None` for no limit.
+    pub fn take_budget(&self, proof: &Proof, limit: Option<i64>, now_ms: i64) -> Result<(), u64> {
+        let window = PROOF_BUDGET_WINDOW;
+        let Some(limit) = limit else {
+            return Ok(());
+        };
+        let mut budget = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        budget.take(&proof.jkt, limit, window.as_millis() as i64, now_ms)
+    }
+
+    /// Records `proof`; false when it was seen before.
+    pub async fn first_use(&self, proof: &Proof, now_ms: i64) -> ApiResult<bool> {
+        let id: [u8; 32] = Sha256::new()
+            .chain_update(proof.jkt.as_bytes())
+            .chain_update([0])
+            .chain_update(proof.jti.as_bytes())
+            .finalize()
+            .into();
+        // Remembered until its iat leaves the window (plus a second for rounding).
+        let expires_at = (proof.iat + WINDOW_S + 1) * 1000;
+        if let Some(inserts) = &self.inserts {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            return inserts.first_use(hex, expires_at).await;
+        }
+        let mut seen = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= MAX_REMEMBERED {
+            seen.retain(|_, exp| *exp >= now_ms);
+            if seen.len() >= MAX_REMEMBERED {
+                tracing::warn!("DPoP replay cache full: refusing new proofs for now");
+                return Err(ApiError::unavailable());
+            }
+        }
+        Ok(seen.insert(id, expires_at).is_none())
+    }
+
+    /// How many proofs are remembered now (this instance's memory, or the shared table).
+    pub async fn remembered(&self, store: &Store) -> ApiResult<i64> {
+        if store.backend == Backend::Postgres {
+            return Ok(store.dpop_proofs_remembered().await?);
+        }
+        Ok(self.memory.lock().unwrap_or_else(|p| p.into_inner()).len() as i64)
+    }
+
+    /// Forgets proofs whose window has passed (the background task calls this every minute).
+    pub async fn purge(&self, store: &Store, now_ms: i64) {
+        let window = PROOF_BUDGET_WINDOW.as_millis() as i64;
+        self.budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .purge(window, now_ms);
+        if store.backend == Backend::Postgres {
+            if let Err(e) = store.purge_dpop_proofs(now_ms).await {
+                tracing::debug!(error = %e, "DPoP proof purge failed");
+            }
+        } else {
+            let mut seen = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            seen.retain(|_, exp| *exp >= now_ms);
+        }
+    }
+}

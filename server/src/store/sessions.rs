@@ -1,0 +1,320 @@
+//! `sessions`: one row per session; rotation is a compare-and-swap on its generation.
+
+use super::{insert_events, placeholder_rows, NewEvent, Store};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use std::collections::HashSet;
+
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub generation: i64,
+    pub nonce: String,
+    pub device_id: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub remember_me: bool,
+    pub cookie_transport: bool,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub rotated_at: i64,
+    pub rotated_by_device: Option<String>,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+    /// SHA-256 (hex) of the `Idempotency-Key` of the request that made the last rotation.
+    pub rotated_by_key: Option<String>,
+    /// The thumbprint of the DPoP key the session is bound to (see `dpop`).
+    pub dpop_jkt: Option<String>,
+}
+
+impl SessionRow {
+    /// The session ends at the earlier of its idle and absolute deadlines.
+    pub fn ends_at(&self) -> i64 {
+        self.idle_expires_at.min(self.absolute_expires_at)
+    }
+}
+
+const SESSION_COLUMNS: &str = "id, user_id, generation, nonce, device_id, user_agent, ip, \
+    remember_me, cookie_transport, created_at, last_used_at, rotated_at, rotated_by_device, \
+    idle_expires_at, absolute_expires_at, revoked_at, revoked_reason, rotated_by_key, dpop_jkt";
+
+impl Store {
+    /// Inserts a session with its events (sign-in, new device), in one transaction.
+    pub async fn insert_session(
+        &self,
+        s: &SessionRow,
+        events: &[&NewEvent],
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, generation, nonce, device_id, user_agent, ip, \
+             remember_me, cookie_transport, created_at, last_used_at, rotated_at, \
+             rotated_by_device, idle_expires_at, absolute_expires_at, dpop_jkt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(&s.id)
+        .bind(&s.user_id)
+        .bind(s.generation)
+        .bind(&s.nonce)
+        .bind(&s.device_id)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .bind(i64::from(s.remember_me))
+        .bind(i64::from(s.cookie_transport))
+        .bind(s.created_at)
+        .bind(s.last_used_at)
+        .bind(s.rotated_at)
+        .bind(&s.rotated_by_device)
+        .bind(s.idle_expires_at)
+        .bind(s.absolute_expires_at)
+        .bind(&s.dpop_jkt)
+        .execute(&mut *tx)
+        .await?;
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        self.published(events);
+        Ok(())
+    }
+
+    pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| session_row(&r))
+        .transpose()
+    }
+
+    /// Many rotations (group commit) and their `token_refreshed` events in one transaction:
+    /// a rotation is never stored without its event, nor an event without its rotation.
+    /// Returns the ids that rotated; each session id may appear once.
+    pub async fn rotate_batch(
+        &self,
+        batch: &[OwnedRotation],
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let rows = placeholder_rows(batch.len(), 8, |p| {
+            format!(
+                "SELECT CAST({} AS TEXT) AS id, CAST({} AS BIGINT) AS gen, \
+                 CAST({} AS BIGINT) AS now, CAST({} AS TEXT) AS dev, \
+                 CAST({} AS BIGINT) AS idle, CAST({} AS TEXT) AS ip, CAST({} AS TEXT) AS ua, \
+                 CAST({} AS TEXT) AS rkey",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+            )
+        })
+        .join(" UNION ALL ");
+        let sql = format!(
+            "UPDATE sessions SET generation = sessions.generation + 1, rotated_at = v.now, \
+             rotated_by_device = v.dev, last_used_at = v.now, idle_expires_at = v.idle, \
+             ip = v.ip, user_agent = v.ua, rotated_by_key = v.rkey \
+             FROM ({rows}) AS v \
+             WHERE sessions.id = v.id AND sessions.generation = v.gen \
+             AND sessions.revoked_at IS NULL AND sessions.idle_expires_at > v.now \
+             AND sessions.absolute_expires_at > v.now RETURNING sessions.id"
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for r in batch {
+            q = q
+                .bind(&r.session_id)
+                .bind(r.generation)
+                .bind(r.now)
+                .bind(&r.device_id)
+                .bind(r.idle_expires_at)
+                .bind(&r.ip)
+                .bind(&r.user_agent)
+                .bind(&r.key);
+        }
+        let mut tx = self.writer.begin().await?;
+        let rotated: HashSet<String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+        let events: Vec<&NewEvent> = batch
+            .iter()
+            .filter(|r| rotated.contains(&r.session_id))
+            .map(|r| &r.event)
+            .collect();
+        insert_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        self.published(&events);
+        Ok(rotated)
+    }
+
+    /// Ends a session for good, with its event, in one transaction; `false` (and no event)
+    /// when it had already ended.
+    pub async fn revoke(
+        &self,
+        id: &str,
+        reason: &str,
+        now: i64,
+        event: &NewEvent,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+             WHERE id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            insert_events(&mut tx, &[event]).await?;
+            tx.commit().await?;
+            self.published(&[event]);
+        }
+        Ok(done)
+    }
+
+    /// Ends every live session of a user, with the event `event(count)`, in one transaction;
+    /// returns their ids.
+    pub async fn revoke_all(
+        &self,
+        user_id: &str,
+        reason: &str,
+        now: i64,
+        event: impl FnOnce(usize) -> NewEvent,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        let ids = revoke_all_in(&mut tx, user_id, reason, now).await?;
+        let e = event(ids.len());
+        insert_events(&mut tx, &[&e]).await?;
+        tx.commit().await?;
+        self.published(&[&e]);
+        Ok(ids)
+    }
+
+    /// The user's sessions that are neither revoked nor past their end, newest first.
+    pub async fn live_sessions(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Vec<SessionRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
+             AND idle_expires_at > $2 AND absolute_expires_at > $2 ORDER BY created_at DESC"
+        ))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(session_row)
+        .collect()
+    }
+
+    /// Sessions revoked at or after `since` (for the revocation view of every instance).
+    pub async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let rows = sqlx::query("SELECT id, revoked_at FROM sessions WHERE revoked_at >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("revoked_at")?)))
+            .collect()
+    }
+
+    pub async fn count_live_sessions(&self, now: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL \
+             AND idle_expires_at > $1 AND absolute_expires_at > $1",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Whether `device_id` was ever used by one of the user's sessions.
+    pub async fn device_known(&self, user_id: &str, device_id: &str) -> Result<bool, sqlx::Error> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND device_id = $2",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Whether the user has any session on record (live or ended, within the retention).
+    pub async fn has_sessions(&self, user_id: &str) -> Result<bool, sqlx::Error> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Deletes sessions that ended before `cutoff`.
+    pub async fn purge_sessions(&self, cutoff: i64) -> Result<u64, sqlx::Error> {
+        let s = sqlx::query(
+            "DELETE FROM sessions WHERE (revoked_at IS NOT NULL AND revoked_at < $1) \
+             OR idle_expires_at < $1 OR absolute_expires_at < $1",
+        )
+        .bind(cutoff)
+        .execute(&self.writer)
+        .await?;
+        Ok(s.rows_affected())
+    }
+}
+
+/// A rotation that can wait in a queue, with the event that records it.
+#[derive(Debug, Clone)]
+pub struct OwnedRotation {
+    pub session_id: String,
+    pub generation: i64,
+    pub now: i64,
+    pub device_id: Option<String>,
+    pub idle_expires_at: i64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// SHA-256 (hex) of the request's `Idempotency-Key`.
+    pub key: Option<String>,
+    pub event: NewEvent,
+}
+
+fn session_row(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
+    Ok(SessionRow {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        generation: r.try_get("generation")?,
+        nonce: r.try_get("nonce")?,
+        device_id: r.try_get("device_id")?,
+        user_agent: r.try_get("user_agent")?,
+        ip: r.try_get("ip")?,
+        remember_me: r.try_get::<i64, _>("remember_me")? != 0,
+        cookie_transport: r.try_get::<i64, _>("cookie_transport")? != 0,
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+        rotated_at: r.try_get("rotated_at")?,
+        rotated_by_device: r.try_get("rotated_by_device")?,
+        idle_expires_at: r.try_get("idle_expires_at")?,
+        absolute_expires_at: r.try_get("absolute_expires_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        revoked_reason: r.try_get("revoked_reason")?,
+        rotated_by_key: r.try_get("rotated_by_key")?,
+        dpop_jkt: r.try_get("dpop_jkt")?,
+    })
+}
+
+/// Ends every live session of a user inside a transaction; their ids.
+pub(super) async fn revoke_all_in(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+         WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(user_id)
+    .fetch_all(&mut *conn)
+    .await
+}

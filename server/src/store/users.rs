@@ -1,0 +1,175 @@
+//! `users`: accounts.
+
+use super::{insert_events, NewEvent, Store};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub created_at: i64,
+    /// The user proved they receive mail at `email` (see `recovery`).
+    pub email_verified: bool,
+}
+
+const USER_COLUMNS: &str = "id, email, password_hash, created_at, email_verified_at";
+
+impl Store {
+    /// Inserts a user with its event, in one transaction; `Ok(false)` when the email is taken.
+    pub async fn insert_user(&self, u: &UserRow, event: &NewEvent) -> Result<bool, sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        let r = sqlx::query(
+            "INSERT INTO users (id, email, password_hash, created_at, failed_logins) \
+             VALUES ($1, $2, $3, $4, 0)",
+        )
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.password_hash)
+        .bind(u.created_at)
+        .execute(&mut *tx)
+        .await;
+        match r {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        insert_events(&mut tx, &[event]).await?;
+        tx.commit().await?;
+        self.published(&[event]);
+        Ok(true)
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| user_row(&r))
+        .transpose()
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+        sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| user_row(&r))
+            .transpose()
+    }
+
+    /// The users whose address was verified at `since` or later, with when, oldest first;
+    /// read `page` rows at a time, so that no burst of verifications is cut off.
+    pub async fn verified_since(
+        &self,
+        since: i64,
+        page: u32,
+    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let page = page.max(1);
+        let mut all: Vec<(String, i64)> = Vec::new();
+        loop {
+            // Keyset paging on (verified at, id): one row after the last row read.
+            let (at, id) = all
+                .last()
+                .map_or((since, ""), |(id, at)| (*at, id.as_str()));
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT id, email_verified_at FROM users \
+                 WHERE email_verified_at > $1 OR (email_verified_at = $1 AND id > $2) \
+                 ORDER BY email_verified_at, id LIMIT $3",
+            )
+            .bind(at)
+            .bind(id)
+            .bind(i64::from(page))
+            .fetch_all(&self.pool)
+            .await?;
+            let full = rows.len() == page as usize;
+            all.extend(rows);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
+}
+
+/// A password reset by a mailed link (see `Store::reset_password`).
+#[derive(Debug)]
+pub struct PasswordReset<'a> {
+    pub user_id: &'a str,
+    /// The HMAC of the link's token and its purpose.
+    pub token_hash: &'a str,
+    pub purpose: &'a str,
+    pub password_hash: &'a str,
+    pub now: i64,
+}
+
+impl Store {
+    /// Records that the user receives mail at their address (once: the first time counts).
+    pub async fn mark_verified(&self, user_id: &str, now: i64) -> Result<(), sqlx::Error> {
+        let mut conn = self.writer.acquire().await?;
+        mark_verified_in(&mut conn, user_id, now).await
+    }
+
+    /// A password reset, all or nothing, in one transaction: the link is spent, the password
+    /// replaced, the user's other links of the purpose spent, the lockout counters cleared, the
+    /// address verified (the mail arrived), every session revoked, and `event(n)` recorded with
+    /// `n` the sessions ended. `None` (and nothing changed) when the link is no longer live. The
+    /// ended sessions' ids come back.
+    pub async fn reset_password(
+        &self,
+        r: &PasswordReset<'_>,
+        event: impl FnOnce(usize) -> NewEvent,
+    ) -> Result<Option<Vec<String>>, sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        let spent =
+            super::mail_tokens::spend_account_token_in(&mut tx, r.token_hash, r.purpose, r.now)
+                .await?;
+        if spent.as_deref() != Some(r.user_id) {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(r.password_hash)
+            .bind(r.user_id)
+            .execute(&mut *tx)
+            .await?;
+        super::mail_tokens::spend_all_account_tokens_in(&mut tx, r.user_id, r.purpose, r.now)
+            .await?;
+        super::limits::clear_all_login_failures_in(&mut tx, r.user_id).await?;
+        mark_verified_in(&mut tx, r.user_id, r.now).await?;
+        let ids =
+            super::sessions::revoke_all_in(&mut tx, r.user_id, "password_reset", r.now).await?;
+        let e = event(ids.len());
+        insert_events(&mut tx, &[&e]).await?;
+        tx.commit().await?;
+        self.published(&[&e]);
+        Ok(Some(ids))
+    }
+}
+
+async fn mark_verified_in(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_verified_at IS NULL",
+    )
+    .bind(now)
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await
+    .map(|_| ())
+}
+
+fn user_row(r: &AnyRow) -> Result<UserRow, sqlx::Error> {
+    Ok(UserRow {
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        password_hash: r.try_get("password_hash")?,
+        created_at: r.try_get("created_at")?,
+        email_verified: r.try_get::<Option<i64>, _>("email_verified_at")?.is_some(),
+    })
+}
