@@ -14,6 +14,17 @@ pub struct Caller {
     pub request_key: Option<String>,
 }
 
+impl Caller {
+    /// Who asked, as far as a request tells: the device id, else the client address. Mailed
+    /// sign-in codes are tried only by the requester (see `store::mail_tokens`).
+    pub fn requester(&self) -> String {
+        match &self.device_id {
+            Some(d) => format!("device:{d}"),
+            None => format!("ip:{}", self.ip),
+        }
+    }
+}
+
 /// Records an audit event; a failure to record is logged, not shown to the client.
 pub async fn audit(
     state: &AppState,

@@ -86,9 +86,10 @@ pub struct Config {
     #[arg(long, env = "BATON_RATE_LIMITS", default_value = "on")]
     pub rate_limits: RateLimits,
 
-    /// `iss` of access tokens. Default: `BATON_PUBLIC_URL`, else `http://` and the listen
-    /// address (`http://127.0.0.1:8080` with the default `BATON_BIND`; an unspecified address
-    /// such as 0.0.0.0 becomes 127.0.0.1).
+    /// `iss` of access tokens. Default: `BATON_PUBLIC_URL`, else the listen address of the
+    /// deployment's first start, stored in the database (`http://127.0.0.1:8080` with the
+    /// default `BATON_BIND`; an unspecified address such as 0.0.0.0 becomes 127.0.0.1), so
+    /// restarts on other ports and further instances keep accepting its tokens.
     #[arg(long, env = "BATON_ISSUER")]
     pub issuer: Option<String>,
 
@@ -100,8 +101,8 @@ pub struct Config {
 
     /// The secret resource servers present to `POST /auth/introspect` (as
     /// `Authorization: Bearer <secret>`, or as the password of HTTP Basic). Unset:
-    /// introspection is off (404).
-    #[arg(long, env = "BATON_INTROSPECTION_TOKEN", hide_env_values = true)]
+    /// introspection is off (404). At least 32 bytes (`openssl rand -base64 32`).
+    #[arg(long, env = "BATON_INTROSPECTION_TOKEN", hide_env_values = true, value_parser = introspection_secret)]
     pub introspection_token: Option<String>,
 
     /// `aud` of access tokens.
@@ -263,6 +264,18 @@ impl Config {
 }
 
 /// An `http(s)` URL without query or fragment; a trailing `/` is dropped.
+/// A secret long enough that guessing it is hopeless (an empty one would open introspection to
+/// anyone).
+fn introspection_secret(s: &str) -> Result<String, String> {
+    if s.len() < 32 {
+        return Err(format!(
+            "must be at least 32 bytes, this one has {} (for example: openssl rand -base64 32)",
+            s.len()
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 fn public_url(s: &str) -> Result<String, String> {
     let u = s.trim().trim_end_matches('/');
     let rest = u

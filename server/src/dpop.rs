@@ -82,6 +82,11 @@ fn checked(
 /// other key never takes room in the replay cache. 429 when the key is over its budget.
 pub async fn record(state: &AppState, proof: &Proof) -> ApiResult<()> {
     let now = now_ms();
+    // A replay is refused before the key's budget is touched: replaying a captured proof
+    // costs the key's owner nothing (and the replayer only 401s).
+    if state.dpop_replay.seen_here(proof, now) {
+        return Err(replayed(state));
+    }
     let limit = state
         .limits
         .scaled(i64::from(state.config.dpop_proofs_per_key));
@@ -91,13 +96,15 @@ pub async fn record(state: &AppState, proof: &Proof) -> ApiResult<()> {
         return Err(ApiError::too_many(ErrorCode::RateLimited, wait));
     }
     if !state.dpop_replay.first_use(proof, now).await? {
-        state.metrics.dpop("replayed");
-        return Err(invalid(
-            "the DPoP proof was used before: make a new one per request",
-        ));
+        return Err(replayed(state));
     }
     state.metrics.dpop("valid");
     Ok(())
+}
+
+fn replayed(state: &AppState) -> ApiError {
+    state.metrics.dpop("replayed");
+    invalid("the DPoP proof was used before: make a new one per request")
 }
 
 /// For a call that creates a session: the proof whose key the session is to be bound to, by

@@ -21,9 +21,14 @@ pub const REGISTER_PER_IP: (i64, Duration) = (10, Duration::from_secs(600));
 pub const FAILURES_PER_ACCOUNT: (i64, Duration) = (10, Duration::from_secs(3600));
 /// Refreshes per session per minute.
 pub const REFRESH_PER_SESSION: (i64, Duration) = (60, Duration::from_secs(60));
-/// Emailed sign-in codes per address per ten minutes (every request counts, known address or
-/// not, so the answer says nothing about accounts).
+/// Mails (sign-in codes, reset links) per address and requester (device id, else client
+/// address) per ten minutes. Every request counts, known address or not, so the answer says
+/// nothing about accounts; a stranger's requests count apart from the owner's.
 pub const OTP_PER_EMAIL: (i64, Duration) = (3, Duration::from_secs(600));
+/// Mails per address per ten minutes, whoever asks, except from a device the account has
+/// signed in from before: bounds how much mail strangers can send one mailbox without letting
+/// them keep its owner out on a known device.
+pub const OTP_PER_ADDRESS: (i64, Duration) = (10, Duration::from_secs(600));
 /// Emailed sign-in codes requested per IP per ten minutes.
 pub const OTP_PER_IP: (i64, Duration) = (20, Duration::from_secs(600));
 /// Code and link verifications per IP per ten minutes (a code also dies after 5 tries).
@@ -31,6 +36,8 @@ pub const OTP_VERIFY_PER_IP: (i64, Duration) = (30, Duration::from_secs(600));
 /// Refused DPoP proofs per session per ten minutes that are recorded as audit events; further
 /// refusals are counted in metrics only, so a thief's flood cannot flood the owner's log.
 pub const DPOP_REFUSALS_RECORDED: (i64, Duration) = (5, Duration::from_secs(600));
+/// Introspection requests with a missing or wrong secret per client address per minute.
+pub const INTROSPECT_FAILURES_PER_IP: (i64, Duration) = (10, Duration::from_secs(60));
 /// Logins per account per hour above which `suspicious_activity` is recorded.
 pub const SUSPICIOUS_LOGINS: i64 = 10;
 /// Distinct IPs per account per hour above which `suspicious_activity` is recorded.

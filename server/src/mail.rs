@@ -73,7 +73,11 @@ impl Mailer {
 
     /// Sends a plain-text mail; the error is for the log (it names no secret).
     pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<(), String> {
-        let to: Mailbox = to.parse().map_err(|e| format!("recipient: {e}"))?;
+        // Built from its parts, never parsed as a mailbox: nothing in the address can turn
+        // into a display name or another recipient.
+        let (user, domain) = to.rsplit_once('@').ok_or("recipient: not an address")?;
+        let address = lettre::Address::new(user, domain).map_err(|e| format!("recipient: {e}"))?;
+        let to = Mailbox::new(None, address);
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)

@@ -527,7 +527,7 @@ async fn htu_follows_the_host_without_a_public_url() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspection_reports_the_binding() {
-    let secret = "introspection secret for tests";
+    let secret = "introspection secret for the tests of baton-server";
     let s = Server::start(&[("introspection-token", secret)]).await;
     let key = ProofKey::es256();
     let t = bound_session(&s, &key).await;
@@ -543,5 +543,76 @@ async fn introspection_reports_the_binding() {
     assert_eq!(v["active"], true);
     assert_eq!(v["token_type"], "DPoP");
     assert_eq!(v["cnf"]["jkt"], key.thumbprint());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_a_captured_proof_costs_its_owner_nothing() {
+    let s = Server::start(&[("dpop-proofs-per-key", "10")]).await;
+    let key = ProofKey::es256();
+    let t = bound_session(&s, &key).await; // one proof of the budget
+                                           // The owner's request, captured: answered once, then replayed again and again.
+    let captured = me_proof(&key, &t.access);
+    assert_eq!(
+        me(&s, "DPoP", &t.access, Some(&captured)).await.status(),
+        200
+    );
+    for _ in 0..30 {
+        let r = me(&s, "DPoP", &t.access, Some(&captured)).await;
+        expect_error(r, 401, "dpop_proof_invalid").await;
+    }
+    // The owner's own fresh proofs are still within the key's budget.
+    for _ in 0..7 {
+        let r = me(&s, "DPoP", &t.access, Some(&me_proof(&key, &t.access))).await;
+        assert_eq!(r.status(), 200);
+    }
+    let r = refresh_with(&s, &t.refresh, Some(&key.post("/auth/refresh"))).await;
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheme_a_proof_names_is_believed_only_from_a_trusted_proxy() {
+    let s = Server::start(&[("public-url", "none")]).await;
+    let key = ProofKey::es256();
+    let email = new_account(&s).await;
+    // A client that claims to have come over https, directly: its header is ignored, so a
+    // proof for the https URL does not match the request.
+    let https = format!("{}/auth/login", s.url.replace("http://", "https://"));
+    let proof = key.proof(&Claims {
+        method: "POST",
+        url: &https,
+        ..Claims::default()
+    });
+    let r = s
+        .req(Method::POST, "/auth/login")
+        .header("x-device-id", "dev-1")
+        .header("x-forwarded-proto", "https")
+        .header("dpop", proof)
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 401, "dpop_proof_invalid").await;
+    s.stop().await;
+    // Behind a trusted proxy (loopback here) the same header counts.
+    let s = Server::start(&[("public-url", "none"), ("trusted-proxies", "127.0.0.1/32")]).await;
+    let email = new_account(&s).await;
+    let https = format!("{}/auth/login", s.url.replace("http://", "https://"));
+    let proof = key.proof(&Claims {
+        method: "POST",
+        url: &https,
+        ..Claims::default()
+    });
+    let r = s
+        .req(Method::POST, "/auth/login")
+        .header("x-device-id", "dev-1")
+        .header("x-forwarded-proto", "https")
+        .header("dpop", proof)
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     s.stop().await;
 }

@@ -446,15 +446,16 @@ async fn an_address_is_verified_by_its_mailed_link() {
     };
     assert_eq!(ask().await.unwrap().status(), 202);
     let token = query_param(&smtp.mail(1).await, "verify_token");
+    // Opened where the user is signed in: the app page sends its access token along.
     let verify = |token: &str| {
-        s.post(
-            "/auth/email/verify",
-            json!({ "token": token }),
-            Some("dev-1"),
-        )
+        s.req(reqwest::Method::POST, "/auth/email/verify")
+            .bearer_auth(&t.access)
+            .header("X-Device-ID", "dev-1")
+            .json(&json!({ "token": token }))
+            .send()
     };
-    assert_eq!(verify(&token).await.status(), 204);
-    expect_error(verify(&token).await, 401, "invalid_code").await;
+    assert_eq!(verify(&token).await.unwrap().status(), 204);
+    expect_error(verify(&token).await.unwrap(), 401, "invalid_code").await;
     assert_eq!(me(&s, &t.access).await["user"]["email_verified"], true);
     // The next access token says so too.
     let r = s.refresh(&t.refresh, Some("dev-1")).await;
@@ -509,12 +510,13 @@ async fn a_verification_reaches_the_tokens_of_every_instance() {
     assert_eq!(r.status(), 202);
     let token = query_param(&smtp.mail(1).await, "verify_token");
     let r = a
-        .post(
-            "/auth/email/verify",
-            json!({ "token": token }),
-            Some("dev-1"),
-        )
-        .await;
+        .req(reqwest::Method::POST, "/auth/email/verify")
+        .bearer_auth(&current.access)
+        .header("X-Device-ID", "dev-1")
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     let started = std::time::Instant::now();
     loop {
@@ -642,5 +644,394 @@ async fn a_password_reset_that_fails_halfway_changes_nothing() {
     expect_error(r, 401, "session_revoked").await;
     let after = s.login(&addr, "new password 2", "dev-1").await;
     assert_eq!(me(&s, &after.access).await["user"]["email_verified"], true);
+    s.stop().await;
+}
+
+async fn ask_from(s: &Server, email: &str, device: &str) -> reqwest::Response {
+    s.post("/auth/otp/request", json!({ "email": email }), Some(device))
+        .await
+}
+
+async fn verify_from(s: &Server, email: &str, code: &str, device: &str) -> reqwest::Response {
+    s.post(
+        "/auth/otp/verify",
+        json!({ "email": email, "code": code }),
+        Some(device),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_mail_replaces_the_older_code_and_link_for_good() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    s.register(&addr, "correct horse").await;
+    assert_eq!(ask(&s, &addr).await.status(), 202);
+    let first = smtp.mail(1).await;
+    assert_eq!(ask(&s, &addr).await.status(), 202);
+    let second = smtp.mail(2).await;
+    let (c1, c2) = (code_of(&first), code_of(&second));
+    if c1 == c2 {
+        return; // one chance in a million: nothing to tell apart
+    }
+    expect_error(verify(&s, &addr, &c1).await, 401, "invalid_code").await;
+    expect_error(
+        follow(&s, &link_token_of(&first)).await,
+        401,
+        "invalid_code",
+    )
+    .await;
+    assert_eq!(verify(&s, &addr, &c2).await.status(), 200);
+    // Once the newer one is used, the older one does not come back.
+    expect_error(verify(&s, &addr, &c1).await, 401, "invalid_code").await;
+    expect_error(
+        follow(&s, &link_token_of(&first)).await,
+        401,
+        "invalid_code",
+    )
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_keep_the_owner_from_signing_in_by_mail() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    s.register(&addr, "correct horse").await;
+    // The owner asks for a code.
+    assert_eq!(ask_from(&s, &addr, "owner").await.status(), 202);
+    let owner_code = code_of(&smtp.mail(1).await);
+    // A stranger asks three times for the same address and guesses five times.
+    for _ in 0..3 {
+        assert_eq!(ask_from(&s, &addr, "stranger").await.status(), 202);
+    }
+    for _ in 0..5 {
+        let guess = other(&owner_code);
+        expect_error(
+            verify_from(&s, &addr, &guess, "stranger").await,
+            401,
+            "invalid_code",
+        )
+        .await;
+    }
+    // The owner's code still works, and the owner may still ask for another.
+    assert_eq!(ask_from(&s, &addr, "owner").await.status(), 202);
+    let again = code_of(&smtp.mail(5).await);
+    let r = verify_from(&s, &addr, &again, "owner").await;
+    assert_eq!(r.status(), 200);
+    // The owner's older code died with the owner's newer request, not with the stranger's.
+    expect_error(
+        verify_from(&s, &addr, &owner_code, "owner").await,
+        401,
+        "invalid_code",
+    )
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proving_the_address_ends_what_a_squatter_set_up_before() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    // Someone registers the owner's address with a password of their own, before the owner.
+    s.register(&addr, "squatter password").await;
+    let squatter = s.login(&addr, "squatter password", "squat").await;
+    // The owner signs in by mail: the address is proven.
+    assert_eq!(ask_from(&s, &addr, "owner").await.status(), 202);
+    let code = code_of(&smtp.mail(1).await);
+    let r = verify_from(&s, &addr, &code, "owner").await;
+    assert_eq!(r.status(), 200);
+    let owner = Tokens::from_json(r.json().await.unwrap());
+    // The squatter's session and password are gone; the owner's session is not.
+    expect_error(
+        s.refresh(&squatter.refresh, Some("squat")).await,
+        401,
+        "session_revoked",
+    )
+    .await;
+    let r = s
+        .post(
+            "/auth/login",
+            json!({"email": addr, "password": "squatter password"}),
+            Some("squat"),
+        )
+        .await;
+    expect_error(r, 401, "invalid_credentials").await;
+    assert_eq!(s.refresh(&owner.refresh, Some("owner")).await.status(), 200);
+    let log = types(&events(&s, &owner.access).await);
+    assert!(log.contains(&"unproven_access_ended".to_owned()), "{log:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_link_opened_by_someone_else_ends_the_squatters_access() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    s.register(&addr, "squatter password").await;
+    let squatter = s.login(&addr, "squatter password", "squat").await;
+    let r = s
+        .req(reqwest::Method::POST, "/auth/email/verify-request")
+        .bearer_auth(&squatter.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // The mail reaches the owner of the address, who opens it without being signed in.
+    let token = query_param(&smtp.mail(1).await, "verify_token");
+    let r = s
+        .post(
+            "/auth/email/verify",
+            json!({ "token": token }),
+            Some("owner"),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    expect_error(
+        s.refresh(&squatter.refresh, Some("squat")).await,
+        401,
+        "session_revoked",
+    )
+    .await;
+    let r = s
+        .post(
+            "/auth/login",
+            json!({"email": addr, "password": "squatter password"}),
+            Some("squat"),
+        )
+        .await;
+    expect_error(r, 401, "invalid_credentials").await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_link_opened_while_signed_in_keeps_password_and_sessions() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    s.register(&addr, "correct horse").await;
+    let t = s.login(&addr, "correct horse", "dev-1").await;
+    let r = s
+        .req(reqwest::Method::POST, "/auth/email/verify-request")
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let token = query_param(&smtp.mail(1).await, "verify_token");
+    let r = s
+        .req(reqwest::Method::POST, "/auth/email/verify")
+        .bearer_auth(&t.access)
+        .header("X-Device-ID", "dev-1")
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(me(&s, &t.access).await["user"]["email_verified"], true);
+    assert_eq!(s.refresh(&t.refresh, Some("dev-1")).await.status(), 200);
+    s.login(&addr, "correct horse", "dev-1").await;
+    s.stop().await;
+}
+
+/// Makes every insert of an account token fail in the database (a trigger).
+async fn fail_account_tokens(s: &Server) {
+    let db = open_db(&s.database_url).await;
+    let statements: &[&str] = match backend().as_str() {
+        "postgres" => &[
+            "CREATE FUNCTION baton_test_refuse_token() RETURNS trigger AS $$ \
+             BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER baton_test_refuse_token BEFORE INSERT ON account_tokens \
+             FOR EACH ROW EXECUTE FUNCTION baton_test_refuse_token()",
+        ],
+        _ => &[
+            "CREATE TRIGGER baton_test_refuse_token BEFORE INSERT ON account_tokens \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        ],
+    };
+    for sql in statements {
+        sqlx::query(sql).execute(&db).await.unwrap();
+    }
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_request_answers_before_any_work_for_the_account() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    s.register(&addr, "correct horse").await;
+    // Whatever is done for an account (its link, its event) happens after the answer: even
+    // when it fails, the answer is the one an unknown address gets.
+    fail_account_tokens(&s).await;
+    for a in [addr.clone(), email()] {
+        let r = s
+            .post(
+                "/auth/password/reset-request",
+                json!({ "email": a }),
+                Some("dev-1"),
+            )
+            .await;
+        assert_eq!(r.status(), 202, "{a}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_with_a_display_name_is_refused_and_mails_nobody() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    for bad in [
+        "victim<evil@evil.test>",
+        "Victim <evil@evil.test>",
+        "\"v\"@evil.test",
+    ] {
+        expect_error(ask(&s, bad).await, 422, "validation_failed").await;
+        let r = s
+            .post(
+                "/auth/register",
+                json!({"email": bad, "password": "correct horse"}),
+                None,
+            )
+            .await;
+        expect_error(r, 422, "validation_failed").await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.count(), 0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_codes_and_account_tokens_are_purged() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    s.register(&addr, "correct horse").await;
+    assert_eq!(ask(&s, &email()).await.status(), 202);
+    let r = s
+        .post(
+            "/auth/password/reset-request",
+            json!({ "email": addr }),
+            Some("dev-1"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    smtp.mail(2).await;
+    let db = open_db(&s.database_url).await;
+    let count = |table: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        (count("email_codes").await, count("account_tokens").await),
+        (1, 1)
+    );
+    baton_server::purge(&s.state).await;
+    // Still alive: kept.
+    assert_eq!(
+        (count("email_codes").await, count("account_tokens").await),
+        (1, 1)
+    );
+    for table in ["email_codes", "account_tokens"] {
+        sqlx::query(&format!("UPDATE {table} SET expires_at = 1"))
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    baton_server::purge(&s.state).await;
+    assert_eq!(
+        (count("email_codes").await, count("account_tokens").await),
+        (0, 0)
+    );
+    db.close().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_ends_outstanding_sign_in_codes() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    s.register(&addr, "correct horse").await;
+    assert_eq!(ask(&s, &addr).await.status(), 202);
+    let code_mail = smtp.mail(1).await;
+    let r = s
+        .post(
+            "/auth/password/reset-request",
+            json!({ "email": addr }),
+            Some("dev-1"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let token = query_param(&smtp.mail(2).await, "reset_token");
+    let r = s
+        .post(
+            "/auth/password/reset",
+            json!({ "token": token, "password": "new password 2" }),
+            Some("dev-1"),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    expect_error(
+        verify(&s, &addr, &code_of(&code_mail)).await,
+        401,
+        "invalid_code",
+    )
+    .await;
+    expect_error(
+        follow(&s, &link_token_of(&code_mail)).await,
+        401,
+        "invalid_code",
+    )
+    .await;
+    s.stop().await;
+}
+
+/// Makes every new session fail to be stored (a trigger), or lets them be stored again.
+async fn fail_new_sessions(s: &Server, on: bool) {
+    let db = open_db(&s.database_url).await;
+    let statements: &[&str] = match (backend().as_str(), on) {
+        ("postgres", true) => &[
+            "CREATE FUNCTION baton_test_refuse_session() RETURNS trigger AS $$ \
+             BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER baton_test_refuse_session BEFORE INSERT ON sessions \
+             FOR EACH ROW EXECUTE FUNCTION baton_test_refuse_session()",
+        ],
+        ("postgres", false) => &["DROP TRIGGER baton_test_refuse_session ON sessions"],
+        (_, true) => &[
+            "CREATE TRIGGER baton_test_refuse_session BEFORE INSERT ON sessions \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        ],
+        (_, false) => &["DROP TRIGGER baton_test_refuse_session"],
+    };
+    for sql in statements {
+        sqlx::query(sql).execute(&db).await.unwrap();
+    }
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_spent_on_a_sign_in_the_server_could_not_store_still_works() {
+    let smtp = Smtp::start(None);
+    let s = server(&smtp, &[]).await;
+    let addr = email();
+    s.register(&addr, "correct horse").await;
+    assert_eq!(ask(&s, &addr).await.status(), 202);
+    let mail = smtp.mail(1).await;
+    fail_new_sessions(&s, true).await;
+    let r = verify(&s, &addr, &code_of(&mail)).await;
+    assert!(r.status().is_server_error(), "{}", r.status());
+    let r = follow(&s, &link_token_of(&mail)).await;
+    assert!(r.status().is_server_error(), "{}", r.status());
+    fail_new_sessions(&s, false).await;
+    assert_eq!(verify(&s, &addr, &code_of(&mail)).await.status(), 200);
     s.stop().await;
 }

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::Value;
 use std::time::Duration;
 
-const SECRET: &str = "introspection secret for tests";
+const SECRET: &str = "introspection secret for the tests of baton-server";
 
 async fn introspect(s: &Server, auth: Option<&str>, form: &str) -> reqwest::Response {
     let mut r = s
@@ -207,4 +207,43 @@ async fn a_revoked_session_is_inactive_within_a_second_on_every_instance() {
     );
     a.stop().await;
     b.stop().await;
+}
+
+#[test]
+fn an_empty_or_short_introspection_secret_is_refused_at_start() {
+    use clap::Parser;
+    for bad in ["", "x", &"s".repeat(31)] {
+        let err = baton_server::config::Config::try_parse_from([
+            "baton-server",
+            "--introspection-token",
+            bad,
+        ])
+        .expect_err("a guessable introspection secret")
+        .to_string();
+        assert!(err.contains("at least 32 bytes"), "{err}");
+    }
+    assert!(baton_server::config::Config::try_parse_from([
+        "baton-server",
+        "--introspection-token",
+        &"s".repeat(32),
+    ])
+    .is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_introspection_secrets_are_limited() {
+    let s = Server::start(&[("introspection-token", SECRET)]).await;
+    let (_, t) = s.user("dev").await;
+    let form = format!("token={}", t.access);
+    for i in 0..10 {
+        let r = introspect(&s, Some(&format!("Bearer guess-{i}")), &form).await;
+        expect_error(r, 401, "token_invalid").await;
+    }
+    let r = introspect(&s, Some("Bearer guess-10"), &form).await;
+    assert!(r.headers().contains_key("retry-after"));
+    expect_error(r, 429, "rate_limited").await;
+    // Even the right secret waits from that address until the limit lifts.
+    let r = introspect(&s, Some(&format!("Bearer {SECRET}")), &form).await;
+    expect_error(r, 429, "rate_limited").await;
+    s.stop().await;
 }

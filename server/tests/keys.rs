@@ -168,3 +168,115 @@ async fn a_rotated_key_signs_everywhere_and_the_old_one_verifies_until_its_token
     b.stop().await;
     a.stop().await;
 }
+
+/// The bytes of a SQLite database's files (the database, its write-ahead log).
+fn sqlite_files(database_url: &str) -> Vec<u8> {
+    let path = database_url.trim_start_matches("sqlite://");
+    let mut all = Vec::new();
+    for suffix in ["", "-wal"] {
+        if let Ok(b) = std::fs::read(format!("{path}{suffix}")) {
+            all.extend(b);
+        }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealing_leaves_no_plain_copy_of_the_keys_in_the_sqlite_files() {
+    if backend() != "sqlite" {
+        return; // PostgreSQL keeps old row versions until VACUUM (docs/operations.md).
+    }
+    let s = Server::start(&[]).await;
+    s.user("dev").await;
+    let db = s.database_url.clone();
+    s.stop().await;
+    let plain = stored_secrets(&db).await;
+    assert!(plain.len() >= 2);
+    let files = sqlite_files(&db);
+    let contains =
+        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for (name, secret) in &plain {
+        assert!(
+            contains(&files, secret),
+            "{name}: the test must see the plain key first"
+        );
+    }
+    // The first start with an encryption key seals them; the plain forms must be gone from the
+    // files at once, not at some later checkpoint.
+    let s = Server::start_on(&db, &[("key-encryption-key", KEY)]).await;
+    let files = sqlite_files(&db);
+    for (name, secret) in &plain {
+        assert!(
+            !contains(&files, secret),
+            "{name} still on disk in plain text"
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_out_takes_its_tokens_with_it_even_when_they_were_checked_before() {
+    let s = Server::start(&[(
+        "introspection-token",
+        "introspection secret for the tests of baton-server",
+    )])
+    .await;
+    let (_, t) = s.user("dev").await;
+    // Checked once: the verdict is cached by token text.
+    assert_eq!(s.get_auth("/api/ping", &t.access).await.status(), 200);
+    // The key is retired long ago: it made way for a newer one an hour back (both backdated),
+    // so every token it signed is past any lifetime and the key leaves the ring.
+    let now = baton_server::now_ms();
+    let db = open_db(&s.database_url).await;
+    sqlx::query("UPDATE server_keys SET created_at = created_at - 7200000")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let sealer = baton_server::crypto::keystore::Sealer::from_settings(None, None).unwrap();
+    baton_server::crypto::keystore::rotate(&s.state.store, &sealer, now - 3_600_000)
+        .await
+        .unwrap();
+    s.state.keys.reload(&s.state.store).await.unwrap();
+    assert!(!published_kids(&s).await.contains(&kid_of(&t.access)));
+    expect_error(
+        s.get_auth("/api/ping", &t.access).await,
+        401,
+        "token_invalid",
+    )
+    .await;
+    let r = s
+        .req(reqwest::Method::POST, "/auth/introspect")
+        .bearer_auth("introspection secret for the tests of baton-server")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", t.access))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["active"], false);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_public_url_the_issuer_survives_a_restart_on_another_port() {
+    let s = Server::start(&[("public-url", "none")]).await;
+    let (_, t) = s.user("dev").await;
+    let first = s.get_json("/.well-known/openid-configuration").await["issuer"].clone();
+    assert_eq!(first.as_str(), Some(s.url.as_str()));
+    let db = s.database_url.clone();
+    s.stop().await;
+    // The same database, another port (a restart elsewhere, or a second instance).
+    let again = Server::start_on(&db, &[("public-url", "none")]).await;
+    assert_ne!(again.url, first.as_str().unwrap());
+    assert_eq!(
+        again.get_json("/.well-known/openid-configuration").await["issuer"],
+        first
+    );
+    assert_eq!(again.get_auth("/api/ping", &t.access).await.status(), 200);
+    let r = again.refresh(&t.refresh, Some("dev")).await;
+    assert_eq!(r.status(), 200);
+    let fresh = Tokens::from_json(r.json().await.unwrap());
+    assert_eq!(claims(&fresh.access)["iss"], first);
+    again.stop().await;
+}

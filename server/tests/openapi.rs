@@ -151,7 +151,10 @@ async fn every_documented_operation_answers_as_documented() {
     // Email sign-in set up, with nothing listening for SMTP: requests are answered before the
     // mail is sent (see tests/email.rs for the mails).
     let s = Server::start(&[
-        ("introspection-token", "openapi-secret"),
+        (
+            "introspection-token",
+            "openapi-introspection-secret-32-bytes",
+        ),
         ("smtp-url", "smtp://127.0.0.1:9"),
         ("mail-from", "Baton <no-reply@baton.test>"),
         ("magic-link-url", "http://app.test/sign-in"),
@@ -291,7 +294,9 @@ async fn every_documented_operation_answers_as_documented() {
         .check(
             "post",
             "/auth/introspect",
-            form(Some("Bearer openapi-secret")).await.unwrap(),
+            form(Some("Bearer openapi-introspection-secret-32-bytes"))
+                .await
+                .unwrap(),
         )
         .await;
     assert_eq!(i["active"], true);

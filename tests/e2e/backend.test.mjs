@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { ROOT, startServer, launchBrowser, signIn, uniqueEmail, screenshot } from "./harness.mjs";
 
-const SECRET = "demo-backend-test-secret";
+const SECRET = "demo-backend-test-introspection-secret";
 
 async function startOrders(baton) {
   const bin = process.env.BATON_DEMO_API_BIN || join(ROOT, "target/debug/examples/demo-api");

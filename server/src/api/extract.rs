@@ -244,6 +244,24 @@ where
     }
 }
 
+/// An access token only if the request carries one: `None` without `Authorization`; with
+/// one, it must be valid like for `AuthUser`.
+impl<S> axum::extract::OptionalFromRequestParts<S> for AuthUser
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, ApiError> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Ok(None);
+        }
+        <AuthUser as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}
+
 pub use baton_core::dpop::Scheme;
 
 /// The token and scheme of `Authorization`, if any; a malformed header or another scheme is

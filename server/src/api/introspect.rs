@@ -8,8 +8,10 @@
 //! A revoked session's tokens are inactive as soon as the revocation view has it: at once on
 //! the instance that revoked, within about a second on the others.
 
+use crate::audit::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::throttle::{self, Subject};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -30,9 +32,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
     request_body(content = crate::api::schema::IntrospectionForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = crate::api::schema::Introspection),
         (status = 401, description = "token_missing, token_invalid: not the introspection secret", body = baton_core::ErrorBody),
-        (status = 404, description = "introspection is off", body = baton_core::ErrorBody), (status = 415, description = "not a form", body = baton_core::ErrorBody)))]
+        (status = 404, description = "introspection is off", body = baton_core::ErrorBody), (status = 415, description = "not a form", body = baton_core::ErrorBody),
+        (status = 429, description = "rate_limited: too many wrong secrets from this address", body = baton_core::ErrorBody)))]
 pub async fn introspect(
     State(state): State<AppState>,
+    c: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -43,7 +47,21 @@ pub async fn introspect(
             "token introspection is off: set BATON_INTROSPECTION_TOKEN",
         ));
     };
+    // Wrong secrets are limited per client address: guessing costs a 429 soon, and a flood
+    // of them is answered before any comparison.
+    let key = format!("introspect_failed:{}", c.ip);
+    throttle::refused_early(&state, &key, "introspect_failed")?;
     if let Some(refusal) = refusal(&headers, secret) {
+        let rule = crate::limits::INTROSPECT_FAILURES_PER_IP;
+        throttle::limit(
+            &state,
+            &key,
+            rule,
+            "introspect_failed",
+            &c,
+            Subject::default(),
+        )
+        .await?;
         return Ok(refusal);
     }
     let form = headers

@@ -94,7 +94,7 @@ pub struct Verify {
     token: String,
 }
 
-#[utoipa::path(post, path = "/auth/email/verify", tag = "email", request_body = Verify,
+#[utoipa::path(post, path = "/auth/email/verify", tag = "email", request_body = Verify, security((), ("access_token" = [])),
     responses((status = 204, description = "the address is verified"),
         (status = 401, description = "invalid_code: unknown, used or expired token", body = baton_core::ErrorBody),
         (status = 429, description = "rate_limited", body = baton_core::ErrorBody),
@@ -102,9 +102,11 @@ pub struct Verify {
 
 pub async fn verify(
     State(state): State<AppState>,
+    auth: Option<AuthUser>,
     c: Caller,
     ApiJson(body): ApiJson<Verify>,
 ) -> ApiResult<StatusCode> {
-    recovery::verify(&state, &c, &body.token).await?;
+    let signed_in = auth.as_ref().map(|a| a.claims.sub.as_str());
+    recovery::verify(&state, &c, &body.token, signed_in).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -103,7 +103,8 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Deletes ended sessions and old audit events past their retention.
+/// Deletes ended sessions and old audit events past their retention, and expired mailed
+/// codes and tokens.
 pub async fn purge(state: &AppState) {
     let now = now_ms();
     let cutoff = now - state.config.session_retention.as_millis() as i64;
@@ -111,14 +112,17 @@ pub async fn purge(state: &AppState) {
     let purged = async {
         let s = state.store.purge_sessions(cutoff).await?;
         let a = state.store.purge_events(audit_cutoff).await?;
-        Ok::<_, sqlx::Error>((s, a))
+        // Codes and mailed tokens are worthless once expired; they only hold addresses.
+        let m = state.store.purge_mail_tokens(now).await?;
+        Ok::<_, sqlx::Error>((s, a, m))
     };
     match purged.await {
-        Ok((s, a)) if s + a > 0 => {
+        Ok((s, a, m)) if s + a + m > 0 => {
             tracing::info!(
                 sessions = s,
                 audit_events = a,
-                "purged ended sessions and old events"
+                mail_tokens = m,
+                "purged ended sessions, old events and expired mailed codes"
             )
         }
         Ok(_) => {}

@@ -11,9 +11,20 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use baton_core::ErrorCode;
 
-/// Every request: refuse oversized bodies and bad device ids early, bound the time, record the
-/// duration.
-pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Every request: forwarding headers only from trusted proxies, refuse oversized bodies and
+/// bad device ids early, bound the time, record the duration.
+pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    // What a proxy says about the scheme and host the client used (DPoP proofs name that URL)
+    // counts only from a trusted proxy: anyone else's is dropped here, before any handler.
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| config::canonical(c.0.ip()));
+    if !peer.is_some_and(|p| state.config.trusted_proxies.contains(p)) {
+        let headers = req.headers_mut();
+        headers.remove("x-forwarded-proto");
+        headers.remove("x-forwarded-host");
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

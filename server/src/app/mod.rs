@@ -28,18 +28,6 @@ use tokio::net::TcpListener;
 impl AppState {
     /// Connects to the database, runs migrations, loads (or creates) keys and the revocation view.
     pub async fn new(mut config: Config) -> anyhow::Result<Self> {
-        if config.issuer.is_none()
-            && config.public_url.is_none()
-            && config.database_url.starts_with("postgres")
-        {
-            tracing::warn!(
-                issuer = %config.issuer(),
-                "BATON_PUBLIC_URL is not set: the issuer is this instance's listen address; \
-                 instances sharing this database must be reached at one URL and agree on it"
-            );
-        }
-        // Resolved once, from the address actually bound when `run` started this instance.
-        config.issuer = Some(config.issuer());
         let schema = if config.migrate_on_start {
             Schema::Migrate
         } else {
@@ -47,6 +35,25 @@ impl AppState {
         };
         let mut store =
             Store::connect_with(&config.database_url, config.request_timeout, schema).await?;
+        if config.issuer.is_none() && config.public_url.is_none() {
+            // No issuer set: the first start's listen address is the deployment's, stored, so
+            // a restart on another port, or another instance, keeps accepting its tokens.
+            let own = config.issuer();
+            let stored = store
+                .setting_or_insert("default_issuer", &own, now_ms())
+                .await?;
+            if stored != own {
+                tracing::warn!(
+                    issuer = %stored,
+                    listen = %own,
+                    "BATON_PUBLIC_URL is not set: the issuer stays the one the first start \
+                     stored; set BATON_PUBLIC_URL (or BATON_ISSUER) to choose it"
+                );
+            }
+            config.issuer = Some(stored);
+        } else {
+            config.issuer = Some(config.issuer());
+        }
         if let Some(path) = &config.events_file {
             let sink = events_file::Sink::open(path).map_err(|e| {
                 anyhow::anyhow!("BATON_EVENTS_FILE {}: cannot open: {e}", path.display())
@@ -59,11 +66,10 @@ impl AppState {
             config.key_encryption_key_file.as_deref(),
         )?;
         let keys = Keys::load(&store, sealer, &config).await?;
-        store
-            .record_access_ttl(config.access_ttl.as_millis() as i64, now_ms())
-            .await?;
+        let ttl = config.access_ttl.as_millis() as i64;
+        at_start(|| store.record_access_ttl(ttl, now_ms())).await?;
         let revoked = RevocationView::new(config.access_ttl);
-        revoked.sync(&store).await?;
+        at_start(|| revoked.sync(&store)).await?;
         let password = Arc::new(PasswordHasher::new(config.hash_queue as usize));
         let mailer = Mailer::from_config(&config)?;
         Ok(Self {
@@ -177,5 +183,30 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+/// A database step of the start, tried again while the database is only slow to answer (a
+/// busy machine, a connection still opening: the pools give up at 40 % of the request timeout),
+/// for up to 30 s; any other error stops the start at once.
+async fn at_start<T, F, Fut>(mut step: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        match step().await {
+            Err(e)
+                if crate::error::is_unavailable(&e)
+                    && started.elapsed() < std::time::Duration::from_secs(30) =>
+            {
+                tracing::debug!(error = %e, "the database is slow at start: trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            other => return other,
+        }
     }
 }

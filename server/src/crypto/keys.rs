@@ -23,9 +23,10 @@ pub struct Keys {
     validation: Validation,
     /// This instance's access-token lifetime (ms): retired keys stay verifiable that long.
     access_ttl_ms: i64,
-    /// Tokens whose signature and claims were verified, by their exact text: the same token is
-    /// presented many times during its life, and only `exp` can change its verdict.
-    verified: std::sync::Mutex<std::collections::HashMap<String, AccessClaims>>,
+    /// Tokens whose signature and claims were verified, by their exact text, with the kid of
+    /// the key that signed them: the same token is presented many times during its life, and
+    /// only `exp` or its key leaving the ring can change its verdict.
+    verified: std::sync::Mutex<std::collections::HashMap<String, (String, AccessClaims)>>,
 }
 
 /// The signing keys in use: the newest signs; older ones verify (and stay in the JWKS) until
@@ -233,35 +234,37 @@ impl Keys {
             .unwrap_or_else(|e| e.into_inner())
             .get(token)
             .cloned();
-        if let Some(claims) = cached {
+        if let Some((kid, claims)) = cached {
+            // A key rotated out of the ring takes its tokens with it, cached or not.
+            if !self.ring().verifiers.contains_key(&kid) {
+                return Err(AccessError::Invalid);
+            }
             return if claims.exp + LEEWAY_SECS < now {
                 Err(AccessError::Expired)
             } else {
                 Ok(claims)
             };
         }
-        let claims = self.verify_uncached(token)?;
+        let (kid, claims) = self.verify_uncached(token)?;
         let mut map = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= VERIFIED_MAX {
             map.clear();
         }
-        map.insert(token.to_owned(), claims.clone());
+        map.insert(token.to_owned(), (kid, claims.clone()));
         Ok(claims)
     }
 
-    fn verify_uncached(&self, token: &str) -> Result<AccessClaims, AccessError> {
+    /// The kid that signed `token`, and its claims.
+    fn verify_uncached(&self, token: &str) -> Result<(String, AccessClaims), AccessError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AccessError::Invalid)?;
         if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some(ACCESS_TYP) {
             return Err(AccessError::Invalid);
         }
         let ring = self.ring();
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| ring.verifiers.get(kid))
-            .ok_or(AccessError::Invalid)?;
+        let kid = header.kid.ok_or(AccessError::Invalid)?;
+        let key = ring.verifiers.get(&kid).ok_or(AccessError::Invalid)?;
         jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
-            .map(|d| d.claims)
+            .map(|d| (kid, d.claims))
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AccessError::Expired,
                 _ => AccessError::Invalid,

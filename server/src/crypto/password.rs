@@ -22,6 +22,10 @@ pub struct PasswordHasher {
     full_warning: crate::logs::Every,
 }
 
+/// The stored "hash" of an account without a password: no password verifies against it (it
+/// is not a PHC string), and checking one costs what a real check costs (`verify`).
+pub const NO_PASSWORD: &str = "!no-password";
+
 pub type HashJob = Box<dyn FnOnce() + Send>;
 
 impl std::fmt::Debug for PasswordHasher {
@@ -87,8 +91,10 @@ impl PasswordHasher {
             .ok_or_else(ApiError::internal)
     }
 
-    /// Verifies `password` against `hash`, or against the dummy hash when there is no user.
+    /// Verifies `password` against `hash`, or against the dummy hash when there is no user or
+    /// the account has no password (`NO_PASSWORD`): the same work either way.
     pub async fn verify(&self, password: String, hash: Option<String>) -> ApiResult<bool> {
+        let hash = hash.filter(|h| PasswordHash::new(h).is_ok());
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy.clone());
         let ok = self

@@ -3,8 +3,10 @@
 //! form the address was typed in.
 //!
 //! An address is trimmed, brought to Unicode NFKC (full-width letters, ligatures and other
-//! compatibility forms become their plain letters), case-folded (lower case, plus `ß` → `ss`
-//! and final sigma → sigma), and NFKC again. Addresses containing invisible characters
+//! compatibility forms become their plain letters), its local part case-folded (lower case,
+//! plus `ß` → `ss` and final sigma → sigma) and its domain lower-cased (as IDNA maps domains:
+//! `ß` stays, `straße.de` and `strasse.de` are different domains), and NFKC again. Only a bare
+//! address is accepted: no display name, quotes, brackets, comments or second address. Addresses containing invisible characters
 //! (zero-width spaces and joiners, soft hyphens, bidirectional controls, variation selectors
 //! and the rest of Unicode's default-ignorable code points), control characters or whitespace
 //! are refused, as are implausible shapes.
@@ -20,14 +22,20 @@ pub fn normalize(email: &str) -> Option<String> {
     {
         return None;
     }
-    let mut folded = String::with_capacity(raw.len());
-    for c in raw.nfkc().flat_map(char::to_lowercase) {
+    // Split on the last `@` as typed (NFKC may turn a full-width `＠` into one).
+    let raw: String = raw.nfkc().collect();
+    let (local, domain) = raw.rsplit_once('@')?;
+    let mut folded = String::with_capacity(raw.len() + 2);
+    for c in local.chars().flat_map(char::to_lowercase) {
         match c {
             'ß' => folded.push_str("ss"),
             'ς' => folded.push('σ'),
             c => folded.push(c),
         }
     }
+    folded.push('@');
+    // The domain is lower-cased only, as IDNA maps it (`straße.de` is not `strasse.de`).
+    folded.extend(domain.chars().flat_map(char::to_lowercase));
     let e: String = folded.nfkc().collect();
     // NFKC can itself produce characters refused above (e.g. from compatibility spaces).
     if e.chars()
@@ -36,7 +44,14 @@ pub fn normalize(email: &str) -> Option<String> {
         return None;
     }
     let (local, domain) = e.split_once('@')?;
+    // A bare address only: none of the characters that make a display name, a group, a
+    // comment, a quoted or bracketed part or a second address (`victim<evil@evil.test>`).
+    let special = |c: char| "<>()[]\\,;:\"`".contains(c);
     let plausible = e.len() <= 254
+        && !e.chars().any(special)
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
         && !local.is_empty()
         && local.len() <= 64
         && domain.contains('.')
@@ -106,6 +121,36 @@ mod tests {
         ] {
             assert_eq!(normalize(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_the_local_part_is_case_folded() {
+        assert_eq!(
+            normalize("Straße@Straße.DE").as_deref(),
+            Some("strasse@straße.de")
+        );
+        assert_ne!(normalize("x@straße.de"), normalize("x@strasse.de"));
+    }
+
+    #[test]
+    fn only_bare_addresses_are_accepted() {
+        for bad in [
+            "victim<evil@evil.test>",
+            "Victim <evil@evil.test>",
+            "<evil@evil.test>",
+            "\"v\"@example.com",
+            "a,b@example.com",
+            "a(comment)@example.com",
+            "a@[127.0.0.1]",
+            "a;b@example.com",
+            "a:b@example.com",
+            ".a@example.com",
+            "a.@example.com",
+            "a..b@example.com",
+        ] {
+            assert_eq!(normalize(bad), None, "{bad:?}");
+        }
+        assert!(normalize("first.last+tag@example.com").is_some());
     }
 
     #[test]

@@ -4,8 +4,10 @@
 use crate::audit::{event, Caller};
 use crate::clock::now_ms;
 use crate::config::Registration;
+use crate::crypto::password::NO_PASSWORD;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::store::users::AddressProof;
 use crate::store::UserRow;
 use crate::throttle::{self, Subject};
 use baton_core::ErrorCode;
@@ -83,27 +85,72 @@ pub async fn register(
 /// The account of an address seen for the first time by an emailed sign-in (registration is
 /// open: a code was only sent because it is). Its password is a random secret nobody knows:
 /// password sign-in fails (and takes as long as for any account) until a password is set.
-pub async fn register_by_mail(state: &AppState, email: &str, c: &Caller) -> ApiResult<UserRow> {
+/// True when this call made it (false: a parallel request did, maybe another registration).
+pub async fn register_by_mail(
+    state: &AppState,
+    email: &str,
+    c: &Caller,
+) -> ApiResult<(UserRow, bool)> {
     let hash = state
         .password
         .hash(crate::crypto::keys::random_nonce())
         .await?;
     let detail = "account created by an emailed sign-in";
     if let Some(user) = create(state, email, hash, c, detail).await? {
-        return Ok(user);
+        return Ok((user, true));
     }
     // Registered a moment ago by a parallel request.
-    state
+    let user = state
         .store
         .user_by_email(email)
         .await?
-        .ok_or_else(ApiError::internal)
+        .ok_or_else(ApiError::internal)?;
+    Ok((user, false))
 }
 
-/// Records that the user receives mail at their address; this instance's cached sessions of
-/// the user are forgotten, so their next access tokens say so.
-pub async fn mark_verified(state: &AppState, user_id: &str, now: i64) -> ApiResult<()> {
-    state.store.mark_verified(user_id, now).await?;
-    state.session_cache.forget_user(user_id);
-    Ok(())
+/// Proves the address of `user_id` by mail (`token`: the mailed token to spend with it, HMAC
+/// and purpose). The first proof ends what was set up while the address was unproven (its
+/// sessions and password: whoever registered it may not own it), unless `keep_credentials`
+/// (the prover is signed in to the account). `false` when the token is no longer live.
+/// This instance's cached sessions of the user are forgotten, so their next access tokens say
+/// `email_verified: true`.
+pub async fn prove_address(
+    state: &AppState,
+    c: &Caller,
+    user_id: &str,
+    token: Option<(&str, &str)>,
+    keep_credentials: bool,
+    now: i64,
+) -> ApiResult<bool> {
+    let proof = AddressProof {
+        user_id,
+        token,
+        keep_credentials,
+        no_password: NO_PASSWORD,
+        now,
+    };
+    let proven = state
+        .store
+        .prove_address(&proof, |n| {
+            let detail = format!(
+                "address proven by mail: the password and {n} sessions set up before were ended"
+            );
+            event(
+                Some(user_id),
+                "unproven_access_ended",
+                "warning",
+                None,
+                c,
+                &detail,
+            )
+        })
+        .await?;
+    let Some(proven) = proven else {
+        return Ok(false);
+    };
+    if proven.first {
+        state.session_cache.forget_user(user_id);
+    }
+    crate::session::end::ended(state, &proven.ended, "address_proven", now);
+    Ok(true)
 }

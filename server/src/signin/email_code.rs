@@ -8,8 +8,8 @@
 //! on first use (code or link), after `rules::codes::MAX_TRIES` tries of the code, and at
 //! `BATON_OTP_TTL`.
 
-use super::account::{mark_verified, register_by_mail};
-use super::mail::{mailer, send_later, Audit};
+use super::account::{prove_address, register_by_mail};
+use super::mail::{mail_limits, mailer, send_later, Audit};
 use crate::audit::{event, Caller};
 use crate::clock::now_ms;
 use crate::config::Registration;
@@ -36,21 +36,9 @@ pub async fn request(state: &AppState, c: &Caller, email: &str) -> ApiResult<()>
     let mailer = mailer(state)?;
     let email = crate::rules::email::normalize(email)
         .ok_or_else(|| ApiError::validation("email is not a valid address"))?;
-    let none = Subject::default();
-    let ip_key = format!("otp_ip:{}", c.ip);
-    throttle::limit(state, &ip_key, crate::limits::OTP_PER_IP, "otp_ip", c, none).await?;
-    let key = format!("otp_email:{email}");
-    throttle::limit(
-        state,
-        &key,
-        crate::limits::OTP_PER_EMAIL,
-        "otp_email",
-        c,
-        none,
-    )
-    .await?;
-    state.metrics.email("requested");
     let user = state.store.user_by_email(&email).await?;
+    mail_limits(state, c, &email, user.as_ref(), "otp_email").await?;
+    state.metrics.email("requested");
     // Nobody to sign in and nobody may register: the same work and answer, but no mail.
     let may_sign_in = user.is_some() || state.config.registration == Registration::Open;
     let now = now_ms();
@@ -70,6 +58,7 @@ pub async fn request(state: &AppState, c: &Caller, email: &str) -> ApiResult<()>
             link_hash: &state.keys.secret_mac(LINK, &link_token),
             created_at: now,
             expires_at: codes::expires_at(now, state.config.otp_ttl),
+            requested_by: &c.requester(),
         })
         .await?;
     let uid = user.as_ref().map(|u| u.id.clone());
@@ -124,7 +113,7 @@ pub async fn verify_code(
     // parallel guesses cannot exceed the tries.
     let counted = state
         .store
-        .count_code_try(&email, now, codes::MAX_TRIES)
+        .count_code_try(&email, &c.requester(), now, codes::MAX_TRIES)
         .await?;
     let user = state.store.user_by_email(&email).await?;
     let uid = user.as_ref().map(|u| u.id.as_str());
@@ -139,7 +128,8 @@ pub async fn verify_code(
         return Err(wrong());
     }
     let how = Start::new(choice, dpop, "signed in with an emailed code");
-    sign_in(state, &email, user, c, how, now).await
+    let signed_in = sign_in(state, &email, user, c, how, now).await;
+    give_back_on_failure(state, &row_id, now, signed_in).await
 }
 
 /// Trades the token of a mailed sign-in link for a session.
@@ -158,7 +148,7 @@ pub async fn verify_link(
     }
     // Single use: the row is taken in the same statement that finds it.
     let link_hash = state.keys.secret_mac(LINK, token);
-    let Some(email) = state.store.use_link(&link_hash, now).await? else {
+    let Some((row_id, email)) = state.store.use_link(&link_hash, now).await? else {
         state.metrics.email("refused");
         let detail = "unknown, used or expired sign-in link";
         let e = event(None, "otp_refused", "warning", None, c, detail);
@@ -167,7 +157,27 @@ pub async fn verify_link(
     };
     let user = state.store.user_by_email(&email).await?;
     let how = Start::new(choice, dpop, "signed in with an emailed link");
-    sign_in(state, &email, user, c, how, now).await
+    let signed_in = sign_in(state, &email, user, c, how, now).await;
+    give_back_on_failure(state, &row_id, now, signed_in).await
+}
+
+/// A sign-in that failed on the server's side after its code was spent (the database could
+/// not store the session, the hashing queue was full) gives the code back, so the mail still
+/// works for the retry; a refusal (registration closed, a DPoP proof replayed) does not.
+async fn give_back_on_failure(
+    state: &AppState,
+    row_id: &str,
+    used_at: i64,
+    signed_in: ApiResult<Issued>,
+) -> ApiResult<Issued> {
+    if let Err(e) = &signed_in {
+        if e.status.is_server_error() {
+            if let Err(err) = state.store.unuse_code(row_id, used_at).await {
+                tracing::warn!(error = %err, "giving back a spent sign-in code failed");
+            }
+        }
+    }
+    signed_in
 }
 
 /// The start of both verifications: mail set up, a refusal in force (answered before any
@@ -198,8 +208,8 @@ async fn sign_in(
     how: Start,
     now: i64,
 ) -> ApiResult<Issued> {
-    let mut user = match user {
-        Some(u) => u,
+    let (mut user, created) = match user {
+        Some(u) => (u, false),
         None if state.config.registration == Registration::Closed => {
             return Err(invalid_code("registration is closed"));
         }
@@ -208,9 +218,10 @@ async fn sign_in(
     state.metrics.email("verified");
     let e = event(Some(&user.id), "otp_verified", "info", None, c, how.detail);
     state.store.insert_event(&e).await?;
-    // The mail arrived: the address is proven.
+    // The mail arrived: the address is proven, and whatever was set up while it was not (by
+    // whoever registered it) ends, unless this very request made the account.
     if !user.email_verified {
-        mark_verified(state, &user.id, now).await?;
+        prove_address(state, c, &user.id, None, created, now).await?;
         user.email_verified = true;
     }
     start(state, &user, c, how, now).await

@@ -5,6 +5,8 @@ use crate::audit::{event, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::mail::Mailer;
 use crate::state::AppState;
+use crate::store::UserRow;
+use crate::throttle::{self, Subject};
 use baton_core::ErrorCode;
 use http::StatusCode;
 
@@ -23,6 +25,37 @@ pub fn unavailable() -> ApiError {
 /// of the email flows answers so, before any other work.
 pub fn mailer(state: &AppState) -> ApiResult<&Mailer> {
     state.mailer.as_ref().ok_or_else(unavailable)
+}
+
+/// The limits on mails to an address (`which`: `otp_email` or `reset_email`): per client
+/// address; per address and requester, so a stranger's requests never use up the owner's; and
+/// per address whoever asks, except from a device the account knows. The same work is done
+/// whether `user` exists or not.
+pub async fn mail_limits(
+    state: &AppState,
+    c: &Caller,
+    email: &str,
+    user: Option<&UserRow>,
+    which: &'static str,
+) -> ApiResult<()> {
+    let none = Subject::default();
+    let ip_key = format!("otp_ip:{}", c.ip);
+    throttle::limit(state, &ip_key, crate::limits::OTP_PER_IP, "otp_ip", c, none).await?;
+    let key = format!("{which}:{email}:{}", c.requester());
+    throttle::limit(state, &key, crate::limits::OTP_PER_EMAIL, which, c, none).await?;
+    let known = match &c.device_id {
+        Some(d) => {
+            let user_id = user.map_or("", |u| u.id.as_str());
+            state.store.device_known(user_id, d).await?
+        }
+        None => false,
+    };
+    if !known {
+        let key = format!("{which}_all:{email}");
+        let rule = crate::limits::OTP_PER_ADDRESS;
+        throttle::limit(state, &key, rule, "mail_address", c, none).await?;
+    }
+    Ok(())
 }
 
 /// How a mail sent by `send_later` is recorded.

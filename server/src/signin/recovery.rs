@@ -6,8 +6,8 @@
 //! or `verify_token=` added. A reset request answers the same for any address, like the
 //! sign-in codes, and its mail goes out after the answer.
 
-use super::account::{check_password, mark_verified};
-use super::mail::{mailer, send_later, Audit};
+use super::account::{check_password, prove_address};
+use super::mail::{mail_limits, mailer, send_later, Audit};
 use crate::audit::{event, Caller};
 use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
@@ -81,32 +81,38 @@ async fn verify_limit(state: &AppState, c: &Caller) -> ApiResult<()> {
     Ok(())
 }
 
-/// Mails a reset link to `email` if it has an account.
+/// Mails a reset link to `email` if it has an account. Only the limits run before the
+/// answer, the same for any address; the link is made and mailed after it, so neither the
+/// answer nor its timing tells whether the address has an account.
 pub async fn reset_request(state: &AppState, c: &Caller, email: &str) -> ApiResult<()> {
     mailer(state)?;
     let email = crate::rules::email::normalize(email)
         .ok_or_else(|| ApiError::validation("email is not a valid address"))?;
-    let none = Subject::default();
-    let ip_key = format!("otp_ip:{}", c.ip);
-    throttle::limit(state, &ip_key, crate::limits::OTP_PER_IP, "otp_ip", c, none).await?;
-    let key = format!("reset_email:{email}");
-    let rule = crate::limits::OTP_PER_EMAIL;
-    throttle::limit(state, &key, rule, "reset_email", c, none).await?;
-    // Only an account gets mail; the answer is the same either way, and the mail goes out
-    // after it.
-    if let Some(user) = state.store.user_by_email(&email).await? {
-        mail_token(state, &user.id, &email, RESET, c).await?;
-        let detail = "password reset link made";
-        let e = event(
-            Some(&user.id),
-            "password_reset_requested",
-            "info",
-            None,
-            c,
-            detail,
-        );
-        state.store.insert_event(&e).await?;
-    }
+    let user = state.store.user_by_email(&email).await?;
+    mail_limits(state, c, &email, user.as_ref(), "reset_email").await?;
+    let Some(user) = user else {
+        return Ok(());
+    };
+    let (state, c) = (state.clone(), c.clone());
+    tokio::spawn(async move {
+        let made = async {
+            mail_token(&state, &user.id, &email, RESET, &c).await?;
+            let detail = "password reset link made";
+            let e = event(
+                Some(&user.id),
+                "password_reset_requested",
+                "info",
+                None,
+                &c,
+                detail,
+            );
+            state.store.insert_event(&e).await?;
+            Ok::<(), ApiError>(())
+        };
+        if let Err(e) = made.await {
+            tracing::warn!(code = ?e.code, "a password reset link could not be made");
+        }
+    });
     Ok(())
 }
 
@@ -128,11 +134,17 @@ pub async fn reset(state: &AppState, c: &Caller, token: &str, password: String) 
     else {
         return Err(invalid_token());
     };
+    let user = state
+        .store
+        .user_by_id(&user_id)
+        .await?
+        .ok_or_else(invalid_token)?;
     // Hashed before anything is written: a full hashing queue (503) leaves the link usable.
     let password_hash = state.password.hash(password).await?;
     let now = now_ms();
     let reset = PasswordReset {
         user_id: &user_id,
+        email: &user.email,
         token_hash: &token_hash,
         purpose: RESET,
         password_hash: &password_hash,
@@ -180,22 +192,31 @@ pub async fn verify_request(state: &AppState, c: &Caller, user_id: &str) -> ApiR
     Ok(true)
 }
 
-/// Verifies an address with the token of its mailed link.
-pub async fn verify(state: &AppState, c: &Caller, token: &str) -> ApiResult<()> {
+/// Verifies an address with the token of its mailed link. `signed_in`: the user of the
+/// access token the request carried, if any. A prover signed in to the account proved both
+/// the mailbox and the account's credentials; anyone else proved only the mailbox, and the
+/// first proof then ends the sessions and password set up while the address was unproven
+/// (see `account::prove_address`).
+pub async fn verify(
+    state: &AppState,
+    c: &Caller,
+    token: &str,
+    signed_in: Option<&str>,
+) -> ApiResult<()> {
     mailer(state)?;
     verify_limit(state, c).await?;
     if token.is_empty() || token.len() > 128 {
         return Err(invalid_token());
     }
     let hash = state.keys.secret_mac(VERIFY, token);
-    let Some(user_id) = state
-        .store
-        .spend_account_token(&hash, VERIFY, now_ms())
-        .await?
-    else {
+    let now = now_ms();
+    let Some(user_id) = state.store.account_token_user(&hash, VERIFY, now).await? else {
         return Err(invalid_token());
     };
-    mark_verified(state, &user_id, now_ms()).await?;
+    let keep = signed_in == Some(user_id.as_str());
+    if !prove_address(state, c, &user_id, Some((&hash, VERIFY)), keep, now).await? {
+        return Err(invalid_token());
+    }
     let detail = "address confirmed by a mailed link";
     let e = event(Some(&user_id), "email_verified", "info", None, c, detail);
     state.store.insert_event(&e).await?;

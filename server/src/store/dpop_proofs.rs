@@ -134,19 +134,34 @@ impl ReplayCache {
         budget.take(&proof.jkt, limit, window.as_millis() as i64, now_ms)
     }
 
-    /// Records `proof`; false when it was seen before.
+    /// Whether this instance has seen `proof` within its window already: a replay, refused
+    /// before anything else is counted (on PostgreSQL a replay first seen by another instance
+    /// is found by `first_use`, and remembered here from then on).
+    pub fn seen_here(&self, proof: &Proof, now_ms: i64) -> bool {
+        let id = proof_id(proof);
+        let seen = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&id).is_some_and(|exp| *exp >= now_ms)
+    }
+
+    /// Records `proof`; false when it was seen before (here or, on PostgreSQL, by any
+    /// instance).
     pub async fn first_use(&self, proof: &Proof, now_ms: i64) -> ApiResult<bool> {
-        let id: [u8; 32] = Sha256::new()
-            .chain_update(proof.jkt.as_bytes())
-            .chain_update([0])
-            .chain_update(proof.jti.as_bytes())
-            .finalize()
-            .into();
+        let id = proof_id(proof);
         // Remembered until its iat leaves the window (plus a second for rounding).
         let expires_at = (proof.iat + WINDOW_S + 1) * 1000;
         if let Some(inserts) = &self.inserts {
             let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-            return inserts.first_use(hex, expires_at).await;
+            let first = inserts.first_use(hex, expires_at).await?;
+            // Here only a memo of the shared table: when full, it starts anew.
+            let mut seen = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.len() >= MAX_REMEMBERED {
+                seen.retain(|_, exp| *exp >= now_ms);
+                if seen.len() >= MAX_REMEMBERED {
+                    seen.clear();
+                }
+            }
+            seen.insert(id, expires_at);
+            return Ok(first);
         }
         let mut seen = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= MAX_REMEMBERED {
@@ -174,13 +189,24 @@ impl ReplayCache {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .purge(window, now_ms);
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, exp| *exp >= now_ms);
         if store.backend == Backend::Postgres {
             if let Err(e) = store.purge_dpop_proofs(now_ms).await {
                 tracing::debug!(error = %e, "DPoP proof purge failed");
             }
-        } else {
-            let mut seen = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-            seen.retain(|_, exp| *exp >= now_ms);
         }
     }
+}
+
+/// A proof's identity in the replay memory: its key and `jti`, hashed.
+fn proof_id(proof: &Proof) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(proof.jkt.as_bytes())
+        .chain_update([0])
+        .chain_update(proof.jti.as_bytes())
+        .finalize()
+        .into()
 }

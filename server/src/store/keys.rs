@@ -71,16 +71,37 @@ impl Store {
     }
 
     /// Replaces a stored secret by another form of it (sealing a plain key); `false` when it
-    /// changed meanwhile.
+    /// changed meanwhile. On SQLite the plain form does not stay behind in the file: the
+    /// freed bytes are zeroed (`secure_delete`) and the write-ahead log is checkpointed and
+    /// truncated at once, instead of holding the plain page until a checkpoint hours later.
+    /// (PostgreSQL keeps the old row version until VACUUM: see docs/operations.md.)
     pub async fn reseal_key(&self, name: &str, from: &str, to: &str) -> Result<bool, sqlx::Error> {
+        let mut conn = self.writer.acquire().await?;
+        let sqlite = self.backend == super::Backend::Sqlite;
+        if sqlite {
+            sqlx::query("PRAGMA secure_delete = ON")
+                .execute(&mut *conn)
+                .await?;
+        }
         let done =
             sqlx::query("UPDATE server_keys SET secret = $1 WHERE name = $2 AND secret = $3")
                 .bind(to)
                 .bind(name)
                 .bind(from)
-                .execute(&self.writer)
+                .execute(&mut *conn)
+                .await;
+        if sqlite {
+            let off = sqlx::query("PRAGMA secure_delete = OFF")
+                .execute(&mut *conn)
+                .await;
+            let done = done?;
+            off?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut *conn)
                 .await?;
-        Ok(done.rows_affected() == 1)
+            return Ok(done.rows_affected() == 1);
+        }
+        Ok(done?.rows_affected() == 1)
     }
 }
 

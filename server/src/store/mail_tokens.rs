@@ -13,13 +13,27 @@ pub struct NewEmailCode<'a> {
     pub link_hash: &'a str,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Who asked (see `count_code_try`).
+    pub requested_by: &'a str,
 }
 
 impl Store {
+    /// Stores a new code; the requester's older codes of the address (and their links) die
+    /// with it, in the same transaction: a newer request replaces the older code.
     pub async fn insert_email_code(&self, c: &NewEmailCode<'_>) -> Result<(), sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE email_codes SET used_at = $1 WHERE email = $2 AND requested_by = $3 \
+             AND used_at IS NULL",
+        )
+        .bind(c.created_at)
+        .bind(c.email)
+        .bind(c.requested_by)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO email_codes (id, email, code_hash, link_hash, created_at, expires_at, \
-             attempts) VALUES ($1, $2, $3, $4, $5, $6, 0)",
+             attempts, requested_by) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
         )
         .bind(c.id)
         .bind(c.email)
@@ -27,26 +41,30 @@ impl Store {
         .bind(c.link_hash)
         .bind(c.created_at)
         .bind(c.expires_at)
-        .execute(&self.writer)
-        .await
-        .map(|_| ())
+        .bind(c.requested_by)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
     }
 
-    /// Counts a try of the newest live code of `email`, before it is compared, so parallel
-    /// guesses cannot exceed `max_tries`; its id and code HMAC, or `None` when there is no live
-    /// code or it has no tries left.
+    /// Counts a try of the newest live code `requested_by` asked for at `email`, before it is
+    /// compared, so parallel guesses cannot exceed `max_tries`; its id and code HMAC, or `None`
+    /// when there is no live code or it has no tries left. Only the requester's own code is
+    /// tried: a stranger's guesses cannot use up the tries of the owner's code.
     pub async fn count_code_try(
         &self,
         email: &str,
+        requested_by: &str,
         now: i64,
         max_tries: i64,
     ) -> Result<Option<(String, String)>, sqlx::Error> {
         sqlx::query_as(
             "UPDATE email_codes SET attempts = attempts + 1 WHERE id = (SELECT id FROM email_codes \
-             WHERE email = $1 AND used_at IS NULL AND expires_at > $2 ORDER BY created_at DESC \
-             LIMIT 1) AND attempts < $3 RETURNING id, code_hash",
+             WHERE email = $1 AND requested_by = $2 AND used_at IS NULL AND expires_at > $3 \
+             ORDER BY created_at DESC LIMIT 1) AND attempts < $4 RETURNING id, code_hash",
         )
         .bind(email)
+        .bind(requested_by)
         .bind(now)
         .bind(max_tries)
         .fetch_optional(&self.writer)
@@ -65,16 +83,31 @@ impl Store {
     }
 
     /// Uses the live link whose HMAC is `link_hash`, in the statement that finds it (single
-    /// use); the address it was mailed to.
-    pub async fn use_link(&self, link_hash: &str, now: i64) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query_scalar(
+    /// use); its row id and the address it was mailed to.
+    pub async fn use_link(
+        &self,
+        link_hash: &str,
+        now: i64,
+    ) -> Result<Option<(String, String)>, sqlx::Error> {
+        sqlx::query_as(
             "UPDATE email_codes SET used_at = $1 WHERE link_hash = $2 AND used_at IS NULL \
-             AND expires_at > $1 RETURNING email",
+             AND expires_at > $1 RETURNING id, email",
         )
         .bind(now)
         .bind(link_hash)
         .fetch_optional(&self.writer)
         .await
+    }
+
+    /// Gives a code (and its link) back, unused, when what it was used for failed on the
+    /// server's side (the session could not be stored): `used_at` must still be `used_at`.
+    pub async fn unuse_code(&self, id: &str, used_at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE email_codes SET used_at = NULL WHERE id = $1 AND used_at = $2")
+            .bind(id)
+            .bind(used_at)
+            .execute(&self.writer)
+            .await
+            .map(|_| ())
     }
 
     pub async fn insert_account_token(
@@ -129,6 +162,22 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Drops sign-in codes and account tokens that died before `before` (used or not): they
+    /// hold addresses of people who may never have signed up.
+    pub async fn purge_mail_tokens(&self, before: i64) -> Result<u64, sqlx::Error> {
+        let codes = sqlx::query("DELETE FROM email_codes WHERE expires_at < $1")
+            .bind(before)
+            .execute(&self.writer)
+            .await?;
+        let tokens = sqlx::query("DELETE FROM account_tokens WHERE expires_at < $1")
+            .bind(before)
+            .execute(&self.writer)
+            .await?;
+        Ok(codes.rows_affected() + tokens.rows_affected())
+    }
+}
+
 pub(super) async fn spend_account_token_in(
     conn: &mut sqlx::AnyConnection,
     token_hash: &str,
@@ -163,4 +212,18 @@ pub(super) async fn spend_all_account_tokens_in(
     .execute(&mut *conn)
     .await
     .map(|_| ())
+}
+
+/// Spends every live sign-in code and link mailed to `email` (a password reset ends them).
+pub(super) async fn spend_email_codes_in(
+    conn: &mut sqlx::AnyConnection,
+    email: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE email_codes SET used_at = $1 WHERE email = $2 AND used_at IS NULL")
+        .bind(now)
+        .bind(email)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
 }

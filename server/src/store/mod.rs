@@ -19,6 +19,7 @@ pub mod revocation;
 pub mod rotator;
 pub mod session_cache;
 pub mod sessions;
+pub mod settings;
 pub mod users;
 
 use audit::insert_events;

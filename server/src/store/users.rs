@@ -98,6 +98,8 @@ impl Store {
 #[derive(Debug)]
 pub struct PasswordReset<'a> {
     pub user_id: &'a str,
+    /// The account's address: its sign-in codes and links die too.
+    pub email: &'a str,
     /// The HMAC of the link's token and its purpose.
     pub token_hash: &'a str,
     pub purpose: &'a str,
@@ -106,14 +108,9 @@ pub struct PasswordReset<'a> {
 }
 
 impl Store {
-    /// Records that the user receives mail at their address (once: the first time counts).
-    pub async fn mark_verified(&self, user_id: &str, now: i64) -> Result<(), sqlx::Error> {
-        let mut conn = self.writer.acquire().await?;
-        mark_verified_in(&mut conn, user_id, now).await
-    }
-
     /// A password reset, all or nothing, in one transaction: the link is spent, the password
-    /// replaced, the user's other links of the purpose spent, the lockout counters cleared, the
+    /// replaced, the user's other links of the purpose and sign-in codes spent, the lockout
+    /// counters cleared, the
     /// address verified (the mail arrived), every session revoked, and `event(n)` recorded with
     /// `n` the sessions ended. `None` (and nothing changed) when the link is no longer live. The
     /// ended sessions' ids come back.
@@ -138,6 +135,7 @@ impl Store {
         super::mail_tokens::spend_all_account_tokens_in(&mut tx, r.user_id, r.purpose, r.now)
             .await?;
         super::limits::clear_all_login_failures_in(&mut tx, r.user_id).await?;
+        super::mail_tokens::spend_email_codes_in(&mut tx, r.email, r.now).await?;
         mark_verified_in(&mut tx, r.user_id, r.now).await?;
         let ids =
             super::sessions::revoke_all_in(&mut tx, r.user_id, "password_reset", r.now).await?;
@@ -149,19 +147,88 @@ impl Store {
     }
 }
 
+/// An address proven by mail (see `Store::prove_address`).
+#[derive(Debug)]
+pub struct AddressProof<'a> {
+    pub user_id: &'a str,
+    /// The mailed token that proves it (HMAC, purpose), spent in the same transaction; `None`
+    /// when it was spent already (a sign-in code).
+    pub token: Option<(&'a str, &'a str)>,
+    /// The prover also proved the account's credentials (a session of the account asked):
+    /// nothing set up before is in doubt.
+    pub keep_credentials: bool,
+    /// The password hash that replaces one set while the address was unproven.
+    pub no_password: &'a str,
+    pub now: i64,
+}
+
+/// What proving an address did.
+#[derive(Debug, Default)]
+pub struct Proven {
+    /// The address was not proven before.
+    pub first: bool,
+    /// Sessions ended because they were set up while the address was unproven.
+    pub ended: Vec<String>,
+}
+
+impl Store {
+    /// Proves an address, in one transaction. The first proof of an address whose account
+    /// was made without one (someone registered it with a password) ends what was set up
+    /// until then, unless `keep_credentials`: every session is revoked (reason
+    /// `address_proven`) and the password replaced by `no_password`, recorded as
+    /// `event(sessions ended)`. `None` (nothing changed) when the token is no longer live.
+    pub async fn prove_address(
+        &self,
+        p: &AddressProof<'_>,
+        event: impl FnOnce(usize) -> NewEvent,
+    ) -> Result<Option<Proven>, sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        if let Some((hash, purpose)) = p.token {
+            let spent =
+                super::mail_tokens::spend_account_token_in(&mut tx, hash, purpose, p.now).await?;
+            if spent.as_deref() != Some(p.user_id) {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+        let first = mark_verified_in(&mut tx, p.user_id, p.now).await?;
+        let mut proven = Proven {
+            first,
+            ended: Vec::new(),
+        };
+        let mut events = Vec::new();
+        if first && !p.keep_credentials {
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(p.no_password)
+                .bind(p.user_id)
+                .execute(&mut *tx)
+                .await?;
+            proven.ended =
+                super::sessions::revoke_all_in(&mut tx, p.user_id, "address_proven", p.now).await?;
+            events.push(event(proven.ended.len()));
+        }
+        let events: Vec<&NewEvent> = events.iter().collect();
+        insert_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        self.published(&events);
+        Ok(Some(proven))
+    }
+}
+
+/// Marks the address verified; true when it was not before.
 async fn mark_verified_in(
     conn: &mut sqlx::AnyConnection,
     user_id: &str,
     now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
         "UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_verified_at IS NULL",
     )
     .bind(now)
     .bind(user_id)
     .execute(&mut *conn)
-    .await
-    .map(|_| ())
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 fn user_row(r: &AnyRow) -> Result<UserRow, sqlx::Error> {
