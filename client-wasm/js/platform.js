@@ -111,7 +111,10 @@ function dpopKey(fresh) {
       } catch {
         pair = pageKey ||= await gen();
       }
-      return [pair.privateKey, await crypto.subtle.exportKey("jwk", pair.publicKey)];
+      // Only the public members: WebCrypto's export adds `ext` and `key_ops: []`, which JOSE
+      // libraries honour (an empty `key_ops` allows no use, and the proof fails to verify).
+      const { kty, crv, x, y } = await crypto.subtle.exportKey("jwk", pair.publicKey);
+      return [pair.privateKey, { kty, crv, x, y }];
     })().catch(() => {});
   return keyP;
 }

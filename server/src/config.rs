@@ -86,6 +86,12 @@ pub struct Config {
     #[arg(long, env = "BATON_RATE_LIMITS", default_value = "on")]
     pub rate_limits: RateLimits,
 
+    /// How long `keys rotate` publishes a new signing key (in the JWKS) before any instance
+    /// signs with it: longer than the verifiers of other services wait before they fetch the
+    /// JWKS again, so none meets a token of a key it has not seen.
+    #[arg(long, env = "BATON_KEY_PUBLISH_AHEAD", default_value = "2m", value_parser = duration)]
+    pub key_publish_ahead: Duration,
+
     /// `iss` of access tokens. Default: `BATON_PUBLIC_URL`, else the listen address of the
     /// deployment's first start, stored in the database (`http://127.0.0.1:8080` with the
     /// default `BATON_BIND`; an unspecified address such as 0.0.0.0 becomes 127.0.0.1), so

@@ -27,10 +27,12 @@ async fn main() -> std::process::ExitCode {
     }) = &config.command
     {
         return match baton_server::rotate_keys(&config).await {
-            Ok(kid) => {
+            Ok((kid, _)) => {
                 println!(
-                    "new signing key {kid}: running instances sign with it within {} s; \
-                     the previous key verifies until its tokens expire",
+                    "new signing key {kid}: published now; running instances sign with it in \
+                     {} (BATON_KEY_PUBLISH_AHEAD) and up to {} s; the previous key verifies \
+                     until its tokens expire",
+                    humantime::format_duration(config.key_publish_ahead),
                     baton_server::KEY_RELOAD.as_secs()
                 );
                 std::process::ExitCode::SUCCESS

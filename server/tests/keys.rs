@@ -35,7 +35,8 @@ async fn published_kids(s: &Server) -> Vec<String> {
 fn rotate(database_url: &str, kek: Option<&str>) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_baton-server"));
     cmd.args(["keys", "rotate"])
-        .env("BATON_DATABASE_URL", database_url);
+        .env("BATON_DATABASE_URL", database_url)
+        .env("BATON_KEY_PUBLISH_AHEAD", "4s");
     if let Some(k) = kek {
         cmd.env("BATON_KEY_ENCRYPTION_KEY", k);
     }
@@ -110,6 +111,7 @@ async fn a_rotated_key_signs_everywhere_and_the_old_one_verifies_until_its_token
 
     // The command itself, as an operator runs it beside the instances.
     let out = rotate(&a.database_url, Some(KEY));
+    let rotated_at = std::time::Instant::now();
     assert!(
         out.status.success(),
         "{}",
@@ -124,9 +126,34 @@ async fn a_rotated_key_signs_everywhere_and_the_old_one_verifies_until_its_token
         .to_owned();
     assert_ne!(new_kid, old_kid);
 
-    // Within a few seconds both instances sign with the new key.
+    // Published at once (within a key reload), before anyone signs with it.
     for s in [&a, &b] {
-        let switched = eventually(Duration::from_secs(5), || async {
+        let published = eventually(Duration::from_secs(3), || async {
+            published_kids(s).await.contains(&new_kid)
+        })
+        .await;
+        assert!(published.is_some(), "the new key is not in the JWKS");
+        let r = s
+            .post(
+                "/auth/login",
+                serde_json::json!({"email": email, "password": "correct horse"}),
+                Some("dev"),
+            )
+            .await;
+        let body: serde_json::Value = r.json().await.unwrap();
+        if rotated_at.elapsed() < Duration::from_secs(3) {
+            let access = body["access_token"].as_str().unwrap();
+            assert_eq!(
+                kid_of(access),
+                old_kid,
+                "signed with a key not yet published long"
+            );
+        }
+    }
+
+    // Once its publish-ahead time has passed, both instances sign with the new key.
+    for s in [&a, &b] {
+        let switched = eventually(Duration::from_secs(10), || async {
             let r = s
                 .post(
                     "/auth/login",
@@ -279,4 +306,27 @@ async fn without_a_public_url_the_issuer_survives_a_restart_on_another_port() {
     let fresh = Tokens::from_json(r.json().await.unwrap());
     assert_eq!(claims(&fresh.access)["iss"], first);
     again.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_at_once_on_a_fresh_database_make_one_signing_key() {
+    let db2 = fresh_database().await;
+    // Migrated first, so both starts race for the keys only.
+    let migrate = baton_server::migrate(&config(&db2, &[])).await;
+    assert!(migrate.is_ok(), "{migrate:?}");
+    let (a, b) = tokio::join!(
+        AppState::new(config(&db2, &[])),
+        AppState::new(config(&db2, &[]))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let signing: Vec<String> = stored_secrets(&db2)
+        .await
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|n| n.starts_with("signing:") || n == "access_signing_ed25519")
+        .collect();
+    assert_eq!(signing.len(), 1, "{signing:?}");
+    assert_eq!(a.keys.kid(), b.keys.kid());
+    a.store.close().await;
+    b.store.close().await;
 }

@@ -201,3 +201,46 @@ test("20. Bearer sessions where DPoP is off: on the server, or with `dpop: false
     }
   }
 });
+
+test("23. the page's DPoP proofs verify with jose's EmbeddedJWK and with PyJWT, as other backends check them", async () => {
+  const server = await startServer();
+  try {
+    const page = await browser.newPage();
+    const proofs = [];
+    page.on("request", (r) => {
+      const p = r.headers()["dpop"];
+      if (p) proofs.push({ proof: p, method: r.method(), url: r.url().split(/[?#]/)[0] });
+    });
+    await page.goto(server.url);
+    await signIn(page, uniqueEmail("jose"));
+    await page.evaluate(async () => {
+      await window.__demo.baton.fetch("/api/ping");
+    });
+    assert.ok(proofs.length >= 2, "the sign-in and the call carried proofs");
+    const { jwtVerify, EmbeddedJWK } = await import("jose");
+    for (const { proof, method, url } of proofs) {
+      const header = JSON.parse(Buffer.from(proof.split(".")[0], "base64url"));
+      // Only the public members of the key: nothing a JOSE library reads as a restriction.
+      assert.deepEqual(Object.keys(header.jwk).sort(), ["crv", "kty", "x", "y"]);
+      const { payload } = await jwtVerify(proof, EmbeddedJWK, { typ: "dpop+jwt", algorithms: ["ES256"] });
+      assert.equal(payload.htm, method);
+      assert.equal(payload.htu, url);
+    }
+    // PyJWT, with the key taken from the proof's header.
+    const script = [
+      "import json, sys, jwt",
+      "proof = sys.argv[1]",
+      "key = jwt.PyJWK(jwt.get_unverified_header(proof)['jwk'], algorithm='ES256')",
+      "print(json.dumps(jwt.decode(proof, key.key, algorithms=['ES256'])))",
+    ].join("\n");
+    const { spawnSync } = await import("node:child_process");
+    const python = process.env.BATON_PYTHON || "/usr/bin/python3";
+    for (const { proof, method } of proofs) {
+      const r = spawnSync(python, ["-c", script, proof], { encoding: "utf8" });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(JSON.parse(r.stdout).htm, method);
+    }
+  } finally {
+    await server.stop();
+  }
+});

@@ -220,7 +220,7 @@ async fn expired_tokens_are_refused_as_expired() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_a_key_rotation() {
     // Many sign-ins while waiting for the switch: beyond the registration limit.
-    let s = Server::start(&["--rate-limits=off"]).await;
+    let s = Server::start(&["--rate-limits=off", "--key-publish-ahead=1s"]).await;
     let v = Verifier::discover(
         &s.url,
         Options {

@@ -98,15 +98,18 @@ pub async fn migrate(config: &Config) -> anyhow::Result<usize> {
 }
 
 /// `baton-server keys rotate`: adds a signing key to the database the server uses.
-pub async fn rotate_keys(config: &Config) -> anyhow::Result<String> {
+/// The new key is published at once and signs from `BATON_KEY_PUBLISH_AHEAD` later: its kid
+/// and that time (unix ms).
+pub async fn rotate_keys(config: &Config) -> anyhow::Result<(String, i64)> {
     let store = Store::connect(&config.database_url, config.request_timeout).await?;
     let sealer = keystore::Sealer::from_settings(
         config.key_encryption_key.as_deref(),
         config.key_encryption_key_file.as_deref(),
     )?;
-    let kid = keystore::rotate(&store, &sealer, now_ms()).await;
+    let signs_from = now_ms() + config.key_publish_ahead.as_millis() as i64;
+    let kid = keystore::rotate(&store, &sealer, signs_from).await;
     store.close().await;
-    kid
+    Ok((kid?, signs_from))
 }
 
 /// Binds, prints `listening on http://ADDR`, and serves until SIGTERM or Ctrl-C.

@@ -69,15 +69,24 @@ impl Ring {
             .iter()
             .filter(|k| keystore::is_signing(&k.name))
             .collect();
-        let Some(newest) = signing.last() else {
+        // The newest key whose time has come signs; a key rotated in is published (in the
+        // JWKS and here) from the moment it is stored, and signs only from its `created_at`
+        // (`BATON_KEY_PUBLISH_AHEAD` later), so verifiers know it before its first token.
+        let Some(signer) = signing
+            .iter()
+            .rev()
+            .find(|k| k.created_at <= now)
+            .or(signing.first())
+        else {
             anyhow::bail!("no signing key is stored");
         };
         let mut verifiers = std::collections::HashMap::new();
         let mut published = Vec::new();
         let mut encoding = None;
         for (i, k) in signing.iter().enumerate() {
+            // A key stops signing when the next one starts.
             let retired_at = signing.get(i + 1).map(|next| next.created_at);
-            let current = std::ptr::eq(*k, *newest);
+            let current = std::ptr::eq(*k, *signer);
             if !current && retired_at.is_some_and(|t| t + keep_ms <= now) {
                 continue;
             }
@@ -90,7 +99,7 @@ impl Ring {
             }
         }
         Ok(Self {
-            signer_kid: newest.kid.clone(),
+            signer_kid: signer.kid.clone(),
             encoding: encoding.ok_or_else(|| anyhow::anyhow!("no signing key"))?,
             verifiers,
             published,
@@ -121,8 +130,10 @@ impl Keys {
         }
         let mut keys = keystore::load(store, &sealer).await?;
         if !keys.iter().any(|k| keystore::is_signing(&k.name)) {
+            // One name for the first key: instances starting at once on a fresh database
+            // store one key between them, not one each.
             let (kid, seed) = new_signing_key();
-            let name = keystore::signing_name(&kid);
+            let name = keystore::FIRST_SIGNING;
             keystore::ensure(store, &sealer, &name, &kid, &seed, now).await?;
         }
         if !keys.iter().any(|k| k.name == keystore::REFRESH_MAC) {

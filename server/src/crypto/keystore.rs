@@ -26,8 +26,10 @@ use sha2::{Digest, Sha256};
 const SEALED: &str = "enc:v1:";
 /// The MAC key of refresh tokens.
 pub const REFRESH_MAC: &str = "refresh_mac";
-/// The first signing key's name.
+/// The first signing key's name in databases made before rotation existed.
 pub const LEGACY_SIGNING: &str = "access_signing_ed25519";
+/// The first signing key's name (one row, however many instances start at once).
+pub const FIRST_SIGNING: &str = "signing:first";
 const SIGNING_PREFIX: &str = "signing:";
 
 /// Whether a row holds a signing key.
@@ -198,24 +200,20 @@ pub async fn ensure(
     Ok(())
 }
 
-/// Adds a new signing key (`baton-server keys rotate`); returns its kid.
-pub async fn rotate(store: &Store, sealer: &Sealer, now: i64) -> anyhow::Result<String> {
+/// Adds a new signing key (`baton-server keys rotate`) that signs from `signs_from` (unix ms)
+/// and is published from now on; returns its kid.
+pub async fn rotate(store: &Store, sealer: &Sealer, signs_from: i64) -> anyhow::Result<String> {
     // Opening every key first refuses to rotate with a missing or wrong encryption key.
     load(store, sealer).await?;
     let (kid, seed) = new_signing_key();
     let name = format!("{SIGNING_PREFIX}{kid}");
     if !store
-        .insert_key(&name, &kid, &sealer.seal(&name, &seed)?, now)
+        .insert_key(&name, &kid, &sealer.seal(&name, &seed)?, signs_from)
         .await?
     {
         bail!("a key named {name} exists already");
     }
     Ok(kid)
-}
-
-/// The name of a new signing key row.
-pub fn signing_name(kid: &str) -> String {
-    format!("{SIGNING_PREFIX}{kid}")
 }
 
 /// A fresh Ed25519 signing key: `(kid, base64 seed)`.
