@@ -134,7 +134,7 @@ impl Keys {
             // store one key between them, not one each.
             let (kid, seed) = new_signing_key();
             let name = keystore::FIRST_SIGNING;
-            keystore::ensure(store, &sealer, &name, &kid, &seed, now).await?;
+            keystore::ensure(store, &sealer, name, &kid, &seed, now).await?;
         }
         if !keys.iter().any(|k| k.name == keystore::REFRESH_MAC) {
             let mut mac = [0u8; 32];
