@@ -247,3 +247,72 @@ async fn wrong_introspection_secrets_are_limited() {
     expect_error(r, 429, "rate_limited").await;
     s.stop().await;
 }
+
+async fn feed(s: &Server, since: Option<i64>) -> Value {
+    let path = since.map_or("/auth/revocations".to_owned(), |n| {
+        format!("/auth/revocations?since={n}")
+    });
+    let r = s
+        .req(Method::GET, &path)
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    r.json().await.unwrap()
+}
+
+fn sids(answer: &Value) -> Vec<String> {
+    answer["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revocation_feed_lists_signed_out_sessions_for_as_long_as_their_tokens_live() {
+    let s = Server::start(&[("introspection-token", SECRET), ("access-ttl", "60s")]).await;
+    let (_, a) = s.user("dev").await;
+    let (_, b) = s.user("dev").await;
+    let first = feed(&s, None).await;
+    assert!(sids(&first).is_empty());
+    // A verifier keeps a listed session as long as one of its access tokens may live.
+    assert!(
+        (60..=75).contains(&first["keep"].as_i64().unwrap()),
+        "{first}"
+    );
+    let r = s
+        .req(Method::POST, "/auth/logout-all")
+        .bearer_auth(&a.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let sid = claims(&a.access)["sid"].as_str().unwrap().to_owned();
+    let next = feed(&s, first["next"].as_i64()).await;
+    assert_eq!(sids(&next), vec![sid.clone()]);
+    // A verifier that starts now learns of it too; b's session is not listed.
+    let fresh = feed(&s, None).await;
+    assert!(sids(&fresh).contains(&sid));
+    assert!(!sids(&fresh).contains(&claims(&b.access)["sid"].as_str().unwrap().to_owned()));
+    // Only with the secret; off without the setting.
+    let r = s
+        .req(Method::GET, "/auth/revocations")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 401, "token_missing").await;
+    s.stop().await;
+    let off = Server::start(&[]).await;
+    let r = off
+        .req(Method::GET, "/auth/revocations")
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 404, "not_found").await;
+    off.stop().await;
+}

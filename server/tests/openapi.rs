@@ -302,6 +302,25 @@ async fn every_documented_operation_answers_as_documented() {
     assert_eq!(i["active"], true);
     d.check("post", "/auth/introspect", form(None).await.unwrap())
         .await;
+    let feed = |auth: Option<&str>| {
+        let mut r = s.req(Method::GET, "/auth/revocations?since=0");
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send()
+    };
+    let f = d
+        .check(
+            "get",
+            "/auth/revocations",
+            feed(Some("Bearer openapi-introspection-secret-32-bytes"))
+                .await
+                .unwrap(),
+        )
+        .await;
+    assert!(f["next"].is_i64());
+    d.check("get", "/auth/revocations", feed(None).await.unwrap())
+        .await;
     for p in [
         "/.well-known/jwks.json",
         "/.well-known/openid-configuration",

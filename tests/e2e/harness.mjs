@@ -63,6 +63,7 @@ export async function startServer(env = {}) {
   });
   return {
     url,
+    databaseUrl: `sqlite://${join(dir, "baton.db")}`,
     async stop() {
       child.kill("SIGTERM");
       await new Promise((r) => child.once("exit", r));

@@ -64,7 +64,7 @@ test("the package's metadata and README work on the registry page", () => {
   for (const link of links) assert.match(link, /^(https:\/\/|#)/, `a link that breaks on the registry: ${link}`);
 });
 
-test("a strict TypeScript app type-checks against both entry points", () => {
+test("a strict TypeScript app type-checks against every entry point", () => {
   const dir = mkdtempSync(join(tmpdir(), "baton-ts-"));
   const modules = join(dir, "node_modules");
   mkdirSync(join(modules, "baton-auth"), { recursive: true });
@@ -84,6 +84,20 @@ test("a strict TypeScript app type-checks against both entry points", () => {
     `import { Baton, BatonError, isBatonError, type Session } from "baton-auth";
 import { BatonProvider, useBaton, useSession } from "baton-auth/react";
 import { createElement } from "react";
+import { createVerifier, VerifyError, type AccessClaims } from "baton-auth/server";
+
+export async function api(request: Request): Promise<string> {
+  const verifier = createVerifier({ issuer: "https://auth.example.com", introspectionSecret: "s".repeat(32) });
+  try {
+    const claims: AccessClaims = await verifier.verifyRequest(request);
+    return claims.sub;
+  } catch (e) {
+    if (e instanceof VerifyError) { const status: number = e.status; return \`\${status} \${e.code}\`; }
+    throw e;
+  } finally {
+    verifier.close();
+  }
+}
 
 export async function main(): Promise<string | null> {
   const baton: Baton = await Baton.create({ baseUrl: "https://auth.example.com", storage: "local" });

@@ -35,6 +35,7 @@
 
 mod introspection;
 pub mod keys;
+pub mod revocations;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -106,6 +107,10 @@ pub struct Options {
     /// DPoP proofs one key may have accepted per minute (0: no limit). The replay memory is
     /// shared by every key: this keeps one client, or one stolen token, from filling it.
     pub dpop_proofs_per_key: u32,
+    /// Follow Baton's revocation feed (needs [`Options::introspection_secret`]): one request a
+    /// second per verifier, and every check refuses the tokens of sessions signed out since,
+    /// within about a second, without asking per token. Off by default.
+    pub revocation_feed: bool,
 }
 
 impl Default for Options {
@@ -118,6 +123,7 @@ impl Default for Options {
             min_refetch: keys::MIN_REFETCH,
             public_url: None,
             dpop_proofs_per_key: 3000,
+            revocation_feed: false,
         }
     }
 }
@@ -141,6 +147,8 @@ struct Inner {
     /// each key's budget of proofs.
     proofs: std::sync::Mutex<Proofs>,
     dpop_proofs_per_key: u32,
+    /// The revocation feed's endpoint and what it said (with `Options::revocation_feed`).
+    feed: Option<(String, revocations::Feed)>,
 }
 
 #[derive(Debug, Default)]
@@ -162,6 +170,7 @@ struct Discovery {
     issuer: String,
     jwks_uri: String,
     introspection_endpoint: Option<String>,
+    revocations_endpoint: Option<String>,
 }
 
 impl Verifier {
@@ -184,8 +193,30 @@ impl Verifier {
             }
             _ => None,
         };
-        let v = Self::build(doc.issuer, doc.jwks_uri, introspection, &options, http);
+        let feed = match (options.revocation_feed, doc.revocations_endpoint) {
+            (false, _) => None,
+            (true, Some(endpoint)) if introspection.is_some() => Some(endpoint),
+            (true, _) => {
+                return Err(Error::Unavailable(
+                    "the revocation feed needs Options::introspection_secret and a server \
+                     with introspection on"
+                        .into(),
+                ))
+            }
+        };
+        let v = Self::build(
+            doc.issuer,
+            doc.jwks_uri,
+            introspection,
+            feed,
+            &options,
+            http,
+        );
         v.inner.keys.refresh(&v.inner.http).await?;
+        if v.inner.feed.is_some() {
+            v.poll_feed().await?;
+            v.follow_feed();
+        }
         Ok(v)
     }
 
@@ -202,6 +233,7 @@ impl Verifier {
             issuer.to_owned(),
             jwks_uri.to_owned(),
             introspection,
+            None,
             &options,
             client(),
         )
@@ -211,6 +243,7 @@ impl Verifier {
         issuer: String,
         jwks_uri: String,
         introspection: Option<(String, String)>,
+        feed: Option<String>,
         options: &Options,
         http: reqwest::Client,
     ) -> Self {
@@ -234,6 +267,7 @@ impl Verifier {
                     .map(|u| u.trim_end_matches('/').to_owned()),
                 proofs: Default::default(),
                 dpop_proofs_per_key: options.dpop_proofs_per_key,
+                feed: feed.map(|endpoint| (endpoint, revocations::Feed::default())),
             }),
         }
     }
@@ -259,12 +293,77 @@ impl Verifier {
             .keys
             .key(&self.inner.http, &kid, Instant::now())
             .await?;
-        jsonwebtoken::decode::<Claims>(token, &key, &self.inner.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &self.inner.validation)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => Error::Expired,
                 _ => Error::Invalid(e.to_string()),
-            })
+            })?;
+        if let Some((_, feed)) = &self.inner.feed {
+            match feed.check(&claims.sid, Instant::now()) {
+                revocations::Verdict::Live => {}
+                revocations::Verdict::Revoked => return Err(Error::Revoked),
+                revocations::Verdict::Unknown => {
+                    return Err(Error::Unavailable(
+                        "Baton's revocation feed has not answered for 30 s".into(),
+                    ))
+                }
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Asks the revocation feed once.
+    async fn poll_feed(&self) -> Result<(), Error> {
+        let (Some((endpoint, feed)), Some((_, secret))) =
+            (&self.inner.feed, &self.inner.introspection)
+        else {
+            return Ok(());
+        };
+        let url = match feed.cursor() {
+            Some(c) => format!("{endpoint}?since={c}"),
+            None => endpoint.clone(),
+        };
+        let r = self
+            .inner
+            .http
+            .get(&url)
+            .bearer_auth(secret)
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable(format!("revocation feed: {e}")))?;
+        if !r.status().is_success() {
+            return Err(Error::Unavailable(format!(
+                "revocation feed answered {}",
+                r.status()
+            )));
+        }
+        let answer = r
+            .json()
+            .await
+            .map_err(|e| Error::Unavailable(format!("revocation feed: {e}")))?;
+        feed.take(answer, Instant::now());
+        Ok(())
+    }
+
+    /// Polls the feed every second for as long as a clone of this verifier lives.
+    fn follow_feed(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(revocations::POLL_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let v = Verifier { inner };
+                // A failed poll is tried again a second later; checks fail (503) once the
+                // feed has been silent for `revocations::STALE_AFTER`.
+                if let Err(e) = v.poll_feed().await {
+                    tracing::debug!(error = %e, "baton-verify: the revocation feed did not answer");
+                }
+            }
+        });
     }
 
     /// Whether Baton still considers the token active (RFC 7662 introspection).

@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::Router;
 use baton_verify::{Authenticated, Error, Live, Options, Verifier};
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 const SECRET: &str = "verify-crate-introspection-secret";
@@ -646,5 +646,56 @@ async fn a_router_guarded_by_the_middleware_checks_each_token_once() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["error"]["code"], "token_revoked");
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revocation_feed_refuses_signed_out_sessions_without_a_request_per_token() {
+    let s = Server::start(&[]).await;
+    let v = Verifier::discover(
+        &s.url,
+        Options {
+            revocation_feed: true,
+            ..with_secret()
+        },
+    )
+    .await
+    .unwrap();
+    let (user, token) = s.user().await;
+    let (_, other) = s.user().await;
+    assert_eq!(v.verify(&token).await.unwrap().sub, user);
+    let before = introspections(&s).await;
+    assert_eq!(
+        s.post("/auth/logout", json!({}), Some(&token))
+            .await
+            .status(),
+        204
+    );
+    let started = Instant::now();
+    while v.verify(&token).await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "still accepted after 2.5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(v.verify(&token).await, Err(Error::Revoked));
+    assert!(v.verify(&other).await.is_ok());
+    assert_eq!(
+        introspections(&s).await,
+        before,
+        "no introspection was asked"
+    );
+    // Without the secret the feed cannot be followed, and discovery says so.
+    let err = Verifier::discover(
+        &s.url,
+        Options {
+            revocation_feed: true,
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
     s.stop();
 }

@@ -231,18 +231,24 @@ fn postgres_bindir() -> Option<PathBuf> {
     dirs.pop()
 }
 
-/// Debian's Python with PyJWT and cryptography, for the end-to-end test that verifies tokens
-/// the way a Python API would (`tests/verify/verify.py`), and aiosmtpd, the SMTP server the
+/// Debian's Python with PyJWT and cryptography (the Python verifier, `python/`, and the
+/// end-to-end test that verifies tokens the way a Python API would), FastAPI, uvicorn, pytest
+/// and httpx (its tests and the FastAPI service of e2e 24), and aiosmtpd, the SMTP server the
 /// email tests send to (`tests/smtp/sink.py`).
 fn python_jwt() -> Result<()> {
     let ok = || {
         Command::new("/usr/bin/python3")
-            .args(["-c", "import jwt, cryptography, aiosmtpd"])
+            .args([
+                "-c",
+                "import jwt, cryptography, aiosmtpd, fastapi, uvicorn, pytest, httpx",
+            ])
             .output()
             .is_ok_and(|o| o.status.success())
     };
     if ok() {
-        println!("  python3 with PyJWT, cryptography and aiosmtpd: present");
+        println!(
+            "  python3 with PyJWT, cryptography, aiosmtpd, FastAPI, uvicorn and pytest: present"
+        );
         return Ok(());
     }
     apt_install(&[
@@ -250,10 +256,15 @@ fn python_jwt() -> Result<()> {
         "python3-jwt",
         "python3-cryptography",
         "python3-aiosmtpd",
+        "python3-fastapi",
+        "python3-uvicorn",
+        "python3-pytest",
+        "python3-httpx",
     ])?;
     if !ok() {
         bail!(
-            "/usr/bin/python3 cannot import jwt, cryptography and aiosmtpd after installing them"
+            "/usr/bin/python3 cannot import jwt, cryptography, aiosmtpd, fastapi, uvicorn, pytest \
+             and httpx after installing them"
         );
     }
     Ok(())

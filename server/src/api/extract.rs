@@ -331,6 +331,107 @@ pub fn choice(remember_me: bool, transport: RefreshTransport) -> crate::session:
     }
 }
 
+/// A request from one of the deployment's services (introspection, the revocation feed): it
+/// presents `BATON_INTROSPECTION_TOKEN` as a Bearer token or as the password of HTTP Basic.
+/// Without the setting these endpoints do not exist (404); a missing or wrong secret is 401,
+/// and 10 of those from one client address in a minute make further requests 429 (answered
+/// before any comparison) until the minute is over.
+#[derive(Debug)]
+pub struct Service;
+
+impl<S> FromRequestParts<S> for Service
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = axum::response::Response;
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        let state = AppState::from_ref(s);
+        let Some(secret) = &state.config.introspection_token else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "token introspection is off: set BATON_INTROSPECTION_TOKEN",
+            )
+            .into_response());
+        };
+        let c = Caller::from_request_parts(parts, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let key = format!("introspect_failed:{}", c.ip);
+        let which = "introspect_failed";
+        crate::throttle::refused_early(&state, &key, which).map_err(IntoResponse::into_response)?;
+        let Some(refused) = refusal(&parts.headers, secret) else {
+            return Ok(Service);
+        };
+        let rule = crate::limits::INTROSPECT_FAILURES_PER_IP;
+        let none = crate::throttle::Subject::default();
+        crate::throttle::limit(&state, &key, rule, which, &c, none)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Err(refused)
+    }
+}
+
+/// The caller must present the introspection secret, as a Bearer token or a Basic password:
+/// the 401 to answer when it does not.
+fn refusal(headers: &HeaderMap, secret: &str) -> Option<axum::response::Response> {
+    use axum::http::HeaderValue;
+    use axum::response::IntoResponse;
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let challenge = |code, message: &'static str| {
+        let mut res = ApiError::unauthorized(code, message).into_response();
+        // The usual Bearer challenge, and Basic for client_secret_basic.
+        let bearer = res
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("Bearer")
+            .to_owned();
+        if let Ok(v) =
+            HeaderValue::from_str(&format!(r#"{bearer}, Basic realm="baton-introspection""#))
+        {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        Some(res)
+    };
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return challenge(
+            ErrorCode::TokenMissing,
+            "introspection needs the BATON_INTROSPECTION_TOKEN secret in Authorization",
+        );
+    };
+    let presented = v.to_str().ok().and_then(|v| {
+        let (scheme, rest) = v.split_once(' ')?;
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            Some(rest.to_owned())
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()?;
+            let pair = String::from_utf8(raw).ok()?;
+            // RFC 6749 2.3.1: both parts are form-urlencoded.
+            let secret = pair.split_once(':')?.1;
+            Some(
+                form_urlencoded::parse(format!("s={secret}").as_bytes())
+                    .next()
+                    .map_or_else(String::new, |(_, v)| v.into_owned()),
+            )
+        } else {
+            None
+        }
+    });
+    // Compared as digests: equal lengths, and the time taken says nothing about the secret.
+    let digest = |s: &str| Sha256::digest(s.as_bytes());
+    match presented {
+        Some(p) if digest(&p) == digest(secret) => None,
+        _ => challenge(ErrorCode::TokenInvalid, "wrong introspection credentials"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

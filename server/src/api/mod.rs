@@ -13,6 +13,7 @@ pub mod login;
 pub mod ops;
 pub mod recovery;
 pub mod reply;
+pub mod revocations;
 pub mod schema;
 pub mod sessions;
 pub mod tokens;
@@ -33,6 +34,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(email::routes())
         .merge(recovery::routes())
         .merge(introspect::routes())
+        .merge(revocations::routes())
         .merge(wellknown::routes())
         .merge(ops::routes())
 }

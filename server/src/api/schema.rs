@@ -87,6 +87,8 @@ pub struct Discovery {
     /// Present when introspection is on.
     pub introspection_endpoint: Option<String>,
     pub introspection_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// Baton's revocation feed (`GET /auth/revocations`), present when introspection is on.
+    pub revocations_endpoint: Option<String>,
     /// The algorithms accepted for DPoP proofs; absent with `BATON_DPOP=off`.
     pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }

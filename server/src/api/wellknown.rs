@@ -49,6 +49,8 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Response {
     if state.config.introspection_token.is_some() {
         doc["introspection_endpoint"] = json!(format!("{base}/auth/introspect"));
         doc["introspection_endpoint_auth_methods_supported"] = json!(["client_secret_basic"]);
+        // Baton's own: the revocation feed, authenticated like introspection.
+        doc["revocations_endpoint"] = json!(format!("{base}/auth/revocations"));
     }
     let mut res = Json(doc).into_response();
     res.headers_mut().insert(

@@ -151,6 +151,7 @@ fn endpoint_label(path: Option<&MatchedPath>) -> Option<&'static str> {
         "/.well-known/jwks.json" => "jwks",
         "/.well-known/openid-configuration" => "discovery",
         "/auth/introspect" => "introspect",
+        "/auth/revocations" => "revocations",
         _ => return None,
     })
 }

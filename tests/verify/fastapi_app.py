@@ -1,0 +1,34 @@
+"""A FastAPI service that accepts Baton's tokens with baton_verify, as docs/api.md shows it.
+
+usage: fastapi_app.py PORT   (env: BATON_URL, BATON_INTROSPECTION_TOKEN, APP_ORIGIN)
+"""
+import os
+import sys
+
+import uvicorn
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from baton_verify import Verifier
+from baton_verify.fastapi import baton
+
+verifier = Verifier(
+    issuer=os.environ["BATON_URL"],  # Baton's BATON_PUBLIC_URL
+    introspection_secret=os.environ["BATON_INTROSPECTION_TOKEN"],  # turns on the revocation feed
+)
+app = FastAPI()
+app.add_middleware(
+    CORSMiddleware,
+    allow_origins=[os.environ["APP_ORIGIN"]],
+    allow_headers=["authorization", "dpop", "x-device-id"],
+    expose_headers=["www-authenticate"],
+)
+
+
+@app.get("/orders")
+def orders(claims: dict = Depends(baton(verifier))):
+    return {"api": "fastapi", "user": claims["sub"]}
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
