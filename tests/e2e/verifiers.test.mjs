@@ -6,6 +6,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { ROOT, startServer, launchBrowser, signIn, uniqueEmail, unpackedPackage } from "./harness.mjs";
@@ -41,6 +43,24 @@ async function startFastapi(baton, origin) {
   return { url, stop: () => child.kill("SIGTERM") };
 }
 
+// The orders service of the demo (verify/examples/demo-api.rs): baton-verify in Rust.
+async function startRustApi(baton) {
+  const bin = process.env.BATON_DEMO_API_BIN || join(ROOT, "target/debug/examples/demo-api");
+  if (!existsSync(bin)) throw new Error(`${bin} not found: cargo build -p baton-verify --example demo-api`);
+  const child = spawn(bin, [], {
+    env: { ...process.env, BATON_URL: baton, BATON_INTROSPECTION_TOKEN: SECRET, DEMO_API_BIND: "127.0.0.1:0", DEMO_API_ORIGINS: baton },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url = await new Promise((ok, fail) => {
+    createInterface({ input: child.stdout }).once("line", (l) => {
+      const m = /^listening on (http:\/\/\S+)$/.exec(l.trim());
+      m ? ok(m[1]) : fail(new Error(`unexpected first line: ${l}`));
+    });
+    child.once("exit", (code) => fail(new Error(`demo-api exited with ${code}`)));
+  });
+  return { url, stop: () => child.kill("SIGTERM") };
+}
+
 // A call through the page's client: the status, or the client's error code.
 const call = (page, url) =>
   page.evaluate(async (u) => {
@@ -52,7 +72,7 @@ const call = (page, url) =>
     }
   }, url);
 
-test("24. Express (baton-auth/server) and FastAPI (baton_verify) accept the page's DPoP-bound calls, refuse copies and signed-out sessions, and ride through a key rotation", async () => {
+test("24. Express (baton-auth/server), FastAPI (baton_verify) and Rust (baton-verify) accept the page's DPoP-bound calls, refuse copies and signed-out sessions, and ride through a key rotation", async () => {
   const server = await startServer({
     BATON_INTROSPECTION_TOKEN: SECRET,
     BATON_ACCESS_TTL: "15m",
@@ -61,6 +81,7 @@ test("24. Express (baton-auth/server) and FastAPI (baton_verify) accept the page
   const serverModule = await import(join(unpackedPackage(), "server.js"));
   const expressApi = await startExpress({ baton: server.url, secret: SECRET, origin: server.url, server: serverModule });
   const fastapi = await startFastapi(server.url, server.url);
+  const rust = await startRustApi(server.url);
   const browser = await launchBrowser();
   try {
     const context = await browser.newContext();
@@ -72,9 +93,13 @@ test("24. Express (baton-auth/server) and FastAPI (baton_verify) accept the page
     const b = await context.newPage();
     await b.goto(`${server.url}/?api=${encodeURIComponent(fastapi.url)}`);
     await b.waitForFunction(() => document.body.dataset.state === "signed-in");
+    const c = await context.newPage();
+    await c.goto(`${server.url}/?api=${encodeURIComponent(rust.url)}`);
+    await c.waitForFunction(() => document.body.dataset.state === "signed-in");
     const apis = [
       [a, `${expressApi.url}/orders`, "express"],
       [b, `${fastapi.url}/orders`, "fastapi"],
+      [c, `${rust.url}/orders`, "rust"],
     ];
     const access = await a.evaluate(() => window.__demo.baton.getAccessToken());
     const claims = JSON.parse(Buffer.from(access.split(".")[1], "base64url"));
@@ -82,7 +107,7 @@ test("24. Express (baton-auth/server) and FastAPI (baton_verify) accept the page
     for (const [page, url, api] of apis) {
       const r = await call(page, url);
       assert.equal(r.status, 200, `${api}: ${JSON.stringify(r)}`);
-      assert.deepEqual(r.body, { api, user: claims.sub });
+      if (api !== "rust") assert.deepEqual(r.body, { api, user: claims.sub });
     }
 
     // The token copied out of the page, replayed from elsewhere: without the key it is nothing.
@@ -139,6 +164,7 @@ test("24. Express (baton-auth/server) and FastAPI (baton_verify) accept the page
     await browser.close();
     expressApi.stop();
     fastapi.stop();
+    rust.stop();
     await server.stop();
   }
 });
@@ -149,8 +175,88 @@ test("the verifier examples of docs/api.md are the files the tests run", async (
   for (const [file, lang] of [
     ["tests/verify/express-app.mjs", "js"],
     ["tests/verify/fastapi_app.py", "python"],
+    ["verify/examples/demo-api.rs", "rust"],
   ]) {
     const body = readFileSync(join(ROOT, file), "utf8").trimEnd();
     assert.ok(doc.includes("```" + lang + "\n" + body + "\n```"), `docs/api.md does not show ${file} as it is`);
+  }
+});
+
+test("25. baton-auth/server as a Fastify hook and on Web Requests: Bearer and DPoP-bound tokens, replays, the error answers", async () => {
+  const server = await startServer({ BATON_INTROSPECTION_TOKEN: SECRET });
+  const { createVerifier, VerifyError } = await import(join(unpackedPackage(), "server.js"));
+  const { default: Fastify } = await import("fastify");
+  const { generateKeyPair, exportJWK, SignJWT } = await import("jose");
+  const verifier = createVerifier({ issuer: server.url, introspectionSecret: SECRET });
+  const app = Fastify();
+  app.addHook("onRequest", verifier.fastify());
+  app.get("/orders", async (request) => ({ user: request.baton.sub }));
+  const api = await app.listen({ port: 0, host: "127.0.0.1" });
+  try {
+    const post = (path, body, headers = {}) =>
+      fetch(`${server.url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-device-id": "node-test", ...headers },
+        body: JSON.stringify(body),
+      });
+    const email = uniqueEmail("fastify");
+    assert.equal((await post("/auth/register", { email, password: "correct horse" })).status, 201);
+    // A Bearer session.
+    const bearer = await (await post("/auth/login", { email, password: "correct horse" })).json();
+    let r = await fetch(`${api}/orders`, { headers: { authorization: `Bearer ${bearer.access_token}` } });
+    assert.equal(r.status, 200);
+    assert.equal((await r.json()).user, bearer.user.id);
+    r = await fetch(`${api}/orders`);
+    assert.equal(r.status, 401);
+    assert.equal(r.headers.get("www-authenticate"), 'Bearer error="invalid_request"');
+    assert.equal((await r.json()).error.code, "token_missing");
+
+    // A DPoP-bound session, with a key of this test's own.
+    const { publicKey, privateKey } = await generateKeyPair("ES256");
+    const jwk = await exportJWK(publicKey);
+    const proof = async (htm, htu, token) => {
+      const claims = { htm, htu, jti: crypto.randomUUID(), iat: Math.floor(Date.now() / 1000) };
+      if (token) claims.ath = Buffer.from(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token))).toString("base64url");
+      return new SignJWT(claims).setProtectedHeader({ alg: "ES256", typ: "dpop+jwt", jwk }).sign(privateKey);
+    };
+    const bound = await (await post("/auth/login", { email, password: "correct horse" }, { DPoP: await proof("POST", `${server.url}/auth/login`) })).json();
+    assert.equal(bound.token_type, "DPoP");
+    const p = await proof("GET", `${api}/orders`, bound.access_token);
+    const call = (dpop) => fetch(`${api}/orders`, { headers: { authorization: `DPoP ${bound.access_token}`, ...(dpop ? { dpop } : {}) } });
+    assert.equal((await call(p)).status, 200);
+    r = await call(p);
+    assert.equal(r.status, 401, "a replayed proof");
+    assert.match(r.headers.get("www-authenticate"), /^DPoP error="invalid_dpop_proof"/);
+    assert.equal((await r.json()).error.code, "dpop_proof_invalid");
+    assert.equal((await call(null)).status, 401);
+
+    // On Web Requests (any runtime): the same checks, rejections as VerifyError.
+    const request = async (headers) => new Request(`${api}/orders?page=2`, { headers });
+    const claims = await verifier.verifyRequest(
+      await request({ authorization: `DPoP ${bound.access_token}`, dpop: await proof("GET", `${api}/orders`, bound.access_token) }),
+    );
+    assert.equal(claims.sub, bound.user.id);
+    await assert.rejects(verifier.verifyRequest(await request({ authorization: `Bearer ${bound.access_token}` })), (e) => {
+      assert.ok(e instanceof VerifyError);
+      assert.equal(e.status, 401);
+      assert.equal(e.code, "dpop_proof_invalid");
+      return true;
+    });
+    // Signed out: refused within about a second, through the feed.
+    assert.equal((await post("/auth/logout", {}, { authorization: `Bearer ${bearer.access_token}` })).status, 204);
+    const started = Date.now();
+    for (;;) {
+      const res = await fetch(`${api}/orders`, { headers: { authorization: `Bearer ${bearer.access_token}` } });
+      if (res.status === 401) {
+        assert.equal((await res.json()).error.code, "token_revoked");
+        break;
+      }
+      assert.ok(Date.now() - started < 2000, "still accepted 2 s after the sign-out");
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  } finally {
+    verifier.close();
+    await app.close();
+    await server.stop();
   }
 });
