@@ -242,6 +242,20 @@ pub enum KeysAction {
 }
 
 impl Config {
+    /// The settings from the command line and the environment. A `BATON_*` variable set to
+    /// nothing (`BATON_EVENTS_FILE=`, as env files and orchestrators write an unset value) counts
+    /// as not set, rather than as a value that is missing.
+    pub fn load() -> Self {
+        let empty: Vec<std::ffi::OsString> = std::env::vars_os()
+            .filter(|(k, v)| k.to_str().is_some_and(|k| k.starts_with("BATON_")) && v.is_empty())
+            .map(|(k, _)| k)
+            .collect();
+        for k in empty {
+            std::env::remove_var(k);
+        }
+        Self::parse()
+    }
+
     /// Defaults, as if started with no flags and no environment (for tests).
     pub fn defaults() -> Self {
         Self::parse_from(["baton-server"])

@@ -37,17 +37,32 @@ impl Mailer {
         let Some(url) = &config.smtp_url else {
             return Ok(None);
         };
+        // Every missing setting at once, not one per start.
+        let missing: Vec<&str> = [
+            (
+                config.mail_from.is_none(),
+                "BATON_MAIL_FROM (the sender of the mails)",
+            ),
+            (
+                config.magic_link_url.is_none(),
+                "BATON_MAGIC_LINK_URL (the app page the mailed links open)",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(gone, what)| gone.then_some(what))
+        .collect();
+        if !missing.is_empty() {
+            bail!("BATON_SMTP_URL is set: set {} too", missing.join(" and "));
+        }
         let from: Mailbox = config
             .mail_from
             .as_deref()
-            .context("BATON_SMTP_URL is set: set BATON_MAIL_FROM too (the sender of the mails)")?
+            .unwrap_or_default()
             .parse()
             .context(
                 "BATON_MAIL_FROM is not a mail address such as `Example <no-reply@example.com>`",
             )?;
-        let link_base = config.magic_link_url.clone().context(
-            "BATON_SMTP_URL is set: set BATON_MAGIC_LINK_URL too (the app page sign-in links open)",
-        )?;
+        let link_base = config.magic_link_url.clone().unwrap_or_default();
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| anyhow::anyhow!("BATON_SMTP_URL is not a usable SMTP URL: {e}"))?
             .timeout(Some(SEND_TIMEOUT));

@@ -1,10 +1,10 @@
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = baton_server::config::Config::parse();
+    let config = baton_server::config::Config::load();
     let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // PostgreSQL's notices (`relation ... already exists, skipping`) are not the operator's
+        // business at info level.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
     // Standard error is written by a thread of its own: a stalled reader never stalls requests.
     let (stderr, _flush_at_exit) = baton_server::logs::stderr();
     let logs = tracing_subscriber::fmt()

@@ -378,3 +378,60 @@ async fn a_stalled_log_reader_does_not_stop_the_server() {
     let dropped = common::Server::series(&metrics, "auth_log_lines_dropped_total");
     assert!(dropped > 1000, "{dropped} log lines dropped");
 }
+
+/// The binary started with `env` (and no other BATON_* setting of the caller's) until it
+/// exits: its exit status and standard error.
+fn start_failing(env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_baton-server"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BATON_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("BATON_BIND", "127.0.0.1:0")
+        .envs(env.iter().copied());
+    let out = cmd.stdin(Stdio::null()).output().expect("run baton-server");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn configuration_errors_say_what_to_fix() {
+    // A SQLite file in a directory that does not exist: the path, and what is wrong with it.
+    let dir = std::env::temp_dir().join(format!("baton-missing-{}", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}/baton.db", dir.display());
+    let (ok, err) = start_failing(&[("BATON_DATABASE_URL", &url)]);
+    assert!(!ok);
+    assert!(err.contains(&dir.display().to_string()), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    // Mail half set up: every missing setting named at once.
+    let (ok, err) = start_failing(&[
+        ("BATON_DATABASE_URL", "sqlite::memory:"),
+        ("BATON_SMTP_URL", "smtp://127.0.0.1:25"),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("BATON_MAIL_FROM") && err.contains("BATON_MAGIC_LINK_URL"),
+        "{err}"
+    );
+    assert_eq!(err.matches("BATON_SMTP_URL is set").count(), 1, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_setting_counts_as_not_set() {
+    let db = common::fresh_database().await;
+    // As env files write an unset value: no events file, no introspection, no SMTP.
+    let p = common::Process::start(
+        &db,
+        &[
+            ("BATON_EVENTS_FILE", ""),
+            ("BATON_INTROSPECTION_TOKEN", ""),
+            ("BATON_SMTP_URL", ""),
+        ],
+    );
+    let r = reqwest::get(format!("{}/readyz", p.url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    p.kill9();
+}

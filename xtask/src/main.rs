@@ -49,6 +49,14 @@ fn main() -> Result<()> {
         "lint" => lint()?,
         "bench" => bench()?,
         "help" | "--help" | "-h" => print!("{USAGE}"),
+        // For xtask's own test: a child under the demo's supervision, its pid printed.
+        "__supervised-sleep" => {
+            let children = util::Children::watch()?;
+            let mut child = children.spawn(std::process::Command::new("sleep").arg("300"))?;
+            println!("{}", child.id());
+            child.wait()?;
+            return Ok(());
+        }
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
     util::step(&format!(
@@ -166,11 +174,15 @@ fn test() -> Result<()> {
         "end-to-end: demo page, baton-server, Chromium, the packed npm package",
         &mut || {
             build_wasm(&env.wasm)?;
-            util::run(util::cargo().args(["build", "-p", "baton-server"]))?;
+            // One build: shared dependencies compiled once, with one feature set.
             util::run(util::cargo().args([
                 "build",
                 "-p",
+                "baton-server",
+                "-p",
                 "baton-verify",
+                "--bin",
+                "baton-server",
                 "--example",
                 "demo-api",
             ]))?;
@@ -392,16 +404,21 @@ fn demo(args: &[String]) -> Result<()> {
             .checked_add(1)
             .context("no port after the demo's")?,
     );
+    let children = util::Children::watch()?;
     let tc = setup::wasm_toolchain()?;
     setup::wasm_bindgen_cli()?;
     build_wasm(&tc)?;
     util::step("building baton-server and the orders service (release)");
-    util::run(util::cargo().args(["build", "--release", "-p", "baton-server"]))?;
+    // One build for both: their shared dependencies are compiled once, with one feature set.
     util::run(util::cargo().args([
         "build",
         "--release",
         "-p",
+        "baton-server",
+        "-p",
         "baton-verify",
+        "--bin",
+        "baton-server",
         "--example",
         "demo-api",
     ]))?;
@@ -436,7 +453,7 @@ fn demo(args: &[String]) -> Result<()> {
              here; set BATON_SMTP_URL to send real mail"
         ));
     }
-    let mut server = server
+    let server = server
         .env("BATON_BIND", addr.to_string())
         .env("BATON_COOKIE_SECURE", "false")
         .env("BATON_INTROSPECTION_TOKEN", &secret)
@@ -447,8 +464,8 @@ fn demo(args: &[String]) -> Result<()> {
         )
         .env("BATON_STATIC_DIR", root.join("demo-web"))
         .env("BATON_PACKAGE_DIR", root.join("npm-package"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
+        .stdout(std::process::Stdio::piped());
+    let mut server = children.spawn(server)?;
     let mut out = std::io::BufReader::new(server.stdout.take().context("server stdout")?);
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line)?;
@@ -457,12 +474,13 @@ fn demo(args: &[String]) -> Result<()> {
         bail!("baton-server did not start (it said {line:?})");
     }
     print!("  baton-server {line}");
-    let mut orders = std::process::Command::new(root.join("target/release/examples/demo-api"))
-        .env("BATON_URL", &page)
-        .env("BATON_INTROSPECTION_TOKEN", &secret)
-        .env("DEMO_API_BIND", api_addr.to_string())
-        .env("DEMO_API_ORIGINS", &page)
-        .spawn()?;
+    let mut orders = children.spawn(
+        std::process::Command::new(root.join("target/release/examples/demo-api"))
+            .env("BATON_URL", &page)
+            .env("BATON_INTROSPECTION_TOKEN", &secret)
+            .env("DEMO_API_BIND", api_addr.to_string())
+            .env("DEMO_API_ORIGINS", &page),
+    )?;
     let status = server.wait()?;
     let _ = orders.kill();
     let _ = orders.wait();

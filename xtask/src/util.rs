@@ -42,10 +42,87 @@ pub(crate) fn step(msg: &str) {
     println!("\n==> {msg}");
 }
 
+/// A cargo command for the checkout. What `cargo xtask` set in xtask's own environment for
+/// xtask (its manifest directory, its package's name and version) is not passed on: build
+/// scripts that track such a variable (ring's tracks `CARGO_MANIFEST_DIR`) would otherwise see
+/// it change between `cargo xtask ...` and a plain `cargo build`, and rebuild every time.
 pub(crate) fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(set_by_cargo_for_xtask) {
+            c.env_remove(key);
+        }
+    }
     c
+}
+
+/// The variables `cargo run` sets for the program it runs (not the user's settings such as
+/// `CARGO_HOME`, `CARGO_TARGET_DIR` or `CARGO_BUILD_*`).
+fn set_by_cargo_for_xtask(key: &str) -> bool {
+    matches!(
+        key,
+        "CARGO_MANIFEST_DIR"
+            | "CARGO_MANIFEST_PATH"
+            | "CARGO_MANIFEST_LINKS"
+            | "CARGO_CRATE_NAME"
+            | "CARGO_BIN_NAME"
+            | "CARGO_PRIMARY_PACKAGE"
+            | "CARGO_RUSTC_CURRENT_DIR"
+    ) || key.starts_with("CARGO_PKG_")
+}
+
+/// Children that must not outlive this process: on SIGINT, SIGTERM or SIGHUP to xtask (not only
+/// Ctrl-C to the whole terminal), each gets SIGTERM, then xtask exits.
+pub(crate) struct Children {
+    pids: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
+}
+
+impl Children {
+    /// Starts watching for the signals.
+    pub(crate) fn watch() -> Result<Self> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let pids = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        let watched = pids.clone();
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let pids = watched.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                stop_all(&pids);
+                std::process::exit(128 + sig);
+            }
+        });
+        Ok(Self { pids })
+    }
+
+    /// Starts `cmd` as a child that dies with xtask.
+    pub(crate) fn spawn(&self, cmd: &mut Command) -> Result<std::process::Child> {
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("could not start {cmd:?}"))?;
+        self.pids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child.id());
+        Ok(child)
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        let pids = self.pids.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        stop_all(&pids);
+    }
+}
+
+/// SIGTERM to each process, then a moment for them to go.
+fn stop_all(pids: &[u32]) {
+    for pid in pids {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 /// Runs a command with inherited output; fails with the command line when it fails.
@@ -192,5 +269,35 @@ mod tests {
         );
         assert_eq!(find_root(None, &base), None);
         let _ = std::fs::remove_dir_all(&base);
+    }
+}
+
+#[cfg(test)]
+mod cargo_env_tests {
+    use super::*;
+
+    #[test]
+    fn cargo_runs_without_the_variables_cargo_set_for_xtask() {
+        // As `cargo xtask` runs it: cargo set these for xtask.
+        std::env::set_var("CARGO_MANIFEST_DIR", "/somewhere/xtask");
+        std::env::set_var("CARGO_PKG_NAME", "xtask");
+        std::env::set_var("CARGO_TARGET_DIR_FOR_THIS_TEST", "kept");
+        let cmd = cargo();
+        let removed: Vec<String> = cmd
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            removed.contains(&"CARGO_MANIFEST_DIR".to_owned()),
+            "{removed:?}"
+        );
+        assert!(
+            removed.contains(&"CARGO_PKG_NAME".to_owned()),
+            "{removed:?}"
+        );
+        assert!(!removed
+            .iter()
+            .any(|k| k == "CARGO_TARGET_DIR_FOR_THIS_TEST" || k == "CARGO_HOME"));
     }
 }

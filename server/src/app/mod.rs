@@ -101,7 +101,13 @@ pub async fn migrate(config: &Config) -> anyhow::Result<usize> {
 /// The new key is published at once and signs from `BATON_KEY_PUBLISH_AHEAD` later: its kid
 /// and that time (unix ms).
 pub async fn rotate_keys(config: &Config) -> anyhow::Result<(String, i64)> {
-    let store = Store::connect(&config.database_url, config.request_timeout).await?;
+    // The schema as the running instances have it: rotating never migrates.
+    let store = Store::connect_with(
+        &config.database_url,
+        config.request_timeout,
+        Schema::Require,
+    )
+    .await?;
     let sealer = keystore::Sealer::from_settings(
         config.key_encryption_key.as_deref(),
         config.key_encryption_key_file.as_deref(),

@@ -78,7 +78,7 @@ async fn open(opts: AnyPoolOptions, url: &str) -> Result<AnyPool, sqlx::Error> {
                 if started.elapsed() + pause < OPEN_WAIT =>
             {
                 if said_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
-                    tracing::warn!(error = %e, "the database cannot be opened yet: trying again");
+                    tracing::warn!(error = %e, database = %where_is(url), "the database cannot be opened yet: trying again");
                     said_at = Some(Instant::now());
                 }
                 tokio::time::sleep(pause).await;
@@ -87,6 +87,66 @@ async fn open(opts: AnyPoolOptions, url: &str) -> Result<AnyPool, sqlx::Error> {
             Err(e) => return Err(e),
         }
     }
+}
+
+async fn open_or_explain(opts: AnyPoolOptions, url: &str) -> anyhow::Result<AnyPool> {
+    match open(opts, url).await {
+        Ok(pool) => Ok(pool),
+        Err(e) => Err(explain(url, e).await),
+    }
+}
+
+/// A SQLite file in a directory that does not exist cannot be created: said as such, with the
+/// path, instead of SQLite's "unable to open database file".
+fn sqlite_directory_exists(url: &str) -> anyhow::Result<()> {
+    let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => anyhow::bail!(
+            "cannot open the database (SQLite file {}): the directory {} does not exist",
+            path.display(),
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Why the database cannot be opened, in words an operator can act on: where it was looked
+/// for, and what the connection attempt itself said (a pool only says it timed out).
+async fn explain(url: &str, e: sqlx::Error) -> anyhow::Error {
+    let place = where_is(url);
+    let cause = match e {
+        sqlx::Error::PoolTimedOut => {
+            // Ask once without the pool, for the reason the connections failed.
+            use sqlx::Connection as _;
+            match tokio::time::timeout(Duration::from_secs(5), AnyConnection::connect(url)).await {
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(c)) => {
+                    let _ = c.close().await;
+                    "connections took too long to open".to_owned()
+                }
+                Err(_) => "no connection could be opened in 5 s".to_owned(),
+            }
+        }
+        e => e.to_string(),
+    };
+    anyhow::anyhow!("cannot open the database {place}: {cause}")
+}
+
+/// The database a URL names, without its password: `PostgreSQL at host:port, database d`, or
+/// `SQLite file PATH`.
+fn where_is(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or(path);
+        return format!("(SQLite file {path})");
+    }
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let (host, db) = rest.split_once('/').unwrap_or((rest, ""));
+    let db = db.split('?').next().unwrap_or(db);
+    let host = if host.is_empty() { "localhost" } else { host };
+    format!("(PostgreSQL at {host}, database {db:?})")
 }
 
 /// What connecting does to the database schema.
@@ -155,15 +215,19 @@ impl Store {
         let (pool, writer) = match (backend, memory) {
             // Each connection to `:memory:` is its own database: exactly one, forever.
             (Backend::Sqlite, true) => {
-                let p = open(single(opts), &url).await?;
+                let p = open_or_explain(single(opts), &url).await?;
                 (p.clone(), p)
             }
             (Backend::Sqlite, false) => {
-                let writer = open(single(opts.clone()), &url).await?;
-                (open(opts.max_connections(8), &url).await?, writer)
+                sqlite_directory_exists(&url)?;
+                let writer = open_or_explain(single(opts.clone()), &url).await?;
+                (
+                    open_or_explain(opts.max_connections(8), &url).await?,
+                    writer,
+                )
             }
             (Backend::Postgres, _) => {
-                let p = open(opts.max_connections(32), &url).await?;
+                let p = open_or_explain(opts.max_connections(32), &url).await?;
                 (p.clone(), p)
             }
         };
@@ -364,5 +428,33 @@ fn sqlite_url(url: &str) -> String {
         format!("{url}&mode=rwc")
     } else {
         format!("{url}?mode=rwc")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_named_without_its_password() {
+        assert_eq!(
+            where_is("postgres://baton:s3cret@db.internal:5433/auth?sslmode=require"),
+            "(PostgreSQL at db.internal:5433, database \"auth\")"
+        );
+        assert_eq!(
+            where_is("sqlite:///var/lib/baton/baton.db?mode=rwc"),
+            "(SQLite file /var/lib/baton/baton.db)"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_postgresql_says_where_and_why() {
+        sqlx::any::install_default_drivers();
+        // A closed loopback port: refused at once.
+        let url = "postgres://baton:s3cret@127.0.0.1:1/auth";
+        let e = explain(url, sqlx::Error::PoolTimedOut).await.to_string();
+        assert!(e.contains("127.0.0.1:1") && e.contains("\"auth\""), "{e}");
+        assert!(e.to_lowercase().contains("refused"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
     }
 }
