@@ -571,28 +571,61 @@ async fn verified_addresses_are_read_page_by_page_without_losing_any() {
     s.stop().await;
 }
 
-/// Makes every revocation of a session fail in the database (a trigger), or lets it succeed
-/// again: a failure injected between the writes of a password reset.
-async fn fail_revocations(s: &Server, on: bool) {
+/// A failure injected into the database of `s`: a trigger named `name` makes every `event`
+/// (`BEFORE UPDATE OF revoked_at`, `BEFORE INSERT`) on `table` fail; `on: false` removes it.
+async fn inject_failure(s: &Server, name: &str, event: &str, table: &str, on: bool) {
     let db = open_db(&s.database_url).await;
-    let statements: &[&str] = match (backend().as_str(), on) {
-        ("postgres", true) => &[
-            "CREATE FUNCTION baton_test_refuse() RETURNS trigger AS $$ \
-             BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER baton_test_refuse BEFORE UPDATE OF revoked_at ON sessions \
-             FOR EACH ROW EXECUTE FUNCTION baton_test_refuse()",
+    let statements: Vec<String> = match (backend().as_str(), on) {
+        ("postgres", true) => vec![
+            format!(
+                "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger AS $$ \
+                 BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
+            ),
+            format!(
+                "CREATE TRIGGER {name} {event} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()"
+            ),
         ],
-        ("postgres", false) => &["DROP TRIGGER baton_test_refuse ON sessions"],
-        (_, true) => &[
-            "CREATE TRIGGER baton_test_refuse BEFORE UPDATE OF revoked_at ON sessions \
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-        ],
-        (_, false) => &["DROP TRIGGER baton_test_refuse"],
+        ("postgres", false) => vec![format!("DROP TRIGGER {name} ON {table}")],
+        (_, true) => vec![format!(
+            "CREATE TRIGGER {name} {event} ON {table} \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )],
+        (_, false) => vec![format!("DROP TRIGGER {name}")],
     };
     for sql in statements {
-        sqlx::query(sql).execute(&db).await.unwrap();
+        sqlx::query(&sql).execute(&db).await.unwrap();
     }
     db.close().await;
+}
+
+/// Every revocation of a session fails (a failure between the writes of a password reset).
+async fn fail_revocations(s: &Server, on: bool) {
+    let event = "BEFORE UPDATE OF revoked_at";
+    inject_failure(s, "baton_test_refuse_revoke", event, "sessions", on).await;
+}
+
+/// Every new session fails to be stored.
+async fn fail_new_sessions(s: &Server, on: bool) {
+    inject_failure(
+        s,
+        "baton_test_refuse_session",
+        "BEFORE INSERT",
+        "sessions",
+        on,
+    )
+    .await;
+}
+
+/// Every account token fails to be stored.
+async fn fail_account_tokens(s: &Server) {
+    inject_failure(
+        s,
+        "baton_test_refuse_token",
+        "BEFORE INSERT",
+        "account_tokens",
+        true,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -837,27 +870,6 @@ async fn a_verification_link_opened_while_signed_in_keeps_password_and_sessions(
     s.stop().await;
 }
 
-/// Makes every insert of an account token fail in the database (a trigger).
-async fn fail_account_tokens(s: &Server) {
-    let db = open_db(&s.database_url).await;
-    let statements: &[&str] = match backend().as_str() {
-        "postgres" => &[
-            "CREATE FUNCTION baton_test_refuse_token() RETURNS trigger AS $$ \
-             BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER baton_test_refuse_token BEFORE INSERT ON account_tokens \
-             FOR EACH ROW EXECUTE FUNCTION baton_test_refuse_token()",
-        ],
-        _ => &[
-            "CREATE TRIGGER baton_test_refuse_token BEFORE INSERT ON account_tokens \
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-        ],
-    };
-    for sql in statements {
-        sqlx::query(sql).execute(&db).await.unwrap();
-    }
-    db.close().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_request_answers_before_any_work_for_the_account() {
     let smtp = Smtp::start(None);
@@ -993,29 +1005,6 @@ async fn a_password_reset_ends_outstanding_sign_in_codes() {
     )
     .await;
     s.stop().await;
-}
-
-/// Makes every new session fail to be stored (a trigger), or lets them be stored again.
-async fn fail_new_sessions(s: &Server, on: bool) {
-    let db = open_db(&s.database_url).await;
-    let statements: &[&str] = match (backend().as_str(), on) {
-        ("postgres", true) => &[
-            "CREATE FUNCTION baton_test_refuse_session() RETURNS trigger AS $$ \
-             BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER baton_test_refuse_session BEFORE INSERT ON sessions \
-             FOR EACH ROW EXECUTE FUNCTION baton_test_refuse_session()",
-        ],
-        ("postgres", false) => &["DROP TRIGGER baton_test_refuse_session ON sessions"],
-        (_, true) => &[
-            "CREATE TRIGGER baton_test_refuse_session BEFORE INSERT ON sessions \
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-        ],
-        (_, false) => &["DROP TRIGGER baton_test_refuse_session"],
-    };
-    for sql in statements {
-        sqlx::query(sql).execute(&db).await.unwrap();
-    }
-    db.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,35 +3,15 @@
 // out from another device, before the access token expires.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { ROOT, startServer, launchBrowser, signIn, uniqueEmail, screenshot } from "./harness.mjs";
+import { startServer, launchBrowser, signIn, uniqueEmail, screenshot, startOrdersService } from "./harness.mjs";
 
 const SECRET = "demo-backend-test-introspection-secret";
 
-async function startOrders(baton) {
-  const bin = process.env.BATON_DEMO_API_BIN || join(ROOT, "target/debug/examples/demo-api");
-  if (!existsSync(bin)) throw new Error(`${bin} not found: cargo build -p baton-verify --example demo-api`);
-  const child = spawn(bin, [], {
-    env: { ...process.env, BATON_URL: baton, BATON_INTROSPECTION_TOKEN: SECRET, DEMO_API_BIND: "127.0.0.1:0", DEMO_API_ORIGINS: baton },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const url = await new Promise((ok, fail) => {
-    createInterface({ input: child.stdout }).once("line", (l) => {
-      const m = /^listening on (http:\/\/\S+)$/.exec(l.trim());
-      m ? ok(m[1]) : fail(new Error(`unexpected first line: ${l}`));
-    });
-    child.once("exit", (code) => fail(new Error(`demo-api exited with ${code}`)));
-  });
-  return { url, stop: () => child.kill("SIGTERM") };
-}
 
 test("15. the orders service accepts the page's tokens and refuses a session ended elsewhere", async () => {
   // Long-lived access tokens: the refusal must come from introspection, not from expiry.
   const server = await startServer({ BATON_INTROSPECTION_TOKEN: SECRET, BATON_ACCESS_TTL: "15m" });
-  const orders = await startOrders(server.url);
+  const orders = await startOrdersService(server.url, SECRET);
   const browser = await launchBrowser();
   try {
     const email = uniqueEmail("orders");

@@ -128,3 +128,21 @@ export async function screenshot(page, name) {
 export function listArtifacts() {
   return readdirSync(ARTIFACTS);
 }
+
+/** The demo's orders service (verify/examples/demo-api.rs, on baton-verify) for `baton`. */
+export async function startOrdersService(baton, secret) {
+  const bin = process.env.BATON_DEMO_API_BIN || join(ROOT, "target/debug/examples/demo-api");
+  if (!existsSync(bin)) throw new Error(`${bin} not found: cargo build -p baton-verify --example demo-api`);
+  const child = spawn(bin, [], {
+    env: { ...process.env, BATON_URL: baton, BATON_INTROSPECTION_TOKEN: secret, DEMO_API_BIND: "127.0.0.1:0", DEMO_API_ORIGINS: baton },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url = await new Promise((ok, fail) => {
+    createInterface({ input: child.stdout }).once("line", (l) => {
+      const m = /^listening on (http:\/\/\S+)$/.exec(l.trim());
+      m ? ok(m[1]) : fail(new Error(`unexpected first line: ${l}`));
+    });
+    child.once("exit", (code) => fail(new Error(`demo-api exited with ${code}`)));
+  });
+  return { url, stop: () => child.kill("SIGTERM") };
+}

@@ -6,11 +6,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { ROOT, startServer, launchBrowser, signIn, uniqueEmail, unpackedPackage } from "./harness.mjs";
+import { ROOT, startServer, launchBrowser, signIn, uniqueEmail, unpackedPackage, startOrdersService } from "./harness.mjs";
 import { startExpress } from "../verify/express-app.mjs";
 
 const SECRET = "verifiers-test-introspection-secret";
@@ -43,23 +41,6 @@ async function startFastapi(baton, origin) {
   return { url, stop: () => child.kill("SIGTERM") };
 }
 
-// The orders service of the demo (verify/examples/demo-api.rs): baton-verify in Rust.
-async function startRustApi(baton) {
-  const bin = process.env.BATON_DEMO_API_BIN || join(ROOT, "target/debug/examples/demo-api");
-  if (!existsSync(bin)) throw new Error(`${bin} not found: cargo build -p baton-verify --example demo-api`);
-  const child = spawn(bin, [], {
-    env: { ...process.env, BATON_URL: baton, BATON_INTROSPECTION_TOKEN: SECRET, DEMO_API_BIND: "127.0.0.1:0", DEMO_API_ORIGINS: baton },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const url = await new Promise((ok, fail) => {
-    createInterface({ input: child.stdout }).once("line", (l) => {
-      const m = /^listening on (http:\/\/\S+)$/.exec(l.trim());
-      m ? ok(m[1]) : fail(new Error(`unexpected first line: ${l}`));
-    });
-    child.once("exit", (code) => fail(new Error(`demo-api exited with ${code}`)));
-  });
-  return { url, stop: () => child.kill("SIGTERM") };
-}
 
 // A call through the page's client: the status, or the client's error code.
 const call = (page, url) =>
@@ -81,7 +62,7 @@ test("24. Express (baton-auth/server), FastAPI (baton_verify) and Rust (baton-ve
   const serverModule = await import(join(unpackedPackage(), "server.js"));
   const expressApi = await startExpress({ baton: server.url, secret: SECRET, origin: server.url, server: serverModule });
   const fastapi = await startFastapi(server.url, server.url);
-  const rust = await startRustApi(server.url);
+  const rust = await startOrdersService(server.url, SECRET);
   const browser = await launchBrowser();
   try {
     const context = await browser.newContext();
