@@ -35,11 +35,35 @@ function toBatonError(e) {
   return err;
 }
 
-async function call(fn) {
+// `origin` is where the call went. A request to another origin that got no answer fails the
+// same way in the browser whether CORS refused it or the server is down; a HEAD without
+// credentials in no-cors mode (whose answer the page cannot read) tells them apart: any answer
+// means the server is up and its CORS answer refused this page.
+async function call(fn, origin) {
   try {
     return await fn();
   } catch (e) {
-    throw toBatonError(e);
+    const err = toBatonError(e);
+    if (err.code !== "network_error" || !origin || origin === pageOrigin()) throw err;
+    const up = await fetch(origin + "/", {
+      method: "HEAD",
+      mode: "no-cors",
+      credentials: "omit",
+      cache: "no-store",
+      signal: AbortSignal.timeout(5000),
+    }).then(
+      () => true,
+      () => false,
+    );
+    const out = up
+      ? new BatonError(
+          "cors_error",
+          `${origin} answered, but its CORS answer does not allow this page's origin with the Authorization, ` +
+            "X-Device-ID and DPoP headers (Access-Control-Allow-Origin, Access-Control-Allow-Headers)",
+        )
+      : new BatonError("network_error", `${origin} could not be reached`, 0, true);
+    out.cause = err;
+    throw out;
   }
 }
 
@@ -109,6 +133,7 @@ export class Baton {
   #listeners = new Map(EVENTS.map((name) => [name, new Set()]));
   #allowed = new Set();
   #baseUrl;
+  #auth;
   #warned = new Set();
   #session = { key: null, value: null };
   #status = { key: null, value: null };
@@ -122,6 +147,7 @@ export class Baton {
     await call(async () => {
       baton.#allowed = allowedOrigins(options || {});
       baton.#baseUrl = options && options.baseUrl;
+      baton.#auth = targetOrigin(baton.#baseUrl);
       await load(options && options.wasm);
       baton.#client = await BatonClient.create(
         options,
@@ -156,8 +182,13 @@ export class Baton {
     if (CHANGES.has(name)) this.#emit("change", { session: this.session });
   }
 
+  // A call to the Baton server (baseUrl).
+  #call(fn) {
+    return call(fn, this.#auth);
+  }
+
   register(email, password) {
-    return call(async () => (await this.#client.call(0, "/auth/register", { email, password }, false)).user);
+    return this.#call(async () => (await this.#client.call(0, "/auth/register", { email, password }, false)).user);
   }
 
   login(email, password, options) {
@@ -166,7 +197,7 @@ export class Baton {
 
   /** Mails a sign-in code and link to `email` (resolves whether or not it has an account). */
   requestCode(email) {
-    return call(async () => {
+    return this.#call(async () => {
       await this.#client.call(0, "/auth/otp/request", { email }, false);
     });
   }
@@ -182,7 +213,7 @@ export class Baton {
   }
 
   #signIn(path, body, options) {
-    return call(() => this.#client.call(1, path, body, !!(options && options.rememberMe)));
+    return this.#call(() => this.#client.call(1, path, body, !!(options && options.rememberMe)));
   }
 
   /**
@@ -199,41 +230,25 @@ export class Baton {
       }
       return globalThis.fetch(input, init);
     }
-    return call(() => this.#client.fetch(input, init)).catch((e) => {
-      // A cross-origin request that never got an answer: most often CORS refusing the
-      // Authorization or X-Device-ID header, which the browser reports as a network error.
-      if (e.code === "network_error" && target !== pageOrigin()) {
-        const err = new BatonError(
-          "cors_error",
-          `the request to ${target} failed: the server is unreachable, or its CORS answer does not ` +
-            "allow this origin with the Authorization, X-Device-ID and DPoP headers " +
-            "(Access-Control-Allow-Origin, Access-Control-Allow-Headers)",
-          0,
-          true,
-        );
-        err.cause = e;
-        throw err;
-      }
-      throw e;
-    });
+    return call(() => this.#client.fetch(input, init), target);
   }
 
   /** An access token valid for at least `refreshMargin` seconds, or a BatonError. */
   getAccessToken() {
-    return call(() => this.#client.call(2, undefined, undefined, false));
+    return this.#call(() => this.#client.call(2, undefined, undefined, false));
   }
 
   /** Refreshes now (sharing any refresh already in flight); resolves to the session. */
   refresh() {
-    return call(() => this.#client.call(3, undefined, undefined, false));
+    return this.#call(() => this.#client.call(3, undefined, undefined, false));
   }
 
   logout() {
-    return call(() => this.#client.call(4, undefined, undefined, false));
+    return this.#call(() => this.#client.call(4, undefined, undefined, false));
   }
 
   logoutAll() {
-    return call(() => this.#client.call(5, undefined, undefined, false));
+    return this.#call(() => this.#client.call(5, undefined, undefined, false));
   }
 
   /** Subscribes to an event; returns the function that unsubscribes. */
