@@ -175,7 +175,7 @@ impl Drop for Cluster {
 /// checkout (a clone in a 0700 temporary directory), a directory of its own in the system's
 /// temporary directory, one per checkout.
 fn cluster_dir(as_postgres_user: bool) -> Result<PathBuf> {
-    let inside = util::root().join("target/pg");
+    let inside = util::target().join("pg");
     if !as_postgres_user {
         std::fs::create_dir_all(&inside)?;
         return Ok(inside);

@@ -14,7 +14,7 @@ pub(crate) struct ServerProcess {
 impl ServerProcess {
     /// Starts the debug build of baton-server with `envs` and waits for `listening on`.
     pub(crate) fn start(envs: &[(&str, String)]) -> Result<Self> {
-        let bin = util::root().join("target/debug/baton-server");
+        let bin = util::target().join("debug/baton-server");
         let mut cmd = Command::new(&bin);
         cmd.env("BATON_BIND", "127.0.0.1:0")
             .env("BATON_LOG", "warn")

@@ -2,7 +2,7 @@
 
 use crate::util::{self, apt_install, find_program, output, run, step};
 use anyhow::{bail, Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -47,6 +47,7 @@ pub(crate) fn all(needs: &Needs) -> Result<Env> {
     npm_tools()?;
     if needs.browser {
         python_jwt()?;
+        nginx()?;
     }
     Ok(Env {
         wasm,
@@ -231,6 +232,23 @@ fn postgres_bindir() -> Option<PathBuf> {
     dirs.pop()
 }
 
+/// nginx, the reverse proxy in front of Baton in docs/operations.md's example, which the
+/// end-to-end tests run as written.
+pub(crate) fn nginx() -> Result<()> {
+    if Path::new(NGINX).is_file() {
+        println!("  nginx: {NGINX}");
+        return Ok(());
+    }
+    // nginx-light: TLS and the proxy module, no extras.
+    apt_install(&["nginx-light"])?;
+    if !Path::new(NGINX).is_file() {
+        bail!("{NGINX} not found after installing nginx-light");
+    }
+    Ok(())
+}
+
+const NGINX: &str = "/usr/sbin/nginx";
+
 /// Debian's Python with PyJWT and cryptography (the Python verifier, `python/`, and the
 /// end-to-end test that verifies tokens the way a Python API would), FastAPI, uvicorn, pytest
 /// and httpx (its tests and the FastAPI service of e2e 24), and aiosmtpd, the SMTP server the
@@ -240,14 +258,14 @@ fn python_jwt() -> Result<()> {
         Command::new("/usr/bin/python3")
             .args([
                 "-c",
-                "import jwt, cryptography, aiosmtpd, fastapi, uvicorn, pytest, httpx",
+                "import jwt, cryptography, aiosmtpd, fastapi, uvicorn, pytest, httpx, requests",
             ])
             .output()
             .is_ok_and(|o| o.status.success())
     };
     if ok() {
         println!(
-            "  python3 with PyJWT, cryptography, aiosmtpd, FastAPI, uvicorn and pytest: present"
+            "  python3 with PyJWT, cryptography, aiosmtpd, FastAPI, uvicorn, pytest and requests: present"
         );
         return Ok(());
     }
@@ -260,11 +278,12 @@ fn python_jwt() -> Result<()> {
         "python3-uvicorn",
         "python3-pytest",
         "python3-httpx",
+        "python3-requests",
     ])?;
     if !ok() {
         bail!(
-            "/usr/bin/python3 cannot import jwt, cryptography, aiosmtpd, fastapi, uvicorn, pytest \
-             and httpx after installing them"
+            "/usr/bin/python3 cannot import jwt, cryptography, aiosmtpd, fastapi, uvicorn, pytest, \
+             httpx and requests after installing them"
         );
     }
     Ok(())

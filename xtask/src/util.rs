@@ -1,8 +1,26 @@
 //! Small process helpers.
 
 use anyhow::{bail, Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set (a relative one from the current
+/// directory, as cargo takes it), else `target/` of the checkout.
+pub(crate) fn target() -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    target_in(
+        &root(),
+        &cwd,
+        std::env::var_os("CARGO_TARGET_DIR").as_deref(),
+    )
+}
+
+fn target_in(root: &Path, cwd: &Path, set: Option<&std::ffi::OsStr>) -> PathBuf {
+    match set.filter(|v| !v.is_empty()) {
+        Some(dir) => cwd.join(dir),
+        None => root.join("target"),
+    }
+}
 
 /// The workspace root (the parent of `xtask/`), found at run time: from `CARGO_MANIFEST_DIR`,
 /// which `cargo run` sets for the checkout it runs in, else upwards from the current
@@ -275,6 +293,24 @@ mod tests {
 #[cfg(test)]
 mod cargo_env_tests {
     use super::*;
+
+    #[test]
+    fn the_target_directory_is_cargos() {
+        let (root, cwd) = (Path::new("/src/baton"), Path::new("/home/me"));
+        assert_eq!(target_in(root, cwd, None), Path::new("/src/baton/target"));
+        assert_eq!(
+            target_in(root, cwd, Some("".as_ref())),
+            Path::new("/src/baton/target")
+        );
+        assert_eq!(
+            target_in(root, cwd, Some("/cache/t".as_ref())),
+            Path::new("/cache/t")
+        );
+        assert_eq!(
+            target_in(root, cwd, Some("out".as_ref())),
+            Path::new("/home/me/out")
+        );
+    }
 
     #[test]
     fn cargo_runs_without_the_variables_cargo_set_for_xtask() {
