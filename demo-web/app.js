@@ -56,7 +56,11 @@ async function start(transport) {
       if (name === "signedIn" || name === "signedOut") render();
       if (name === "sessionExpired") {
         $("auth-error").textContent =
-          detail.code === "session_revoked" ? "You were signed out: this session was ended from another device." : `You were signed out (${detail.code}).`;
+          detail.code === "session_revoked"
+            ? "You were signed out: this session was ended from another device."
+            : detail.code === "refresh_token_reused"
+              ? "You were signed out: your refresh token was used twice (by this browser and by someone who copied it), so Baton ended the whole session, the copy's tokens with it."
+              : `You were signed out (${detail.code}).`;
         render();
       }
       if (name === "refreshed") loadLists();
@@ -79,9 +83,13 @@ async function showBinding() {
 function render() {
   const session = demo.baton && demo.baton.session;
   document.body.dataset.state = session ? "signed-in" : "signed-out";
-  $("auth").hidden = !!session;
+  $("landing").hidden = !!session;
   $("app").hidden = !session;
   if (session) {
+    // The sign-in form starts afresh after this session ends.
+    $("code-step").hidden = true;
+    $("code").value = "";
+    $("auth-error").textContent = "";
     $("who").textContent = session.email;
     $("device-id").textContent = demo.baton.deviceId;
     $("session-id").textContent = session.sessionId;
@@ -202,7 +210,8 @@ function renderSessions(sessions) {
     if (s.current) {
       const tag = document.createElement("span");
       tag.className = "tag current";
-      tag.textContent = "this tab";
+      // Every tab of this browser shares the session.
+      tag.textContent = "this browser";
       li.append(tag);
     } else {
       const btn = document.createElement("button");
@@ -232,6 +241,43 @@ function renderAudit(events) {
     li.append(text, tag);
     ul.append(li);
   }
+}
+
+// The thief's side: what a script injected into this page could copy (the refresh token in
+// storage, the device id), replayed without this browser's DPoP key, as from another machine.
+async function steal() {
+  const out = $("api-result");
+  const stored = JSON.parse(localStorage.getItem(`baton-demo:${prefs.transport || "body"}`) || "null");
+  if (!stored || !stored.refreshToken) {
+    out.textContent = "Nothing to copy: the refresh token is in an HttpOnly cookie, which no script on this page can read.";
+    return;
+  }
+  // The thief copies the device id too, and refreshes the way a thief keeps a session alive.
+  const replay = (token) =>
+    fetch("/auth/refresh", {
+      method: "POST",
+      credentials: "omit",
+      headers: { "Content-Type": "application/json", "X-Device-ID": demo.baton.deviceId },
+      body: JSON.stringify({ refresh_token: token }),
+    }).then(async (res) => ({ res, body: await res.json().catch(() => null) }));
+  const first = await replay(stored.refreshToken);
+  if (!first.res.ok) {
+    out.textContent =
+      `The copied refresh token, replayed: ${first.res.status} ${first.body && first.body.error ? first.body.error.code : ""}. ` +
+      "It is bound to this browser's key, which no script can read: you stay signed in, and the attempt is in your audit log.";
+    loadLists();
+    return;
+  }
+  // Without DPoP (?dpop=off) the copy works: the thief has a session, and rotates it again.
+  const second = await replay(first.body.refresh_token);
+  out.textContent =
+    `The copied refresh token, replayed: ${first.res.status}, then ${second.res.status}: the thief holds a live session ` +
+    "(a Bearer session, ?dpop=off). Now this browser refreshes with the token it holds, which was spent…";
+  // The server sees a spent token used again: it revokes the whole session, the thief's
+  // newest token included, and this client reports sessionExpired.
+  await demo.baton.refresh().catch(() => {});
+  const after = await replay(second.body && second.body.refresh_token);
+  out.textContent += ` The thief's newest token now: ${after.res.status} ${after.body && after.body.error ? after.body.error.code : ""}.`;
 }
 
 // A new client when the chosen refresh-token transport changed.
@@ -266,7 +312,7 @@ async function emailCode() {
   try {
     await useTransport();
     await demo.baton.requestCode(email);
-    for (const id of ["code", "btn-verify-code", "code-note"]) $(id).hidden = false;
+    $("code-step").hidden = false;
     const local = ["127.0.0.1", "localhost", "[::1]"].includes(location.hostname);
     $("code-note").textContent = `If ${email} may sign in here, a code and a sign-in link are on their way (valid once, for a few minutes).` +
       (local ? " Started with cargo xtask demo? The mail is printed in its terminal." : "");
@@ -314,6 +360,7 @@ $("btn-register").addEventListener("click", () => submit(true));
 $("btn-ping").addEventListener("click", ping);
 $("btn-burst").addEventListener("click", burst);
 $("btn-tab").addEventListener("click", () => window.open(location.href, "_blank"));
+$("btn-steal").addEventListener("click", steal);
 $("btn-logout").addEventListener("click", async () => {
   await demo.baton.logout();
   render();
@@ -334,7 +381,7 @@ start(prefs.transport || "body")
   .then(followLink)
   .catch((e) => {
     document.body.dataset.state = "error";
-    $("auth").hidden = false;
+    $("landing").hidden = false;
     $("auth-error").textContent = describe(e);
   });
 setInterval(tick, 250);

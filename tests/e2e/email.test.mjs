@@ -2,33 +2,8 @@
 // tests/smtp/sink.py): the code typed in, and the link of the mail opening the page.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { ROOT, startServer, launchBrowser, uniqueEmail, screenshot } from "./harness.mjs";
-
-async function smtpSink() {
-  const dir = mkdtempSync(join(tmpdir(), "baton-mail-"));
-  const child = spawn("/usr/bin/python3", [join(ROOT, "tests/smtp/sink.py"), dir], { stdio: ["pipe", "pipe", "inherit"] });
-  const port = await new Promise((ok, fail) => {
-    createInterface({ input: child.stdout }).once("line", (l) => {
-      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(l);
-      m ? ok(Number(m[1])) : fail(new Error(`unexpected first line: ${l}`));
-    });
-    child.once("exit", (code) => fail(new Error(`the SMTP server exited with ${code}`)));
-  });
-  // The n-th mail, once it arrived, with quoted-printable undone.
-  const mail = async (n) => {
-    const file = join(dir, `${String(n).padStart(4, "0")}.eml`);
-    for (let i = 0; i < 200 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 50));
-    const raw = readFileSync(file, "utf8");
-    return raw.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
-  };
-  return { port, mail, stop: () => child.kill() };
-}
+import { startServer, launchBrowser, uniqueEmail, screenshot, smtpSink } from "./harness.mjs";
 
 const freePort = () =>
   new Promise((ok) => {
@@ -57,7 +32,16 @@ test("21. sign-in by email: the mailed code, then the mailed link, in the demo p
     const email = uniqueEmail("mail");
     await page.fill("#email", email);
     await page.click("#btn-code");
-    await page.waitForSelector("#code:not([hidden])");
+    await page.waitForSelector("#code-step:not([hidden])");
+    // The code field is styled like the others, with its button on the same row.
+    const look = await page.evaluate(() => {
+      const field = document.querySelector("#code").getBoundingClientRect();
+      const button = document.querySelector("#btn-verify-code").getBoundingClientRect();
+      return { sameRow: Math.abs(field.top - button.top) < 2 && Math.abs(field.bottom - button.bottom) < 2, background: getComputedStyle(document.querySelector("#code")).backgroundColor };
+    });
+    assert.ok(look.sameRow, "the code's button wrapped onto its own row");
+    assert.notEqual(look.background, "rgb(255, 255, 255)", "the code field is an unstyled white box");
+    await screenshot(page, "demo-code-sent");
     const first = await smtp.mail(1);
     assert.ok(first.includes(`X-Envelope-To: ${email}`));
     const code = /code: (\d{6})/.exec(first)[1];
@@ -70,9 +54,14 @@ test("21. sign-in by email: the mailed code, then the mailed link, in the demo p
     assert.ok(JSON.parse(Buffer.from(token.split(".")[1], "base64url")).cnf);
     await screenshot(page, "demo-signed-in-by-code");
 
-    // Signed out, the link of the next mail signs in again, and leaves the address bar clean.
+    // Signed out, the form starts afresh: no note of a code on its way, no code field.
     await page.click("#btn-logout");
     await page.waitForFunction(() => document.body.dataset.state === "signed-out");
+    assert.deepEqual(
+      await page.evaluate(() => ({ step: document.querySelector("#code-step").hidden, code: document.querySelector("#code").value })),
+      { step: true, code: "" },
+    );
+    // The link of the next mail signs in again, and leaves the address bar clean.
     await page.fill("#email", email);
     await page.click("#btn-code");
     const second = await smtp.mail(2);

@@ -1,7 +1,7 @@
 // End-to-end harness: a real baton-server process, real headless Chromium (Debian's, driven by
 // playwright-core), and baton-auth as `npm pack` produced it.
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, existsSync, readdirSync } from "node:fs";
+import { mkdtempSync, mkdirSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -145,4 +145,25 @@ export async function startOrdersService(baton, secret) {
     child.once("exit", (code) => fail(new Error(`demo-api exited with ${code}`)));
   });
   return { url, stop: () => child.kill("SIGTERM") };
+}
+
+/** A real SMTP server (aiosmtpd, tests/smtp/sink.py) keeping each mail as a file; `mail(n)` waits for the n-th. */
+export async function smtpSink() {
+  const dir = mkdtempSync(join(tmpdir(), "baton-mail-"));
+  const child = spawn("/usr/bin/python3", [join(ROOT, "tests/smtp/sink.py"), dir], { stdio: ["pipe", "pipe", "inherit"] });
+  const port = await new Promise((ok, fail) => {
+    createInterface({ input: child.stdout }).once("line", (l) => {
+      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(l);
+      m ? ok(Number(m[1])) : fail(new Error(`unexpected first line: ${l}`));
+    });
+    child.once("exit", (code) => fail(new Error(`the SMTP server exited with ${code}`)));
+  });
+  // The n-th mail, once it arrived, with quoted-printable undone.
+  const mail = async (n) => {
+    const file = join(dir, `${String(n).padStart(4, "0")}.eml`);
+    for (let i = 0; i < 200 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 50));
+    const raw = readFileSync(file, "utf8");
+    return raw.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
+  };
+  return { port, mail, stop: () => child.kill() };
 }
