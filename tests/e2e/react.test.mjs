@@ -1,7 +1,7 @@
 // baton-auth/react in a real React app: Vite builds tests/react-app against the packed
 // tarball (unpacked into the app's node_modules, as npm install does), baton-server serves the
 // build, Chromium runs it under StrictMode.
-import { test } from "node:test";
+import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import { cpSync, mkdirSync, mkdtempSync, symlinkSync } from "node:fs";
 import { execFileSync } from "node:child_process";
@@ -25,13 +25,30 @@ async function buildApp() {
     mode: "development",
     logLevel: "warn",
     define: { "process.env.NODE_ENV": JSON.stringify("development") },
-    build: { outDir: join(dir, "dist"), minify: false },
+    // account.jsx holds the README's example in JSX (React's automatic runtime).
+    oxc: { jsx: { runtime: "automatic" } },
+    plugins: [
+      {
+        name: "docs-placeholders",
+        transform: (code, id) => (id.endsWith(".jsx") ? code.replaceAll('"https://auth.example.com"', "location.origin") : null),
+      },
+    ],
+    build: {
+      outDir: join(dir, "dist"),
+      minify: false,
+      rollupOptions: { input: { main: join(dir, "index.html"), account: join(dir, "account.html") } },
+    },
   });
   return join(dir, "dist");
 }
 
+let app;
+before(async () => {
+  app = await buildApp();
+});
+
 test("13. baton-auth/react: provider, useBaton and useSession under StrictMode, built by Vite", async () => {
-  const server = await startServer({ BATON_STATIC_DIR: await buildApp() });
+  const server = await startServer({ BATON_STATIC_DIR: app });
   const browser = await launchBrowser();
   try {
     const page = await browser.newPage();
@@ -89,6 +106,25 @@ test("13. baton-auth/react: provider, useBaton and useSession under StrictMode, 
       return b.getAccessToken().then(() => "still alive", (e) => e.code);
     });
     assert.equal(code, "disposed");
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
+
+test("13. the README's React example, in JSX: signs in, shows the address, signs out", async () => {
+  const server = await startServer({ BATON_STATIC_DIR: app });
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    const problems = [];
+    page.on("pageerror", (e) => problems.push(e.message));
+    const email = uniqueEmail("readme-react");
+    await page.goto(`${server.url}/account.html?email=${encodeURIComponent(email)}`);
+    await page.click("#login");
+    await page.click(`button:text-is("${email}")`);
+    await page.waitForSelector("#login");
     assert.deepEqual(problems, []);
   } finally {
     await browser.close();

@@ -699,3 +699,26 @@ async fn the_revocation_feed_refuses_signed_out_sessions_without_a_request_per_t
     assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
     s.stop();
 }
+
+/// docs/api.md's example of a router guarded by the middleware, as written there (end-to-end
+/// test 29 checks that it is here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_middleware_example_guards_its_router() {
+    use axum::Extension;
+    let s = Server::start(&[]).await;
+    let verifier = Verifier::discover(&s.url, Options::default())
+        .await
+        .unwrap();
+    #[rustfmt::skip]
+let api = Router::new()
+    .route("/orders", get(|Extension(claims): Extension<baton_verify::Claims>| async move { claims.sub }))
+    .route_layer(axum::middleware::from_fn_with_state(verifier.clone(), baton_verify::require_token));
+    // baton_verify::require_live_token: + introspection, as `Live`
+    let (status, _, _) = call(&api, "/orders", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (user, token) = s.user().await;
+    let bearer = format!("Bearer {token}");
+    let (status, _, body) = call(&api, "/orders", &[("authorization", &bearer)]).await;
+    assert_eq!((status, body), (StatusCode::OK, user));
+    s.stop();
+}
