@@ -8,6 +8,7 @@ mod minify;
 mod pg;
 mod server;
 mod setup;
+mod testing;
 mod util;
 
 use anyhow::{bail, Context, Result};
@@ -39,7 +40,7 @@ fn main() -> Result<()> {
         "setup" => {
             setup::all(&setup::Needs::everything())?;
         }
-        "test" => test()?,
+        "test" => testing::test()?,
         "demo" => demo(&args[1..])?,
         "build-wasm" => {
             let tc = setup::wasm_toolchain()?;
@@ -76,137 +77,6 @@ fn lint() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    Ok(())
-}
-
-fn test() -> Result<()> {
-    let env = setup::all(&setup::Needs::everything())?;
-    let mut timings = Vec::new();
-    let mut timed = |name: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
-        util::step(name);
-        let t = Instant::now();
-        f()?;
-        timings.push((name.to_owned(), t.elapsed()));
-        Ok(())
-    };
-
-    timed("lint: rustfmt and clippy", &mut lint)?;
-    timed(
-        "baton-core (simulated clock), baton-verify (against a real server), xtask",
-        &mut || {
-            util::run(util::cargo().args([
-                "test",
-                "-p",
-                "baton-core",
-                "-p",
-                "baton-verify",
-                "-p",
-                "xtask",
-            ]))
-        },
-    )?;
-    timed("baton-server: tests on SQLite", &mut || {
-        // One database file per test server; the previous run's files go first.
-        let _ = std::fs::remove_dir_all(util::target().join("tmp/db"));
-        util::run(
-            util::cargo()
-                .args(["test", "-p", "baton-server"])
-                .env("BATON_TEST_DB", "sqlite"),
-        )
-    })?;
-    timed(
-        "baton_verify (python/): pytest against a real baton-server",
-        &mut || {
-            util::run(util::cargo().args(["build", "-p", "baton-server"]))?;
-            let root = util::root();
-            util::run(
-                std::process::Command::new("/usr/bin/python3")
-                    .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
-                    .current_dir(root.join("python"))
-                    .env(
-                        "BATON_SERVER_BIN",
-                        util::target().join("debug/baton-server"),
-                    ),
-            )
-        },
-    )?;
-    let pg = pg::Cluster::start(&env.postgres)?;
-    timed("baton-server: tests on PostgreSQL", &mut || {
-        util::run(
-            util::cargo()
-                .args(["test", "-p", "baton-server"])
-                .env("BATON_TEST_DB", "postgres")
-                .env("BATON_TEST_POSTGRES_URL", pg.admin_url())
-                .env("BATON_TEST_PG_DATA", pg.data_dir()),
-        )
-    })?;
-    timed(
-        "baton-client: wasm tests in headless Chromium against baton-server",
-        &mut || {
-            util::run(util::cargo().args(["build", "-p", "baton-server"]))?;
-            // The test page is served by wasm-bindgen-test-runner on a port chosen here, so the
-            // server can allow exactly that origin.
-            let runner = format!("127.0.0.1:{}", server::free_port()?);
-            let db = util::target().join("wasm-test.db");
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-            }
-            let srv = server::ServerProcess::start(&[
-                ("BATON_DATABASE_URL", format!("sqlite://{}", db.display())),
-                ("BATON_ACCESS_TTL", "4s".into()),
-                ("BATON_COOKIE_SECURE", "false".into()),
-                ("BATON_CORS_ORIGINS", format!("http://{runner}")),
-                ("BATON_RATE_LIMITS", "off".into()),
-            ])?;
-            println!("  baton-server for the browser tests: {}", srv.url);
-            let mut cmd = env.wasm.cargo(&["test", "-p", "baton-client"]);
-            cmd.env(
-                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-                "wasm-bindgen-test-runner",
-            )
-            .env("CHROMEDRIVER", &env.chromedriver)
-            .env("WASM_BINDGEN_TEST_TIMEOUT", "180")
-            .env("WASM_BINDGEN_TEST_ADDRESS", &runner)
-            .env("WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION", "1")
-            .env("BATON_TEST_SERVER", &srv.url);
-            util::run(&mut cmd)
-        },
-    )?;
-    drop(pg);
-    timed(
-        "end-to-end: demo page, baton-server, Chromium, the packed npm package",
-        &mut || {
-            build_wasm(&env.wasm)?;
-            build_servers()?;
-            let tgz = npm_pack()?;
-            let root = util::root();
-            util::run(
-                std::process::Command::new("node")
-                    .args(["--test", "--test-concurrency=1", "e2e/"])
-                    .current_dir(root.join("tests"))
-                    .env(
-                        "BATON_SERVER_BIN",
-                        util::target().join("debug/baton-server"),
-                    )
-                    .env(
-                        "BATON_DEMO_API_BIN",
-                        util::target().join("debug/examples/demo-api"),
-                    )
-                    .env("BATON_PACKAGE_TGZ", &tgz)
-                    .env("CHROMIUM", &env.chromium),
-            )?;
-            println!(
-                "  screenshots: {}",
-                util::target().join("e2e-artifacts").display()
-            );
-            Ok(())
-        },
-    )?;
-
-    util::step("summary");
-    for (name, d) in &timings {
-        println!("  {:>7.1} s  {name}", d.as_secs_f64());
-    }
     Ok(())
 }
 
