@@ -5,6 +5,12 @@
 //! Environment: `BATON_BENCH_POSTGRES_URL` (an admin URL; a database is created per run) adds the
 //! PostgreSQL and two-instance figures; `BATON_BENCH_SECONDS` sets each phase's length (default 5);
 //! `BATON_BENCH_SERVER_BIN` measures another `baton-server` binary with the same load.
+//!
+//! Beside req/s and latencies, each workload shows the CPU time (user + system, from
+//! `/proc/<pid>/stat`) spent per answered request over its measured phase only (sign-ins and
+//! DPoP proofs are made before it starts): by the server process, and on PostgreSQL by the
+//! database backends serving it. Unlike req/s, which swings with whatever else the machine
+//! runs, CPU per request compares two builds fairly.
 
 use reqwest::Client;
 use serde_json::{json, Value};
@@ -86,12 +92,14 @@ impl Drop for Server {
     }
 }
 
-/// Latencies in microseconds.
+/// Latencies in microseconds, and the CPU time spent per answered request over the measured
+/// phase: by the server process(es), and on PostgreSQL by the database's backends.
 #[derive(Default)]
 struct Stats {
     lat: Vec<u32>,
     errors: u64,
     elapsed: Duration,
+    cpu: Option<Cpu>,
 }
 
 impl Stats {
@@ -112,8 +120,15 @@ impl Stats {
         self.lat.len() as f64 / self.elapsed.as_secs_f64()
     }
     fn row(&mut self, name: &str) {
+        let answered = self.lat.len().max(1) as f64;
+        let per =
+            |us: Option<f64>| us.map_or_else(|| "-".to_owned(), |v| format!("{:.0}", v / answered));
+        let (server, db) = match &self.cpu {
+            Some(c) => (per(Some(c.server_us)), per(c.db_us)),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
         println!(
-            "| {name:<44} | {:>9.0} | {:>7.2} | {:>7.2} | {:>6} |",
+            "| {name:<44} | {:>9.0} | {:>7.2} | {:>7.2} | {:>6} | {server:>11} | {db:>9} |",
             self.rate(),
             self.pct(0.50),
             self.pct(0.99),
@@ -125,10 +140,103 @@ impl Stats {
 fn header(title: &str) {
     println!("\n{title}\n");
     println!(
-        "| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} |",
-        "workload", "req/s", "p50 ms", "p99 ms", "errors"
+        "| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} | {:>11} | {:>9} |",
+        "workload", "req/s", "p50 ms", "p99 ms", "errors", "server CPU", "DB CPU"
     );
-    println!("|{:-<46}|{:->11}|{:->9}|{:->9}|{:->8}|", "", "", "", "", "");
+    println!(
+        "|{:-<46}|{:->11}|{:->9}|{:->9}|{:->8}|{:->13}|{:->11}|",
+        "", "", "", "", "", "", ""
+    );
+}
+
+/// CPU time over a phase, in microseconds: the server process(es), and the database's backends
+/// on PostgreSQL. Columns "server CPU" and "DB CPU" divide it by the answered requests.
+struct Cpu {
+    server_us: f64,
+    db_us: Option<f64>,
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// user + system time of a process (its threads included, living or ended), in ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name (in parentheses, which may hold spaces): field 3 onwards.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// What a phase is measured on: the server processes, and the PostgreSQL database (its admin
+/// URL and name) whose backends serve them.
+#[derive(Clone, Default)]
+struct Meter {
+    pids: Vec<u32>,
+    pg: Option<(String, String)>,
+}
+
+impl Meter {
+    fn of(servers: &[&Server], pg: Option<(&str, &str)>) -> Meter {
+        Meter {
+            pids: servers.iter().map(|s| s.child.id()).collect(),
+            pg: pg.map(|(a, d)| (a.to_owned(), d.to_owned())),
+        }
+    }
+
+    /// Ticks now: the servers', and each database backend's by pid (a backend that ends within
+    /// the phase is not counted; the servers keep their pools open).
+    async fn sample(&self) -> (u64, Vec<(u32, u64)>) {
+        let server = self.pids.iter().map(|p| cpu_ticks(*p)).sum();
+        let mut backends = Vec::new();
+        if let Some((admin, db)) = &self.pg {
+            use sqlx::Connection;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+                let pids: Vec<i32> = sqlx::query_scalar(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'",
+                )
+                .bind(db)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
+                backends = pids
+                    .into_iter()
+                    .map(|p| (p as u32, cpu_ticks(p as u32)))
+                    .collect();
+            }
+        }
+        (server, backends)
+    }
+
+    fn between(&self, before: &(u64, Vec<(u32, u64)>), after: &(u64, Vec<(u32, u64)>)) -> Cpu {
+        let us = |ticks: u64| ticks as f64 * 1e6 / TICKS_PER_SECOND;
+        let db = self.pg.as_ref().map(|_| {
+            let ticks: u64 = after
+                .1
+                .iter()
+                .map(|(pid, t)| {
+                    let was = before
+                        .1
+                        .iter()
+                        .find(|(p, _)| p == pid)
+                        .map_or(0, |(_, t)| *t);
+                    t.saturating_sub(was)
+                })
+                .sum();
+            us(ticks)
+        });
+        Cpu {
+            server_us: us(after.0.saturating_sub(before.0)),
+            db_us: db,
+        }
+    }
 }
 
 fn client() -> Client {
@@ -206,7 +314,13 @@ async fn users(c: &Client, url: &str, n: usize, tag: &str, dpop: bool) -> Vec<Us
 
 /// Each virtual user refreshes with the token it was just given, for `secs`; `urls` are used
 /// round-robin per request (several instances).
-async fn refresh_load(c: &Client, urls: &[String], users: Vec<User>, secs: f64) -> Stats {
+async fn refresh_load(
+    c: &Client,
+    urls: &[String],
+    users: Vec<User>,
+    secs: f64,
+    meter: &Meter,
+) -> Stats {
     // Bound sessions' proofs are made before the clock starts (as many as a session can use,
     // at 10,000 refreshes a second): the load generator shares the CPU with the server, and
     // the figure is the server's cost (the browser's is measured by the client benchmark).
@@ -222,6 +336,7 @@ async fn refresh_load(c: &Client, urls: &[String], users: Vec<User>, secs: f64) 
             (a, token, device, key, proofs)
         })
         .collect();
+    let before = meter.sample().await;
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
     let tasks =
@@ -268,10 +383,19 @@ async fn refresh_load(c: &Client, urls: &[String], users: Vec<User>, secs: f64) 
         total = total.merge(t.await.unwrap());
     }
     total.elapsed = started.elapsed();
+    total.cpu = Some(meter.between(&before, &meter.sample().await));
     total
 }
 
-async fn ping_load(c: &Client, url: &str, access: &str, conc: usize, secs: f64) -> Stats {
+async fn ping_load(
+    c: &Client,
+    url: &str,
+    access: &str,
+    conc: usize,
+    secs: f64,
+    meter: &Meter,
+) -> Stats {
+    let before = meter.sample().await;
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
     let tasks: Vec<_> = (0..conc)
@@ -300,6 +424,7 @@ async fn ping_load(c: &Client, url: &str, access: &str, conc: usize, secs: f64) 
         total = total.merge(t.await.unwrap());
     }
     total.elapsed = started.elapsed();
+    total.cpu = Some(meter.between(&before, &meter.sample().await));
     total
 }
 
@@ -373,22 +498,23 @@ async fn pg_bytes(admin_url: &str, db: &str) -> Option<u64> {
 async fn suite(label: &str, database_url: &str, pg: Option<(&str, &str)>, secs: f64) {
     let server = Server::start(database_url);
     let url = server.url.clone();
+    let meter = Meter::of(&[&server], pg);
     let c = client();
     header(&format!("### {label}"));
     for conc in [1usize, 16, 64] {
         let users = sessions(&c, &url, conc, &format!("r{conc}")).await;
-        refresh_load(&c, std::slice::from_ref(&url), users, secs)
+        refresh_load(&c, std::slice::from_ref(&url), users, secs, &meter)
             .await
             .row(&format!("refresh, {conc} concurrent sessions"));
     }
     for conc in [16usize, 64] {
         let users = users(&c, &url, conc, &format!("d{conc}"), true).await;
-        refresh_load(&c, std::slice::from_ref(&url), users, secs)
+        refresh_load(&c, std::slice::from_ref(&url), users, secs, &meter)
             .await
             .row(&format!("refresh with DPoP, {conc} concurrent sessions"));
     }
     let (access, _, _, _) = sessions(&c, &url, 1, "ping").await.remove(0);
-    ping_load(&c, &url, &access, 64, secs)
+    ping_load(&c, &url, &access, 64, secs, &meter)
         .await
         .row("/api/ping (token verification), 64 concurrent");
 
@@ -401,7 +527,8 @@ async fn suite(label: &str, database_url: &str, pg: Option<(&str, &str)>, secs: 
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let users = sessions(&c, &url, 16, "mixed").await;
-    let mut mixed = refresh_load(&c, std::slice::from_ref(&url), users, secs).await;
+    // Server CPU per answered refresh here includes the logins' (argon2id).
+    let mut mixed = refresh_load(&c, std::slice::from_ref(&url), users, secs, &meter).await;
     stop.store(true, Ordering::Relaxed);
     let mut logins = logins.await.unwrap();
     logins.row("login (argon2id), 8 concurrent");
@@ -459,14 +586,14 @@ async fn suite(label: &str, database_url: &str, pg: Option<(&str, &str)>, secs: 
 }
 
 /// Two instances on one PostgreSQL: split load, then correctness checks across instances.
-async fn two_instances(database_url: &str, secs: f64) {
+async fn two_instances(database_url: &str, pg: (&str, &str), secs: f64) {
     let a = Server::start(database_url);
     let b = Server::start(database_url);
     let urls = vec![a.url.clone(), b.url.clone()];
     let c = client();
     header("### Two instances on one PostgreSQL (requests alternate between them)");
     let users = sessions(&c, &a.url, 64, "two").await;
-    refresh_load(&c, &urls, users, secs)
+    refresh_load(&c, &urls, users, secs, &Meter::of(&[&a, &b], Some(pg)))
         .await
         .row("refresh, 64 sessions across 2 instances");
 
@@ -538,7 +665,8 @@ async fn events_file_cost(dir: &std::path::Path, secs: f64) {
         let server = Server::start_with(&db, &env);
         let c = client();
         let users = sessions(&c, &server.url, 16, "events").await;
-        refresh_load(&c, std::slice::from_ref(&server.url), users, secs)
+        let meter = Meter::of(&[&server], None);
+        refresh_load(&c, std::slice::from_ref(&server.url), users, secs, &meter)
             .await
             .row(&format!("refresh, 16 sessions, {name}"));
     }
@@ -667,7 +795,7 @@ fn main() {
                 sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut conn).await.unwrap();
             }
             suite("PostgreSQL 15 (loopback)", &format!("{base}/baton_bench"), Some((&admin, "baton_bench")), secs).await;
-            two_instances(&format!("{base}/baton_bench_two"), secs).await;
+            two_instances(&format!("{base}/baton_bench_two"), (&admin, "baton_bench_two"), secs).await;
         } else {
             println!("\n(PostgreSQL figures skipped: BATON_BENCH_POSTGRES_URL is not set; `cargo xtask bench` sets it)");
         }

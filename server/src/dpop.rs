@@ -81,6 +81,20 @@ fn checked(
 /// may use (the session's, or one the caller proved a right to sign in with): a proof by any
 /// other key never takes room in the replay cache. 429 when the key is over its budget.
 pub async fn record(state: &AppState, proof: &Proof) -> ApiResult<()> {
+    admit(state, proof)?;
+    let first = state.dpop_replay.first_use(proof, now_ms()).await?;
+    let written = if state.dpop_replay.is_shared() {
+        "own_write"
+    } else {
+        "memory"
+    };
+    state.metrics.dpop_record(written);
+    confirm(state, first)
+}
+
+/// Everything of `record` but the write: a replay this instance knows of, and the key's
+/// budget.
+fn admit(state: &AppState, proof: &Proof) -> ApiResult<()> {
     let now = now_ms();
     // A replay is refused before the key's budget is touched: replaying a captured proof
     // costs the key's owner nothing (and the replayer only 401s).
@@ -95,11 +109,26 @@ pub async fn record(state: &AppState, proof: &Proof) -> ApiResult<()> {
         state.metrics.rate_limited("dpop_key");
         return Err(ApiError::too_many(ErrorCode::RateLimited, wait));
     }
-    if !state.dpop_replay.first_use(proof, now).await? {
+    Ok(())
+}
+
+/// The answer for a proof once recorded: `first` tells whether this was its first use.
+pub fn confirm(state: &AppState, first: bool) -> ApiResult<()> {
+    if !first {
         return Err(replayed(state));
     }
     state.metrics.dpop("valid");
     Ok(())
+}
+
+/// A proof checked and admitted whose record against replay is the caller's to write: on
+/// PostgreSQL a refresh writes it in its rotation's transaction (no commit of its own), then
+/// answers with `confirm`; on SQLite it is recorded at once and this is `None`.
+#[derive(Debug)]
+pub struct Unrecorded {
+    pub proof: Proof,
+    /// The row of the shared replay table (`ReplayCache::shared_row`).
+    pub row: (String, i64),
 }
 
 fn replayed(state: &AppState) -> ApiError {
@@ -131,16 +160,26 @@ pub fn bind_new_session(
 
 /// What a refresh-token call (refresh, logout) of a session must prove: for a bound session a
 /// proof by its key; for a Bearer session nothing, unless DPoP is required.
+///
+/// With `defer` (a refresh, which writes anyway), a proof the shared replay table must record
+/// on PostgreSQL is returned unrecorded, for the rotation's transaction to write.
 pub async fn check_session(
     state: &AppState,
     headers: &HeaderMap,
     method: &Method,
     path: &str,
     bound_to: Option<&str>,
-) -> ApiResult<()> {
+    defer: bool,
+) -> ApiResult<Option<Unrecorded>> {
     match bound_to {
         Some(jkt) => match checked(state, headers, method, path, None)? {
-            Some(p) if p.jkt == jkt => record(state, &p).await,
+            Some(p) if p.jkt == jkt => match state.dpop_replay.shared_row(&p) {
+                Some(row) if defer => {
+                    admit(state, &p)?;
+                    Ok(Some(Unrecorded { proof: p, row }))
+                }
+                _ => record(state, &p).await.map(|()| None),
+            },
             Some(_) => Err(invalid(
                 "the DPoP proof is signed by another key than the session's",
             )),
@@ -151,7 +190,7 @@ pub async fn check_session(
         None if state.config.dpop == DpopMode::Required => Err(invalid(
             "this server requires DPoP and the session is not bound to a key: sign in again",
         )),
-        None => Ok(()),
+        None => Ok(None),
     }
 }
 

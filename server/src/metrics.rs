@@ -28,6 +28,7 @@ pub struct Metrics {
     anomalies: Mutex<BTreeMap<&'static str, u64>>,
     rate_limited: Mutex<BTreeMap<&'static str, u64>>,
     dpop: Mutex<BTreeMap<&'static str, u64>>,
+    dpop_records: Mutex<BTreeMap<&'static str, u64>>,
     email: Mutex<BTreeMap<&'static str, u64>>,
     duration: Mutex<BTreeMap<&'static str, Histogram>>,
     active_sessions: AtomicI64,
@@ -65,6 +66,12 @@ impl Metrics {
     }
     pub fn dpop(&self, result: &'static str) {
         bump(&self.dpop, result);
+    }
+    /// Where a DPoP proof's record against replay went: `memory` (SQLite), `with_rotation`
+    /// (PostgreSQL, in the refresh's own transaction) or `own_write` (PostgreSQL, a batch of
+    /// proofs of its own).
+    pub fn dpop_record(&self, written: &'static str) {
+        bump(&self.dpop_records, written);
     }
     pub fn set_active_sessions(&self, n: i64) {
         self.active_sessions.store(n, Ordering::Relaxed);
@@ -167,6 +174,14 @@ impl Metrics {
             "DPoP proofs checked, by result (valid, invalid, replayed).",
             "result",
             &self.dpop,
+        );
+        counter(
+            &mut out,
+            "auth_dpop_proof_records_total",
+            "DPoP proofs recorded against replay, by where the record was written (memory, \
+             with_rotation, own_write).",
+            "written",
+            &self.dpop_records,
         );
         let _ = writeln!(
             out,

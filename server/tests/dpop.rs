@@ -220,6 +220,63 @@ async fn a_proof_is_accepted_once() {
     s.stop().await;
 }
 
+/// On PostgreSQL a refresh's proof is recorded by its rotation's own transaction, not by a
+/// write of its own; a replay of it is refused all the same, by this instance and by another
+/// one that never saw it, and leaves the session to its owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshs_proof_is_recorded_with_its_rotation() {
+    let s = Server::start(&[]).await;
+    let key = ProofKey::es256();
+    let mut t = bound_session(&s, &key).await;
+    let mut last = String::new();
+    for _ in 0..5 {
+        last = key.post("/auth/refresh");
+        let r = refresh_with(&s, &t.refresh, Some(&last)).await;
+        assert_eq!(r.status(), 200);
+        t = Tokens::from_json(r.json().await.unwrap());
+    }
+    let metrics = s.metrics().await;
+    let count = |written: &str| {
+        let line = format!("auth_dpop_proof_records_total{{written=\"{written}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    if backend() == "postgres" {
+        // The sign-in's proof has a write of its own; the five refreshes' none.
+        assert_eq!(
+            (count("with_rotation"), count("own_write"), count("memory")),
+            (5, 1, 0),
+            "{metrics}"
+        );
+    } else {
+        assert_eq!(
+            (count("with_rotation"), count("own_write"), count("memory")),
+            (0, 0, 6),
+            "{metrics}"
+        );
+    }
+    // The last proof again, with the live token: refused here...
+    let r = refresh_with(&s, &t.refresh, Some(&last)).await;
+    expect_error(r, 401, "dpop_proof_invalid").await;
+    // ...and by an instance that never saw it (the shared table, read by the rotation).
+    if backend() == "postgres" {
+        let other = Server::start_on(&s.database_url, &[]).await;
+        let r = refresh_with(&other, &t.refresh, Some(&last)).await;
+        let body = expect_error(r, 401, "dpop_proof_invalid").await;
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("used before"));
+        other.stop().await;
+    }
+    // The owner goes on.
+    let r = refresh_with(&s, &t.refresh, Some(&key.post("/auth/refresh"))).await;
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}
+
 /// Many requests at once (on PostgreSQL their proofs share one batched insert): each fresh
 /// proof is accepted, and one proof sent many times at once is accepted exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,6 +10,7 @@ use crate::crypto::keys::Keys;
 use crate::error::{ApiError, ApiResult};
 use crate::rules::spent::{self, Spent, SpentFacts};
 use crate::state::AppState;
+use crate::store::rotator::Rotated;
 use crate::store::{OwnedRotation, SessionRow, UserRow};
 use crate::throttle::{self, Subject};
 use baton_core::ErrorCode;
@@ -74,10 +75,16 @@ pub async fn refresh(
     // Before anything that counts or changes: without the session's key a caller can neither
     // rotate nor trip reuse detection (which would end the session for its owner) nor use up
     // the session's refresh limit.
-    if let Err(e) = proof_of_key(state, cached, caller, headers, "/auth/refresh").await {
-        state.metrics.refresh("dpop_refused");
-        return Err(e);
-    }
+    // On PostgreSQL the proof's record against replay is written by the rotation's own
+    // transaction (`unrecorded`), not in a commit of its own.
+    let path = "/auth/refresh";
+    let unrecorded = match key_proof(state, cached, caller, headers, path, true).await {
+        Ok(u) => u,
+        Err(e) => {
+            state.metrics.refresh("dpop_refused");
+            return Err(e);
+        }
+    };
     let now = now_ms();
     let key = crate::limits::refresh_key(&sid_s);
     let rule = crate::limits::REFRESH_PER_SESSION;
@@ -89,21 +96,61 @@ pub async fn refresh(
         if e.code == ErrorCode::RateLimited {
             state.metrics.refresh("rate_limited");
         }
+        // The proof was presented: used, even if refused.
+        if let Some(u) = &unrecorded {
+            let _ = state.dpop_replay.first_use(&u.proof, now).await;
+            state.metrics.dpop_record("own_write");
+        }
         return Err(e);
     }
     let device_ok =
         state.config.device_binding == DeviceBinding::Off || cached.device_id == caller.device_id;
+    let mut proof_recorded = false;
     if device_ok {
         let idle_expires_at = now + state.config.refresh_idle_ttl.as_millis() as i64;
-        let rotated = rotate(state, cached, presented, caller, now, idle_expires_at).await?;
-        if rotated {
-            let mut session = cached.clone();
-            session.generation = presented + 1;
-            session.idle_expires_at = idle_expires_at;
-            session.last_used_at = now;
-            session.rotated_at = now;
-            return finish(state, session, user, now, "success");
+        let row = unrecorded.as_ref().map(|u| u.row.clone());
+        let rotated = rotate(state, cached, presented, caller, now, idle_expires_at, row).await?;
+        if let (
+            Some(u),
+            Rotated::Yes
+            | Rotated::No {
+                proof_recorded: true,
+            },
+        ) = (&unrecorded, rotated)
+        {
+            state.dpop_replay.remember(&u.proof, now);
+            state.metrics.dpop_record("with_rotation");
+            proof_recorded = true;
         }
+        match rotated {
+            Rotated::Yes => {
+                crate::dpop::confirm(state, true)?;
+                let mut session = cached.clone();
+                session.generation = presented + 1;
+                session.idle_expires_at = idle_expires_at;
+                session.last_used_at = now;
+                session.rotated_at = now;
+                return finish(state, session, user, now, "success");
+            }
+            Rotated::ProofReplayed => {
+                state.metrics.refresh("dpop_refused");
+                let e = crate::dpop::confirm(state, false).unwrap_err();
+                return Err(refused(state, cached, caller, path, e).await);
+            }
+            Rotated::No { .. } => {}
+        }
+    }
+    // Not rotated: the proof is recorded now if the rotation did not, and the token judged
+    // on the current row.
+    if let (Some(u), false) = (&unrecorded, proof_recorded) {
+        let first = state.dpop_replay.first_use(&u.proof, now).await?;
+        state.metrics.dpop_record("own_write");
+        if let Err(e) = crate::dpop::confirm(state, first) {
+            state.metrics.refresh("dpop_refused");
+            return Err(refused(state, cached, caller, path, e).await);
+        }
+    } else if unrecorded.is_some() {
+        crate::dpop::confirm(state, true)?;
     }
     let session = state.store.session(&sid_s).await?.ok_or_else(invalid)?;
     careful(state, session, user, presented, caller, now).await
@@ -119,11 +166,38 @@ pub async fn proof_of_key(
     headers: &http::HeaderMap,
     path: &str,
 ) -> ApiResult<()> {
+    key_proof(state, session, caller, headers, path, false)
+        .await
+        .map(|_| ())
+}
+
+/// `proof_of_key`, and with `defer` a proof left for the caller to record (`dpop::Unrecorded`).
+async fn key_proof(
+    state: &AppState,
+    session: &SessionRow,
+    caller: &Caller,
+    headers: &http::HeaderMap,
+    path: &str,
+    defer: bool,
+) -> ApiResult<Option<crate::dpop::Unrecorded>> {
     let method = http::Method::POST;
     let bound = session.dpop_jkt.as_deref();
-    let Err(e) = crate::dpop::check_session(state, headers, &method, path, bound).await else {
-        return Ok(());
-    };
+    match crate::dpop::check_session(state, headers, &method, path, bound, defer).await {
+        Ok(unrecorded) => Ok(unrecorded),
+        Err(e) => Err(refused(state, session, caller, path, e).await),
+    }
+}
+
+/// `e`, a refused proof for `session`, recorded as a security event where the session is bound
+/// (a few per session and ten minutes; the rest in metrics only).
+async fn refused(
+    state: &AppState,
+    session: &SessionRow,
+    caller: &Caller,
+    path: &str,
+    e: ApiError,
+) -> ApiError {
+    let bound = session.dpop_jkt.as_deref();
     if e.code == ErrorCode::DpopProofInvalid && bound.is_some() {
         let now = now_ms();
         let key = crate::limits::dpop_refusal_key(&session.id);
@@ -149,7 +223,7 @@ pub async fn proof_of_key(
             }
         }
     }
-    Err(e)
+    e
 }
 
 /// The refresh of a token that did not rotate on the first try, judged on the current row.
@@ -181,8 +255,17 @@ async fn careful(
         if presented == session.generation {
             check_device(state, &session, caller, now).await?;
             let idle_expires_at = now + state.config.refresh_idle_ttl.as_millis() as i64;
-            let rotated = rotate(state, &session, presented, caller, now, idle_expires_at).await?;
-            if rotated {
+            let rotated = rotate(
+                state,
+                &session,
+                presented,
+                caller,
+                now,
+                idle_expires_at,
+                None,
+            )
+            .await?;
+            if rotated == Rotated::Yes {
                 session.generation = presented + 1;
                 session.idle_expires_at = idle_expires_at;
                 session.last_used_at = now;
@@ -245,8 +328,9 @@ async fn careful(
     Err(invalid())
 }
 
-/// The rotation compare-and-swap, with its `token_refreshed` event stored in the same
-/// transaction (through the group commit of `Rotator`).
+/// The rotation compare-and-swap, with its `token_refreshed` event (and `proof`, the DPoP
+/// proof's row of the replay table on PostgreSQL) stored in the same transaction (through the
+/// group commit of `Rotator`).
 async fn rotate(
     state: &AppState,
     session: &SessionRow,
@@ -254,7 +338,8 @@ async fn rotate(
     caller: &Caller,
     now: i64,
     idle_expires_at: i64,
-) -> ApiResult<bool> {
+    proof: Option<(String, i64)>,
+) -> ApiResult<Rotated> {
     let mut e = event(
         Some(&session.user_id),
         "token_refreshed",
@@ -276,6 +361,7 @@ async fn rotate(
             user_agent: caller.user_agent.clone(),
             key: caller.request_key.clone(),
             event: e,
+            proof,
         })
         .await
 }

@@ -21,23 +21,14 @@ const MAX_REMEMBERED: usize = 1_000_000;
 pub const PROOF_BUDGET_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Store {
-    /// until its `expires_at`, in one statement; returns the ids that were new (the others were
-    /// recorded before, by this instance or another). The ids must be distinct.
+    /// Records `proofs` (id, expires_at) as used until their `expires_at`, in one statement;
+    /// returns the ids that were new (the others were recorded before, by this instance or
+    /// another). The ids must be distinct.
     pub async fn dpop_proofs_first_use(
         &self,
         proofs: &[(String, i64)],
     ) -> Result<HashSet<String>, sqlx::Error> {
-        let values = placeholder_rows(proofs.len(), 2, |p| format!("({}, {})", p[0], p[1]));
-        let sql = format!(
-            "INSERT INTO dpop_proofs (id, expires_at) VALUES {} ON CONFLICT (id) DO NOTHING \
-             RETURNING id",
-            values.join(", ")
-        );
-        let mut q = sqlx::query_scalar::<_, String>(&sql);
-        for (id, expires_at) in proofs {
-            q = q.bind(id).bind(expires_at);
-        }
-        Ok(q.fetch_all(&self.writer).await?.into_iter().collect())
+        proofs_first_use(&self.writer, proofs).await
     }
 
     /// DPoP proofs remembered now.
@@ -55,6 +46,31 @@ impl Store {
             .await
             .map(|r| r.rows_affected())
     }
+}
+
+/// The statement of `Store::dpop_proofs_first_use`, on any connection: the rotation batch runs
+/// it inside its own transaction (`Store::rotate_batch`).
+pub(super) async fn proofs_first_use<'c, E>(
+    on: E,
+    proofs: &[(String, i64)],
+) -> Result<HashSet<String>, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    if proofs.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let values = placeholder_rows(proofs.len(), 2, |p| format!("({}, {})", p[0], p[1]));
+    let sql = format!(
+        "INSERT INTO dpop_proofs (id, expires_at) VALUES {} ON CONFLICT (id) DO NOTHING \
+         RETURNING id",
+        values.join(", ")
+    );
+    let mut q = sqlx::query_scalar::<_, String>(&sql);
+    for (id, expires_at) in proofs {
+        q = q.bind(id).bind(expires_at);
+    }
+    Ok(q.fetch_all(on).await?.into_iter().collect())
 }
 
 /// The proofs seen within the window. On PostgreSQL a table every instance shares; on SQLite
@@ -143,24 +159,43 @@ impl ReplayCache {
         seen.get(&id).is_some_and(|exp| *exp >= now_ms)
     }
 
+    /// On PostgreSQL, the row that records `proof` in the shared table (its id and when it may
+    /// be forgotten), for a caller that writes it in a transaction of its own (the rotation's);
+    /// `None` on SQLite, where `first_use` costs no write.
+    pub fn shared_row(&self, proof: &Proof) -> Option<(String, i64)> {
+        self.is_shared().then(|| {
+            let hex = proof_id(proof).iter().map(|b| format!("{b:02x}")).collect();
+            (hex, expires_at(proof))
+        })
+    }
+
+    /// Whether proofs are recorded in the table every instance shares (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.inserts.is_some()
+    }
+
+    /// Notes here that the shared table holds `proof` now, so a replay to this instance is
+    /// refused without a round trip. Only a memo: when full, it starts anew.
+    pub fn remember(&self, proof: &Proof, now_ms: i64) {
+        let mut seen = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= MAX_REMEMBERED {
+            seen.retain(|_, exp| *exp >= now_ms);
+            if seen.len() >= MAX_REMEMBERED {
+                seen.clear();
+            }
+        }
+        seen.insert(proof_id(proof), expires_at(proof));
+    }
+
     /// Records `proof`; false when it was seen before (here or, on PostgreSQL, by any
     /// instance).
     pub async fn first_use(&self, proof: &Proof, now_ms: i64) -> ApiResult<bool> {
         let id = proof_id(proof);
-        // Remembered until its iat leaves the window (plus a second for rounding).
-        let expires_at = (proof.iat + WINDOW_S + 1) * 1000;
+        let expires_at = expires_at(proof);
         if let Some(inserts) = &self.inserts {
             let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
             let first = inserts.first_use(hex, expires_at).await?;
-            // Here only a memo of the shared table: when full, it starts anew.
-            let mut seen = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.len() >= MAX_REMEMBERED {
-                seen.retain(|_, exp| *exp >= now_ms);
-                if seen.len() >= MAX_REMEMBERED {
-                    seen.clear();
-                }
-            }
-            seen.insert(id, expires_at);
+            self.remember(proof, now_ms);
             return Ok(first);
         }
         let mut seen = self.memory.lock().unwrap_or_else(|p| p.into_inner());
@@ -199,6 +234,12 @@ impl ReplayCache {
             }
         }
     }
+}
+
+/// Until when a proof is remembered: until its iat leaves the window (plus a second for
+/// rounding), in milliseconds.
+fn expires_at(proof: &Proof) -> i64 {
+    (proof.iat + WINDOW_S + 1) * 1000
 }
 
 /// A proof's identity in the replay memory: its key and `jti`, hashed.

@@ -93,10 +93,36 @@ impl Store {
     /// Many rotations (group commit) and their `token_refreshed` events in one transaction:
     /// a rotation is never stored without its event, nor an event without its rotation.
     /// Returns the ids that rotated; each session id may appear once.
-    pub async fn rotate_batch(
-        &self,
-        batch: &[OwnedRotation],
-    ) -> Result<HashSet<String>, sqlx::Error> {
+    pub async fn rotate_batch(&self, all: &[OwnedRotation]) -> Result<Rotations, sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        // The DPoP proofs first (in one order for every instance's batches), so a rotation
+        // whose proof another request used already is left out, and a proof's record commits
+        // with its rotation.
+        let mut proofs: Vec<(String, i64)> = all.iter().filter_map(|r| r.proof.clone()).collect();
+        proofs.sort();
+        proofs.dedup_by(|a, b| a.0 == b.0);
+        let new = super::dpop_proofs::proofs_first_use(&mut *tx, &proofs).await?;
+        let mut claimed = HashSet::new();
+        let replayed: HashSet<String> = all
+            .iter()
+            .filter(|r| {
+                r.proof
+                    .as_ref()
+                    .is_some_and(|(id, _)| !(new.contains(id) && claimed.insert(id)))
+            })
+            .map(|r| r.session_id.clone())
+            .collect();
+        let batch: Vec<&OwnedRotation> = all
+            .iter()
+            .filter(|r| !replayed.contains(&r.session_id))
+            .collect();
+        if batch.is_empty() {
+            tx.commit().await?;
+            return Ok(Rotations {
+                rotated: HashSet::new(),
+                replayed,
+            });
+        }
         let rows = placeholder_rows(batch.len(), 8, |p| {
             format!(
                 "SELECT CAST({} AS TEXT) AS id, CAST({} AS BIGINT) AS gen, \
@@ -117,7 +143,7 @@ impl Store {
              AND sessions.absolute_expires_at > v.now RETURNING sessions.id"
         );
         let mut q = sqlx::query_scalar::<_, String>(&sql);
-        for r in batch {
+        for r in &batch {
             q = q
                 .bind(&r.session_id)
                 .bind(r.generation)
@@ -128,7 +154,6 @@ impl Store {
                 .bind(&r.user_agent)
                 .bind(&r.key);
         }
-        let mut tx = self.writer.begin().await?;
         let rotated: HashSet<String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
         let events: Vec<&NewEvent> = batch
             .iter()
@@ -138,7 +163,7 @@ impl Store {
         insert_events(&mut tx, &events).await?;
         tx.commit().await?;
         self.published(&events);
-        Ok(rotated)
+        Ok(Rotations { rotated, replayed })
     }
 
     /// Ends a session for good, with its event, in one transaction; `false` (and no event)
@@ -262,6 +287,15 @@ impl Store {
     }
 }
 
+/// What a batch of rotations did, by session id.
+#[derive(Debug, Default)]
+pub struct Rotations {
+    /// The compare-and-swap matched: rotated, with its event (and DPoP proof) stored.
+    pub rotated: HashSet<String>,
+    /// Left out: its DPoP proof was used before (by this instance or another).
+    pub replayed: HashSet<String>,
+}
+
 /// A rotation that can wait in a queue, with the event that records it.
 #[derive(Debug, Clone)]
 pub struct OwnedRotation {
@@ -275,6 +309,9 @@ pub struct OwnedRotation {
     /// SHA-256 (hex) of the request's `Idempotency-Key`.
     pub key: Option<String>,
     pub event: NewEvent,
+    /// On PostgreSQL, the DPoP proof's row of the replay table (`ReplayCache::shared_row`),
+    /// written in the rotation's transaction.
+    pub proof: Option<(String, i64)>,
 }
 
 fn session_row(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
