@@ -11,6 +11,9 @@
 //! DPoP proofs are made before it starts): by the server process, and on PostgreSQL by the
 //! database backends serving it. Unlike req/s, which swings with whatever else the machine
 //! runs, CPU per request compares two builds fairly.
+//!
+//! `BATON_BENCH_ONLY=<text>` runs only the workloads whose name contains it (for a profiler
+//! attached to the server: `perf record -p <pid>`), on every database configured.
 
 use reqwest::Client;
 use serde_json::{json, Value};
@@ -494,6 +497,11 @@ async fn pg_bytes(admin_url: &str, db: &str) -> Option<u64> {
     Some(n as u64)
 }
 
+/// Whether the workload `name` is to run (`BATON_BENCH_ONLY`).
+fn wanted(name: &str) -> bool {
+    std::env::var("BATON_BENCH_ONLY").map_or(true, |only| name.contains(only.as_str()))
+}
+
 /// Every figure for one database.
 async fn suite(label: &str, database_url: &str, pg: Option<(&str, &str)>, secs: f64) {
     let server = Server::start(database_url);
@@ -501,22 +509,35 @@ async fn suite(label: &str, database_url: &str, pg: Option<(&str, &str)>, secs: 
     let meter = Meter::of(&[&server], pg);
     let c = client();
     header(&format!("### {label}"));
-    for conc in [1usize, 16, 64] {
-        let users = sessions(&c, &url, conc, &format!("r{conc}")).await;
-        refresh_load(&c, std::slice::from_ref(&url), users, secs, &meter)
-            .await
-            .row(&format!("refresh, {conc} concurrent sessions"));
+    for (conc, dpop) in [
+        (1usize, false),
+        (16, false),
+        (64, false),
+        (16, true),
+        (64, true),
+    ] {
+        let name = match dpop {
+            false => format!("refresh, {conc} concurrent sessions"),
+            true => format!("refresh with DPoP, {conc} concurrent sessions"),
+        };
+        if wanted(&name) {
+            let tag = format!("{}{conc}", if dpop { "d" } else { "r" });
+            let users = users(&c, &url, conc, &tag, dpop).await;
+            refresh_load(&c, std::slice::from_ref(&url), users, secs, &meter)
+                .await
+                .row(&name);
+        }
     }
-    for conc in [16usize, 64] {
-        let users = users(&c, &url, conc, &format!("d{conc}"), true).await;
-        refresh_load(&c, std::slice::from_ref(&url), users, secs, &meter)
+    let name = "/api/ping (token verification), 64 concurrent";
+    if wanted(name) {
+        let (access, _, _, _) = sessions(&c, &url, 1, "ping").await.remove(0);
+        ping_load(&c, &url, &access, 64, secs, &meter)
             .await
-            .row(&format!("refresh with DPoP, {conc} concurrent sessions"));
+            .row(name);
     }
-    let (access, _, _, _) = sessions(&c, &url, 1, "ping").await.remove(0);
-    ping_load(&c, &url, &access, 64, secs, &meter)
-        .await
-        .row("/api/ping (token verification), 64 concurrent");
+    if std::env::var("BATON_BENCH_ONLY").is_ok() {
+        return;
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let logins = tokio::spawn({
@@ -783,9 +804,12 @@ fn main() {
         std::fs::create_dir_all(&dir).unwrap();
         let sqlite = format!("sqlite://{}", dir.join("bench.db").display());
         suite("SQLite (embedded, WAL)", &sqlite, None, secs).await;
-        events_file_cost(&dir, secs).await;
-        login_timing(&format!("sqlite://{}", dir.join("timing.db").display())).await;
-        register_flood(&format!("sqlite://{}", dir.join("flood.db").display()), secs).await;
+        let all = std::env::var("BATON_BENCH_ONLY").is_err();
+        if all {
+            events_file_cost(&dir, secs).await;
+            login_timing(&format!("sqlite://{}", dir.join("timing.db").display())).await;
+            register_flood(&format!("sqlite://{}", dir.join("flood.db").display()), secs).await;
+        }
         if let Ok(admin) = std::env::var("BATON_BENCH_POSTGRES_URL") {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL");
@@ -795,7 +819,9 @@ fn main() {
                 sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut conn).await.unwrap();
             }
             suite("PostgreSQL 15 (loopback)", &format!("{base}/baton_bench"), Some((&admin, "baton_bench")), secs).await;
-            two_instances(&format!("{base}/baton_bench_two"), (&admin, "baton_bench_two"), secs).await;
+            if all {
+                two_instances(&format!("{base}/baton_bench_two"), (&admin, "baton_bench_two"), secs).await;
+            }
         } else {
             println!("\n(PostgreSQL figures skipped: BATON_BENCH_POSTGRES_URL is not set; `cargo xtask bench` sets it)");
         }
