@@ -72,7 +72,7 @@ impl AppState {
         at_start(|| revoked.sync(&store)).await?;
         let password = Arc::new(PasswordHasher::new(config.hash_queue as usize));
         let mailer = Mailer::from_config(&config)?;
-        Ok(Self {
+        Ok(Self::from_parts(crate::state::Shared {
             password,
             limits: Arc::new(Limits::new(&config)),
             session_cache: Arc::default(),
@@ -84,7 +84,7 @@ impl AppState {
             keys: Arc::new(keys),
             revoked: Arc::new(revoked),
             metrics: Arc::new(Metrics::default()),
-        })
+        }))
     }
 }
 
