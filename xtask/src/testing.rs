@@ -297,6 +297,9 @@ mod tests {
             super::slug("baton_verify (python/): pytest"),
             "baton-verify-python-pytest"
         );
-        assert_eq!(super::slug("baton-server on SQLite"), "baton-server-on-sqlite");
+        assert_eq!(
+            super::slug("baton-server on SQLite"),
+            "baton-server-on-sqlite"
+        );
     }
 }
