@@ -131,7 +131,8 @@ pub struct Unrecorded {
     pub row: (String, i64),
 }
 
-fn replayed(state: &AppState) -> ApiError {
+/// 401 for a proof used before (counted in metrics).
+pub fn replayed(state: &AppState) -> ApiError {
     state.metrics.dpop("replayed");
     invalid("the DPoP proof was used before: make a new one per request")
 }

@@ -236,13 +236,20 @@ async fn a_refreshs_proof_is_recorded_with_its_rotation() {
         t = Tokens::from_json(r.json().await.unwrap());
     }
     let metrics = s.metrics().await;
-    let count = |written: &str| {
-        let line = format!("auth_dpop_proof_records_total{{written=\"{written}\"}} ");
+    let metric = |line: String| {
         metrics
             .lines()
             .find_map(|l| l.strip_prefix(line.as_str()))
             .map_or(0, |n| n.parse::<u64>().unwrap())
     };
+    let count = |written: &str| {
+        metric(format!(
+            "auth_dpop_proof_records_total{{written=\"{written}\"}} "
+        ))
+    };
+    // Each proof counted once as valid, wherever its record went.
+    let valid = metric("auth_dpop_proofs_total{result=\"valid\"} ".to_owned());
+    assert_eq!(valid, 6, "{metrics}");
     if backend() == "postgres" {
         // The sign-in's proof has a write of its own; the five refreshes' none.
         assert_eq!(

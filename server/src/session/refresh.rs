@@ -120,11 +120,11 @@ pub async fn refresh(
         {
             state.dpop_replay.remember(&u.proof, now);
             state.metrics.dpop_record("with_rotation");
+            crate::dpop::confirm(state, true)?;
             proof_recorded = true;
         }
         match rotated {
             Rotated::Yes => {
-                crate::dpop::confirm(state, true)?;
                 let mut session = cached.clone();
                 session.generation = presented + 1;
                 session.idle_expires_at = idle_expires_at;
@@ -134,7 +134,7 @@ pub async fn refresh(
             }
             Rotated::ProofReplayed => {
                 state.metrics.refresh("dpop_refused");
-                let e = crate::dpop::confirm(state, false).unwrap_err();
+                let e = crate::dpop::replayed(state);
                 return Err(refused(state, cached, caller, path, e).await);
             }
             Rotated::No { .. } => {}
@@ -149,8 +149,6 @@ pub async fn refresh(
             state.metrics.refresh("dpop_refused");
             return Err(refused(state, cached, caller, path, e).await);
         }
-    } else if unrecorded.is_some() {
-        crate::dpop::confirm(state, true)?;
     }
     let session = state.store.session(&sid_s).await?.ok_or_else(invalid)?;
     careful(state, session, user, presented, caller, now).await
