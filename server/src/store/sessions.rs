@@ -91,8 +91,9 @@ impl Store {
     }
 
     /// Many rotations (group commit) and their `token_refreshed` events in one transaction:
-    /// a rotation is never stored without its event, nor an event without its rotation.
-    /// Returns the ids that rotated; each session id may appear once.
+    /// a rotation is never stored without its event, nor an event without its rotation, nor
+    /// (on PostgreSQL) without its DPoP proof's record. Returns the sessions that rotated and
+    /// those left out because their proof was used before; each session id may appear once.
     pub async fn rotate_batch(&self, all: &[OwnedRotation]) -> Result<Rotations, sqlx::Error> {
         let mut tx = self.writer.begin().await?;
         // The DPoP proofs first (in one order for every instance's batches), so a rotation
