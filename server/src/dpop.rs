@@ -131,6 +131,21 @@ pub struct Unrecorded {
     pub row: (String, i64),
 }
 
+/// Records a deferred proof the rotation did not write (a refresh that did not rotate on
+/// its first try, or was refused by a limit), with a write of its own.
+pub async fn record_deferred(state: &AppState, u: &Unrecorded) -> ApiResult<()> {
+    let first = state.dpop_replay.first_use(&u.proof, now_ms()).await?;
+    state.metrics.dpop_record("own_write");
+    confirm(state, first)
+}
+
+/// A deferred proof that the rotation's transaction wrote as new: remembered here, counted.
+pub fn recorded_with_rotation(state: &AppState, u: &Unrecorded) -> ApiResult<()> {
+    state.dpop_replay.remember(&u.proof, now_ms());
+    state.metrics.dpop_record("with_rotation");
+    confirm(state, true)
+}
+
 /// 401 for a proof used before (counted in metrics).
 pub fn replayed(state: &AppState) -> ApiError {
     state.metrics.dpop("replayed");

@@ -98,8 +98,7 @@ pub async fn refresh(
         }
         // The proof was presented: used, even if refused.
         if let Some(u) = &unrecorded {
-            let _ = state.dpop_replay.first_use(&u.proof, now).await;
-            state.metrics.dpop_record("own_write");
+            let _ = crate::dpop::record_deferred(state, u).await;
         }
         return Err(e);
     }
@@ -118,9 +117,7 @@ pub async fn refresh(
             },
         ) = (&unrecorded, rotated)
         {
-            state.dpop_replay.remember(&u.proof, now);
-            state.metrics.dpop_record("with_rotation");
-            crate::dpop::confirm(state, true)?;
+            crate::dpop::recorded_with_rotation(state, u)?;
             proof_recorded = true;
         }
         match rotated {
@@ -143,11 +140,12 @@ pub async fn refresh(
     // Not rotated: the proof is recorded now if the rotation did not, and the token judged
     // on the current row.
     if let (Some(u), false) = (&unrecorded, proof_recorded) {
-        let first = state.dpop_replay.first_use(&u.proof, now).await?;
-        state.metrics.dpop_record("own_write");
-        if let Err(e) = crate::dpop::confirm(state, first) {
-            state.metrics.refresh("dpop_refused");
-            return Err(refused(state, cached, caller, path, e).await);
+        if let Err(e) = crate::dpop::record_deferred(state, u).await {
+            if e.code == ErrorCode::DpopProofInvalid {
+                state.metrics.refresh("dpop_refused");
+                return Err(refused(state, cached, caller, path, e).await);
+            }
+            return Err(e);
         }
     }
     let session = state.store.session(&sid_s).await?.ok_or_else(invalid)?;

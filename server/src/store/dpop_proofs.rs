@@ -190,14 +190,12 @@ impl ReplayCache {
     /// Records `proof`; false when it was seen before (here or, on PostgreSQL, by any
     /// instance).
     pub async fn first_use(&self, proof: &Proof, now_ms: i64) -> ApiResult<bool> {
-        let id = proof_id(proof);
-        let expires_at = expires_at(proof);
-        if let Some(inserts) = &self.inserts {
-            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-            let first = inserts.first_use(hex, expires_at).await?;
+        if let (Some(inserts), Some((id, expires_at))) = (&self.inserts, self.shared_row(proof)) {
+            let first = inserts.first_use(id, expires_at).await?;
             self.remember(proof, now_ms);
             return Ok(first);
         }
+        let (id, expires_at) = (proof_id(proof), expires_at(proof));
         let mut seen = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= MAX_REMEMBERED {
             seen.retain(|_, exp| *exp >= now_ms);
