@@ -27,6 +27,8 @@ pub enum ErrorCode {
     DpopProofInvalid,
     InvalidCode,
     EmailUnavailable,
+    UserDisabled,
+    InsufficientScope,
     NotFound,
     Forbidden,
     Unavailable,
@@ -46,7 +48,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for exhaustive round-trip checks and documentation.
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 35] = [
         Self::ValidationFailed,
         Self::EmailTaken,
         Self::RegistrationClosed,
@@ -66,6 +68,8 @@ impl ErrorCode {
         Self::DpopProofInvalid,
         Self::InvalidCode,
         Self::EmailUnavailable,
+        Self::UserDisabled,
+        Self::InsufficientScope,
         Self::NotFound,
         Self::Forbidden,
         Self::Unavailable,
@@ -104,6 +108,8 @@ impl ErrorCode {
             Self::DpopProofInvalid => "dpop_proof_invalid",
             Self::InvalidCode => "invalid_code",
             Self::EmailUnavailable => "email_unavailable",
+            Self::UserDisabled => "user_disabled",
+            Self::InsufficientScope => "insufficient_scope",
             Self::NotFound => "not_found",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
@@ -222,6 +228,9 @@ pub struct User {
     /// The user proved they receive mail at `email`.
     #[serde(default)]
     pub email_verified: bool,
+    /// The roles an administrator gave the user (empty: none).
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 /// The claims of an access token (docs/api.md, "Access tokens").
@@ -245,10 +254,21 @@ pub struct AccessClaims {
     /// loaded; `/auth/me` is always current).
     #[serde(default)]
     pub email_verified: bool,
+    /// The roles an administrator gave the user, as known when the token was issued (a
+    /// change shows in every token issued after it).
+    #[serde(default)]
+    pub roles: Vec<String>,
     /// The key a DPoP-bound session's tokens are bound to (RFC 9449): only requests with a
     /// proof signed by that key may use the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+}
+
+impl AccessClaims {
+    /// Whether an administrator gave the user `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
 }
 
 /// `cnf` of a DPoP-bound access token.

@@ -11,6 +11,10 @@ answers a refused request as Baton's API would (status, ``WWW-Authenticate``, er
     @app.get("/orders")
     def orders(claims: dict = Depends(baton(verifier))):
         return {"user": claims["sub"]}
+
+    @app.get("/reports")
+    def reports(claims: dict = Depends(require_role(verifier, "admin"))):
+        return {"user": claims["sub"]}
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from . import BatonVerifyError, Verifier
 
-__all__ = ["baton"]
+__all__ = ["baton", "require_role"]
 
 
 def baton(verifier: Verifier) -> Callable[[Request], Any]:
@@ -37,5 +41,21 @@ def baton(verifier: Verifier) -> Callable[[Request], Any]:
         except BatonVerifyError as e:
             raise HTTPException(status_code=e.status, detail=e.body()["error"],
                                 headers=e.headers()) from None
+
+    return dependency
+
+
+def require_role(verifier: Verifier, role: str) -> Callable[[Request], Any]:
+    """Like ``baton(verifier)``, and the token's ``roles`` claim (set by Baton's administrators)
+    must hold ``role``: a valid token without it is refused 403 ``forbidden``."""
+
+    check = baton(verifier)
+
+    async def dependency(request: Request) -> Dict[str, Any]:
+        claims = await check(request)
+        if role not in (claims.get("roles") or []):
+            raise HTTPException(status_code=403, detail={
+                "code": "forbidden", "message": f"this needs the role {role!r}"})
+        return claims
 
     return dependency

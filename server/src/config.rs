@@ -231,6 +231,66 @@ pub enum Command {
     },
     /// Apply the pending database migrations and exit (with the same settings as the server).
     Migrate,
+    /// Administer from the server's machine, with the same settings as the server: admin API
+    /// tokens, and users by address (the admin API's operations, recorded the same way).
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AdminAction {
+    /// Admin API tokens (`Authorization: Bearer` on `/admin/*`).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Users, found by their address.
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TokenAction {
+    /// Make a token and print it, once: only its SHA-256 digest is stored.
+    Create {
+        /// A name for the token (1 to 64 of A-Z a-z 0-9 _ . -), shown in the audit log.
+        #[arg(long)]
+        name: String,
+        /// What it may do, comma-separated: users:read, users:write, sessions:write,
+        /// audit:read.
+        #[arg(long)]
+        scopes: String,
+        /// Expire after this long (`90d`, `12h`); default: never.
+        #[arg(long, value_parser = duration)]
+        expires: Option<Duration>,
+    },
+    /// List the tokens (names, scopes, dates; never the secrets).
+    List,
+    /// Revoke a token by name: refused at once by every instance.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum UsersAction {
+    /// Show the account of an address.
+    Find { email: String },
+    /// Disable an account: its sessions end now, and it cannot sign in or refresh.
+    Disable {
+        email: String,
+        /// Until this RFC 3339 time (default: until enabled again).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Let a disabled account sign in again.
+    Enable { email: String },
+    /// End every session of an account.
+    SignOut { email: String },
+    /// Delete an account: sessions end, personal data is erased.
+    Delete { email: String },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

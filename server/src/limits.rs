@@ -38,6 +38,8 @@ pub const OTP_VERIFY_PER_IP: (i64, Duration) = (30, Duration::from_secs(600));
 pub const DPOP_REFUSALS_RECORDED: (i64, Duration) = (5, Duration::from_secs(600));
 /// Introspection requests with a missing or wrong secret per client address per minute.
 pub const INTROSPECT_FAILURES_PER_IP: (i64, Duration) = (10, Duration::from_secs(60));
+/// Admin API requests with a missing or wrong admin token per client address per minute.
+pub const ADMIN_FAILURES_PER_IP: (i64, Duration) = (10, Duration::from_secs(60));
 /// Logins per account per hour above which `suspicious_activity` is recorded.
 pub const SUSPICIOUS_LOGINS: i64 = 10;
 /// Distinct IPs per account per hour above which `suspicious_activity` is recorded.

@@ -43,6 +43,18 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Some(Command::Admin { action }) = &config.command {
+        return match baton_server::app::admin_cli::run(config.clone(), action).await {
+            Ok(out) => {
+                println!("{out}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("baton-server admin: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Migrate) = &config.command {
         return match baton_server::migrate(&config).await {
             Ok(ran) => {

@@ -4,96 +4,10 @@
 
 mod common;
 
+use common::smtp::Smtp;
 use common::*;
 use serde_json::{json, Value};
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// The SMTP server of a test: every mail it accepts lands in `dir` as a file.
-struct Smtp {
-    child: std::process::Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Smtp {
-    fn start(auth: Option<&str>) -> Smtp {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("smtp-{}", uuid::Uuid::new_v4().simple()));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/smtp/sink.py");
-        let mut cmd = std::process::Command::new("/usr/bin/python3");
-        cmd.arg(script).arg(&dir);
-        if let Some(a) = auth {
-            cmd.args(["--auth", a]);
-        }
-        let mut child = cmd
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 with aiosmtpd (cargo xtask setup installs it)");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line of the SMTP server: {line:?}"));
-        Smtp { child, port, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
-
-    fn count(&self) -> usize {
-        std::fs::read_dir(&self.dir).map_or(0, |d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-                .count()
-        })
-    }
-
-    /// The `n`th mail (1-based), decoded, once it arrived.
-    async fn mail(&self, n: usize) -> String {
-        let arrived = eventually(Duration::from_secs(10), || async { self.count() >= n }).await;
-        assert!(arrived.is_some(), "mail {n} did not arrive");
-        let raw = std::fs::read_to_string(self.dir.join(format!("{n:04}.eml"))).unwrap();
-        quoted_printable(&raw)
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Undoes quoted-printable soft breaks and escapes (enough for these ASCII mails).
-fn quoted_printable(s: &str) -> String {
-    let s = s.replace("=\r\n", "").replace("=\n", "");
-    let mut out = String::new();
-    let mut rest = s.as_str();
-    while let Some(i) = rest.find('=') {
-        out.push_str(&rest[..i]);
-        match u8::from_str_radix(rest.get(i + 1..i + 3).unwrap_or(""), 16) {
-            Ok(b) => {
-                out.push(b as char);
-                rest = &rest[i + 3..];
-            }
-            Err(_) => {
-                out.push('=');
-                rest = &rest[i + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
 
 fn code_of(mail: &str) -> String {
     let i = mail.find("code: ").expect("a code in the mail") + 6;
@@ -538,7 +452,7 @@ async fn a_verification_reaches_the_tokens_of_every_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verified_addresses_are_read_page_by_page_without_losing_any() {
+async fn changed_users_are_read_page_by_page_without_losing_any() {
     let s = Server::start(&[]).await;
     let db = open_db(&s.database_url).await;
     let mut ids = Vec::new();
@@ -546,10 +460,10 @@ async fn verified_addresses_are_read_page_by_page_without_losing_any() {
         let user = s.register(&email(), "correct horse").await;
         ids.push(user["user"]["id"].as_str().unwrap().to_owned());
     }
-    // Three verified, two of them in the same millisecond: a page may end between them.
+    // Three changed, two of them in the same millisecond: a page may end between them.
     let at = baton_server::now_ms() - 1_000;
     for (id, verified_at) in [(&ids[0], at), (&ids[1], at + 5), (&ids[2], at + 5)] {
-        sqlx::query("UPDATE users SET email_verified_at = $1 WHERE id = $2")
+        sqlx::query("UPDATE users SET changed_at = $1 WHERE id = $2")
             .bind(verified_at)
             .bind(id.as_str())
             .execute(&db)
@@ -563,10 +477,10 @@ async fn verified_addresses_are_read_page_by_page_without_losing_any() {
     ];
     expected[1..].sort();
     for page in [1, 2, 3, 1_000] {
-        let rows = s.state.store.verified_since(at, page).await.unwrap();
+        let rows = s.state.store.changed_since(at, page).await.unwrap();
         assert_eq!(rows, expected, "pages of {page}");
     }
-    let later = s.state.store.verified_since(at + 1, 2).await.unwrap();
+    let later = s.state.store.changed_since(at + 1, 2).await.unwrap();
     assert_eq!(later, expected[1..]);
     s.stop().await;
 }

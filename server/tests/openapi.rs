@@ -158,6 +158,8 @@ async fn every_documented_operation_answers_as_documented() {
         ("smtp-url", "smtp://127.0.0.1:9"),
         ("mail-from", "Baton <no-reply@baton.test>"),
         ("magic-link-url", "http://app.test/sign-in"),
+        // More sign-ins from this one address than `on` allows in a minute.
+        ("rate-limits", "relaxed"),
     ])
     .await;
     let doc = s.get_json("/openapi.json").await;
@@ -333,6 +335,111 @@ async fn every_documented_operation_answers_as_documented() {
         .check("get", "/metrics", get("/metrics", None).await.unwrap())
         .await;
     assert!(m.as_str().unwrap().contains("auth_login_total"));
+    // The account's own changes.
+    let call = |m: Method, path: &str, body: Option<Value>, token: Option<&str>| {
+        let mut r = s.req(m, path).header("x-device-id", "openapi");
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    for meta in [json!({"theme": "dark"}), json!([1])] {
+        let body = json!({ "user_metadata": meta });
+        let r = call(Method::PATCH, "/auth/me", Some(body), bearer)
+            .await
+            .unwrap();
+        d.check("patch", "/auth/me", r).await;
+    }
+    let r = get("/auth/me/export", bearer).await.unwrap();
+    d.check("get", "/auth/me/export", r).await;
+    for current in ["wrong password", "correct horse"] {
+        let body = json!({"current_password": current, "new_password": "correct horse 2"});
+        let r = post("/auth/password/change", body, bearer).await.unwrap();
+        d.check("post", "/auth/password/change", r).await;
+    }
+    for new in ["openapi2@example.com", "nope"] {
+        let r = post("/auth/email/change", json!({ "new_email": new }), bearer)
+            .await
+            .unwrap();
+        d.check("post", "/auth/email/change", r).await;
+    }
+    let r = post("/auth/email/change/confirm", json!({"token": "nope"}), None)
+        .await
+        .unwrap();
+    d.check("post", "/auth/email/change/confirm", r).await;
+    let r = call(
+        Method::DELETE,
+        "/auth/me",
+        Some(json!({"password": "wrong"})),
+        bearer,
+    )
+    .await
+    .unwrap();
+    d.check("delete", "/auth/me", r).await;
+    // The admin API.
+    let admin = baton_server::signin::admin::create_token(
+        &s.state.store,
+        "openapi",
+        &baton_server::rules::account::Scope::ALL,
+        None,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let admin = Some(admin.as_str());
+    d.check(
+        "get",
+        "/admin/users",
+        get("/admin/users", admin).await.unwrap(),
+    )
+    .await;
+    d.check(
+        "get",
+        "/admin/users",
+        get("/admin/users", None).await.unwrap(),
+    )
+    .await;
+    let made = json!({"email": "made@example.com", "roles": ["x"], "app_metadata": {"a": 1}});
+    let u = d
+        .check(
+            "post",
+            "/admin/users",
+            call(Method::POST, "/admin/users", Some(made.clone()), admin)
+                .await
+                .unwrap(),
+        )
+        .await;
+    let r = call(Method::POST, "/admin/users", Some(made), admin)
+        .await
+        .unwrap();
+    d.check("post", "/admin/users", r).await;
+    let uid = u["user"]["id"].as_str().unwrap().to_owned();
+    let one = format!("/admin/users/{uid}");
+    d.check("get", "/admin/users/{id}", get(&one, admin).await.unwrap())
+        .await;
+    let r = get("/admin/users/nobody", admin).await.unwrap();
+    d.check("get", "/admin/users/{id}", r).await;
+    let patch = json!({"roles": ["y"], "disabled_until": "2999-01-01T00:00:00Z"});
+    let r = call(Method::PATCH, &one, Some(patch), admin).await.unwrap();
+    let patched = d.check("patch", "/admin/users/{id}", r).await;
+    assert_eq!(patched["user"]["disabled_until"], "2999-01-01T00:00:00Z");
+    let sessions = format!("/admin/users/{uid}/sessions");
+    let r = get(&sessions, admin).await.unwrap();
+    d.check("get", "/admin/users/{id}/sessions", r).await;
+    let r = call(Method::DELETE, &sessions, None, admin).await.unwrap();
+    d.check("delete", "/admin/users/{id}/sessions", r).await;
+    let r = call(Method::DELETE, "/admin/sessions/nope", None, admin)
+        .await
+        .unwrap();
+    d.check("delete", "/admin/sessions/{id}", r).await;
+    let r = get("/admin/audit-log?limit=2", admin).await.unwrap();
+    let log = d.check("get", "/admin/audit-log", r).await;
+    assert!(log["next_cursor"].is_string());
+    let r = call(Method::DELETE, &one, None, admin).await.unwrap();
+    d.check("delete", "/admin/users/{id}", r).await;
     d.check(
         "post",
         "/auth/logout-all",
@@ -406,6 +513,20 @@ async fn every_documented_operation_answers_as_documented() {
         post("/auth/magic-link/verify", link, None).await.unwrap(),
     )
     .await;
+    // Signed in again (with the new password), the account is deleted.
+    let again = json!({"email": "openapi@example.com", "password": "correct horse 2"});
+    let t = post("/auth/login", again, None).await.unwrap();
+    let t: Value = t.json().await.unwrap();
+    let access = t["access_token"].as_str().unwrap();
+    let r = call(
+        Method::DELETE,
+        "/auth/me",
+        Some(json!({"password": "correct horse 2"})),
+        Some(access),
+    )
+    .await
+    .unwrap();
+    d.check("delete", "/auth/me", r).await;
     assert_eq!(
         d.called, documented,
         "operations documented but not exercised here"

@@ -68,6 +68,8 @@ pub enum Error {
     /// The token's DPoP key sent more proofs than [`Options::dpop_proofs_per_key`] allows in
     /// a minute; the number of seconds until the minute is over.
     TooManyProofs(u64),
+    /// A valid token whose user lacks the role a route needs ([`require_role`]).
+    MissingRole(String),
 }
 
 impl std::fmt::Display for Error {
@@ -80,6 +82,7 @@ impl std::fmt::Display for Error {
             Self::DpopProof(why) => write!(f, "DPoP proof refused: {why}"),
             Self::Unavailable(why) => write!(f, "tokens cannot be checked now: {why}"),
             Self::TooManyProofs(_) => f.write_str("too many requests with this DPoP key"),
+            Self::MissingRole(role) => write!(f, "this needs the role {role:?}"),
         }
     }
 }
@@ -687,6 +690,62 @@ pub async fn require_live_token(
     guard::<Live>(verifier, req, next).await
 }
 
+/// The state of [`require_role`]: the verifier, and the role every request must have.
+#[derive(Debug, Clone)]
+pub struct Role {
+    verifier: Verifier,
+    role: Arc<str>,
+}
+
+impl Role {
+    pub fn new(verifier: Verifier, role: &str) -> Self {
+        Self {
+            verifier,
+            role: role.into(),
+        }
+    }
+}
+
+impl FromRef<Role> for Verifier {
+    fn from_ref(r: &Role) -> Self {
+        r.verifier.clone()
+    }
+}
+
+/// Middleware: like [`require_token`], and the token's `roles` claim (set by Baton's
+/// administrators) must hold the role; a valid token without it is 403 `forbidden`. A role
+/// change shows in the user's next access token (within the access-token lifetime).
+///
+/// ```no_run
+/// # use axum::{routing::get, Extension, Router};
+/// # use baton_verify::{Claims, Role, Verifier};
+/// # fn app(verifier: Verifier) -> Router {
+/// Router::new()
+///     .route("/admin/reports", get(|Extension(claims): Extension<Claims>| async move { claims.sub }))
+///     .route_layer(axum::middleware::from_fn_with_state(
+///         Role::new(verifier, "admin"),
+///         baton_verify::require_role,
+///     ))
+/// # }
+/// ```
+pub async fn require_role(
+    axum::extract::State(role): axum::extract::State<Role>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let claims = match Authenticated::from_request_parts(&mut parts, &role.verifier).await {
+        Ok(Authenticated(c)) => c,
+        Err(e) => return e.into_response(),
+    };
+    if !claims.has_role(&role.role) {
+        return Error::MissingRole(role.role.to_string()).into_response();
+    }
+    parts.extensions.insert(claims);
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
+}
+
 async fn guard<E: FromRequestParts<Verifier, Rejection = Error>>(
     verifier: Verifier,
     req: axum::extract::Request,
@@ -714,6 +773,7 @@ impl IntoResponse for Error {
             Self::DpopProof(_) => (StatusCode::UNAUTHORIZED, "dpop_proof_invalid"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::TooManyProofs(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::MissingRole(_) => (StatusCode::FORBIDDEN, "forbidden"),
         };
         if let Self::Unavailable(why) = &self {
             tracing::warn!(%why, "Baton tokens cannot be checked");

@@ -6,7 +6,8 @@
 //! HTTP Basic (`client_secret_basic`; any user name). Access tokens are introspected; anything
 //! else (refresh tokens included: they never leave the client and Baton) is `active: false`.
 //! A revoked session's tokens are inactive as soon as the revocation view has it: at once on
-//! the instance that revoked, within about a second on the others.
+//! the instance that revoked, within about a second on the others. An active token's answer
+//! also carries the user's `roles` (as the token has them) and `app_metadata` (as stored now).
 
 use super::extract::Service;
 use crate::error::{ApiError, ApiResult};
@@ -53,8 +54,19 @@ pub async fn introspect(
         .map(|(_, v)| v.into_owned())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::bad_request("the form field `token` is required"))?;
-    let answer = match state.keys.verify_access(&token) {
-        Ok(c) if !state.revoked.is_revoked(&c.sid) => {
+    let claims = state
+        .keys
+        .verify_access(&token)
+        .ok()
+        .filter(|c| !state.revoked.is_revoked(&c.sid));
+    let user = match &claims {
+        Some(c) => state.store.user_by_id(&c.sub).await?,
+        None => None,
+    };
+    let answer = match (claims, user) {
+        (Some(c), Some(user)) => {
+            let app_metadata: serde_json::Value =
+                serde_json::from_str(&user.app_metadata).unwrap_or_else(|_| json!({}));
             let mut answer = json!({
             "active": true,
             // RFC 9449 6.2: a bound token's type and key, for resource servers enforcing DPoP.
@@ -66,6 +78,8 @@ pub async fn introspect(
             "jti": c.jti,
             "iat": c.iat,
             "exp": c.exp,
+            "roles": c.roles,
+            "app_metadata": app_metadata,
             });
             if let Some(cnf) = c.cnf {
                 answer["cnf"] = json!(cnf);

@@ -6,6 +6,7 @@
 //! A new area is a new file here with its `routes()`, and one line in `documented_routes`.
 
 pub mod account;
+pub mod admin;
 pub mod email;
 pub mod extract;
 pub mod introspect;
@@ -37,4 +38,5 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(revocations::routes())
         .merge(wellknown::routes())
         .merge(ops::routes())
+        .merge(admin::routes())
 }

@@ -48,8 +48,133 @@ pub struct Registered {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
-    pub user: User,
+    pub user: Account,
     pub session_id: String,
+}
+
+/// An account as its owner (`GET /auth/me`) and administrators see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// The user proved they receive mail at `email`.
+    pub email_verified: bool,
+    /// Set by administrators; a claim of every access token.
+    pub roles: Vec<String>,
+    /// A JSON object the user edits (`PATCH /auth/me`), at most 4 KB.
+    #[schema(value_type = Object)]
+    pub user_metadata: serde_json::Value,
+    /// A JSON object set by administrators, at most 4 KB; not in tokens.
+    #[schema(value_type = Object)]
+    pub app_metadata: serde_json::Value,
+    /// Unix seconds; `null`: never.
+    pub last_sign_in_at: Option<i64>,
+    /// `null` (the account may sign in), `"forever"`, or an RFC 3339 time.
+    pub disabled_until: Option<String>,
+}
+
+impl Account {
+    pub fn of(u: &crate::store::UserRow, now: i64) -> Self {
+        let object = |text: &str| {
+            serde_json::from_str(text)
+                .unwrap_or_else(|_| serde_json::Value::Object(Default::default()))
+        };
+        Self {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            created_at: u.created_at / 1000,
+            email_verified: u.email_verified,
+            roles: u.roles.clone(),
+            user_metadata: object(&u.user_metadata),
+            app_metadata: object(&u.app_metadata),
+            last_sign_in_at: u.last_sign_in_at.map(|t| t / 1000),
+            disabled_until: crate::rules::account::disabled_json(u.disabled_until, now),
+        }
+    }
+}
+
+/// `GET /auth/me/export`: everything stored about the user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountExport {
+    pub user: Account,
+    /// Every session still stored (live, ended or revoked), newest first.
+    pub sessions: Vec<ExportedSession>,
+    /// Every audit event about the user, newest first.
+    pub events: Vec<AuditEvent>,
+    /// Unix seconds: when this copy was made.
+    pub exported_at: i64,
+}
+
+/// A session as exported and as administrators list them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedSession {
+    pub id: String,
+    pub device_id: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub last_used_at: i64,
+    /// Unix seconds: when it ends (or ended) unless revoked.
+    pub expires_at: i64,
+    pub remember_me: bool,
+    /// Unix seconds, when revoked.
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+    /// Bound to a DPoP key.
+    pub dpop_bound: bool,
+}
+
+impl ExportedSession {
+    pub fn of(s: &crate::store::SessionRow) -> Self {
+        Self {
+            id: s.id.clone(),
+            device_id: s.device_id.clone(),
+            user_agent: s.user_agent.clone(),
+            ip: s.ip.clone(),
+            created_at: s.created_at / 1000,
+            last_used_at: s.last_used_at / 1000,
+            expires_at: s.ends_at() / 1000,
+            remember_me: s.remember_me,
+            revoked_at: s.revoked_at.map(|t| t / 1000),
+            revoked_reason: s.revoked_reason.clone(),
+            dpop_bound: s.dpop_jkt.is_some(),
+        }
+    }
+}
+
+/// `GET /admin/users`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    /// In creation order.
+    pub users: Vec<Account>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// One account (`GET`, `POST` and `PATCH /admin/users/...`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OneUser {
+    pub user: Account,
+}
+
+/// `GET /admin/users/{id}/sessions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminSessions {
+    /// The live sessions, newest first.
+    pub sessions: Vec<ExportedSession>,
+}
+
+/// `GET /admin/audit-log`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    /// Newest first.
+    pub events: Vec<AuditEvent>,
+    /// Pass as `cursor` for older events; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// The sample protected endpoint's answer.
@@ -107,6 +232,11 @@ pub struct Introspection {
     pub exp: Option<i64>,
     /// A DPoP-bound token's key thumbprint (RFC 9449 6.2); absent for Bearer tokens.
     pub cnf: Option<baton_core::Confirmation>,
+    /// The user's roles, as the token carries them.
+    pub roles: Option<Vec<String>>,
+    /// The user's `app_metadata` (set by administrators), as stored now.
+    #[schema(value_type = Option<Object>)]
+    pub app_metadata: Option<serde_json::Value>,
 }
 
 /// `POST /auth/introspect`'s form.
@@ -146,6 +276,10 @@ impl Modify for Security {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
         components.add_security_scheme(
             "introspection_secret",

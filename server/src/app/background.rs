@@ -4,8 +4,7 @@
 use crate::clock::now_ms;
 use crate::state::AppState;
 use crate::store::events_file;
-use crate::store::session_cache::VerifiedWatch;
-use crate::store::Backend;
+use crate::store::session_cache::ChangeWatch;
 use std::time::Duration;
 
 /// How often every instance re-reads the signing keys (a rotation takes effect that fast).
@@ -39,28 +38,27 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
         let mut last_hits_purge = std::time::Instant::now();
         let mut last_key_reload = std::time::Instant::now();
         let mut last_verified = std::time::Instant::now();
-        let mut verified = VerifiedWatch::default();
+        let mut changed = ChangeWatch::default();
         loop {
             tick.tick().await;
-            // Instances share the database only on PostgreSQL.
-            if state.store.backend == Backend::Postgres
-                && last_verified.elapsed() >= Duration::from_secs(1)
-            {
+            // Users changed by another instance (or by `baton-server admin` on this machine):
+            // one indexed read a second, on either database.
+            if last_verified.elapsed() >= Duration::from_secs(1) {
                 last_verified = std::time::Instant::now();
                 let now = now_ms();
-                let since = VerifiedWatch::since(now);
+                let since = ChangeWatch::since(now);
                 match tokio::time::timeout(
                     Duration::from_secs(2),
-                    state.store.verified_since(since, VerifiedWatch::PAGE),
+                    state.store.changed_since(since, ChangeWatch::PAGE),
                 )
                 .await
                 {
                     Ok(Ok(rows)) => {
-                        let fresh = verified.fresh(rows, now);
+                        let fresh = changed.fresh(rows, now);
                         state.session_cache.forget_users(&fresh);
                     }
-                    Ok(Err(e)) => tracing::debug!(error = %e, "verified-address poll failed"),
-                    Err(_) => tracing::debug!("verified-address poll timed out"),
+                    Ok(Err(e)) => tracing::debug!(error = %e, "changed-users poll failed"),
+                    Err(_) => tracing::debug!("changed-users poll timed out"),
                 }
             }
             if last_hits_purge.elapsed() >= Duration::from_secs(60) {

@@ -1,4 +1,4 @@
-//! Cross-site request forgery: a state-changing `/auth/*` call (POST, DELETE) must carry JSON
+//! Cross-site request forgery: a state-changing `/auth/*` call (POST, PATCH, DELETE) must carry JSON
 //! and come from the server's own origin, an origin of `BATON_CORS_ORIGINS`, or no browser at
 //! all.
 //!
@@ -21,7 +21,7 @@ use baton_core::ErrorCode;
 pub fn applies(method: &Method, path: &str) -> bool {
     path.starts_with("/auth/")
         && path != "/auth/introspect"
-        && (method == Method::POST || method == Method::DELETE)
+        && (method == Method::POST || method == Method::PATCH || method == Method::DELETE)
 }
 
 /// Checks one request; `own_host` is the host (and port) this server is reached at.

@@ -1,7 +1,8 @@
 //! The composition root: builds the state (`AppState::new`), the HTTP application (`router`),
 //! the background tasks (`background`), and serves (`serve`), until a signal stops it. Also the
-//! subcommands `migrate` and `keys rotate`.
+//! subcommands `migrate`, `keys rotate` and `admin` (`admin_cli`).
 
+pub mod admin_cli;
 pub mod background;
 pub mod csrf;
 pub mod middleware;

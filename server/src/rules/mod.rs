@@ -1,5 +1,6 @@
 //! Pure rules, the clock passed in: nothing here reads the time, the database or a request.
 
+pub mod account;
 pub mod codes;
 pub mod email;
 pub mod lockout;

@@ -20,7 +20,17 @@ pub fn user_json(u: &UserRow) -> User {
         email: u.email.clone(),
         created_at: u.created_at / 1000,
         email_verified: u.email_verified,
+        roles: u.roles.clone(),
     }
+}
+
+/// 403 `user_disabled`: the account may not sign in or refresh now.
+pub fn disabled() -> ApiError {
+    ApiError::new(
+        http::StatusCode::FORBIDDEN,
+        baton_core::ErrorCode::UserDisabled,
+        "this account is disabled",
+    )
 }
 
 /// A token response for `session` at `generation`, with an access token whose `exp` never
@@ -44,6 +54,7 @@ pub fn token_response(
         iat: now_s,
         exp,
         email_verified: user.email_verified,
+        roles: user.roles.clone(),
         cnf: session
             .dpop_jkt
             .clone()

@@ -236,11 +236,7 @@ async fn careful(
     }
     if let Some(reason) = &session.revoked_at.and(session.revoked_reason.clone()) {
         state.metrics.refresh("revoked");
-        return Err(if reason == "expired" {
-            expired_error()
-        } else {
-            ApiError::unauthorized(ErrorCode::SessionRevoked, "the session was revoked")
-        });
+        return Err(revoked_error(reason));
     }
     if now >= session.ends_at() {
         end_expired(state, &session, caller, now).await?;
@@ -275,9 +271,8 @@ async fn careful(
                 .ok_or_else(invalid)?;
             if session.revoked_at.is_some() {
                 state.metrics.refresh("revoked");
-                return Err(ApiError::unauthorized(
-                    ErrorCode::SessionRevoked,
-                    "the session was revoked",
+                return Err(revoked_error(
+                    session.revoked_reason.as_deref().unwrap_or(""),
                 ));
             }
             continue;
@@ -373,6 +368,17 @@ fn finish(
     let body = token_response(state, &session, user, session.generation, now)?;
     state.metrics.refresh(status);
     Ok(Issued { body, session })
+}
+
+/// The refusal of a refresh of a session revoked for `reason`: an expired session is 401
+/// `session_expired`, one ended by disabling its account 403 `user_disabled`, any other 401
+/// `session_revoked`.
+fn revoked_error(reason: &str) -> ApiError {
+    match reason {
+        "expired" => expired_error(),
+        crate::store::accounts::DISABLED => super::issue::disabled(),
+        _ => ApiError::unauthorized(ErrorCode::SessionRevoked, "the session was revoked"),
+    }
 }
 
 fn expired_error() -> ApiError {

@@ -108,7 +108,10 @@ pub async fn start(
     } else {
         vec![&signed_in]
     };
-    state.store.insert_session(&session, &events).await?;
+    if !state.store.insert_session(&session, &events).await? {
+        state.metrics.login("failure");
+        return Err(super::issue::disabled());
+    }
     state.metrics.login("success");
     if new_device && !first_device {
         state.metrics.anomaly("new_device");

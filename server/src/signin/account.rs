@@ -38,13 +38,12 @@ async fn create(
     c: &Caller,
     detail: &str,
 ) -> ApiResult<Option<UserRow>> {
-    let user = UserRow {
-        id: uuid::Uuid::new_v4().to_string(),
-        email: email.to_owned(),
+    let user = UserRow::new(
+        uuid::Uuid::new_v4().to_string(),
+        email.to_owned(),
         password_hash,
-        created_at: now_ms(),
-        email_verified: false,
-    };
+        now_ms(),
+    );
     let e = event(Some(&user.id), "user_registered", "info", None, c, detail);
     Ok(state.store.insert_user(&user, &e).await?.then_some(user))
 }
@@ -83,18 +82,16 @@ pub async fn register(
 }
 
 /// The account of an address seen for the first time by an emailed sign-in (registration is
-/// open: a code was only sent because it is). Its password is a random secret nobody knows:
-/// password sign-in fails (and takes as long as for any account) until a password is set.
+/// open: a code was only sent because it is). It has no password (`NO_PASSWORD`): password
+/// sign-in fails (and takes as long as for any account) until a password is set, and deleting
+/// the account asks for a recent sign-in instead.
 /// True when this call made it (false: a parallel request did, maybe another registration).
 pub async fn register_by_mail(
     state: &AppState,
     email: &str,
     c: &Caller,
 ) -> ApiResult<(UserRow, bool)> {
-    let hash = state
-        .password
-        .hash(crate::crypto::keys::random_nonce())
-        .await?;
+    let hash = NO_PASSWORD.to_owned();
     let detail = "account created by an emailed sign-in";
     if let Some(user) = create(state, email, hash, c, detail).await? {
         return Ok((user, true));

@@ -42,15 +42,28 @@ pub async fn login(
         Some(e) => state.store.user_by_email(e).await?,
         None => None,
     };
+    let user = prove(state, c, user, body.password, now).await?;
+    let how = Start::new(body.choice, dpop, "signed in");
+    start(state, &user, c, how, now).await
+}
+
+/// Checks `password` against `user` (`None`: an unknown address, checked all the same) under
+/// the login limits: counted before the check, settled after, a wrong password recorded
+/// (`login_failed`) and counted by the lockout. The user, or 401 `invalid_credentials`.
+/// Sign-in and every account change that asks for the password again go through here.
+pub async fn prove(
+    state: &AppState,
+    c: &Caller,
+    user: Option<UserRow>,
+    password: String,
+    now: i64,
+) -> ApiResult<UserRow> {
     let known_id = user.as_ref().map(|u| u.id.clone());
     let attempt = admit_login(state, user.as_ref(), c, now).await?;
     // Always one argon2 verification, so unknown emails and wrong passwords take the same time.
     let verified = state
         .password
-        .verify(
-            body.password,
-            user.as_ref().map(|u| u.password_hash.clone()),
-        )
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
         .await;
     let ok = match verified {
         Ok(ok) => ok,
@@ -85,8 +98,7 @@ pub async fn login(
     if let Some(a) = attempt {
         a.settle(Some(Settle::Success)).await?;
     }
-    let how = Start::new(body.choice, dpop, "signed in");
-    start(state, &user, c, how, now).await
+    Ok(user)
 }
 
 /// What the login limits counted for one attempt on an existing account, settled once its

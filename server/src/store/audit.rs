@@ -10,6 +10,8 @@ use sqlx::Row;
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub id: i64,
+    /// The account the event is about, if any.
+    pub user_id: Option<String>,
     /// Unix seconds.
     pub at: i64,
     /// `login_succeeded`, `login_failed`, `token_refreshed`, `refresh_reused`, ...
@@ -38,27 +40,55 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<AuditEvent>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT id, at, type, severity, session_id, device_id, ip, detail FROM audit_events \
-             WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
+            "SELECT id, user_id, at, type, severity, session_id, device_id, ip, detail \
+             FROM audit_events WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(user_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    kind: r.try_get("type")?,
-                    severity: r.try_get("severity")?,
-                    session_id: r.try_get("session_id")?,
-                    device_id: r.try_get("device_id")?,
-                    ip: r.try_get("ip")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_event).collect()
+    }
+
+    /// Events newest first, before the event `before` (an id), filtered by the user, the type
+    /// and the time (unix ms) where given; at most `limit`.
+    pub async fn events_page(
+        &self,
+        filter: &EventFilter<'_>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, sqlx::Error> {
+        let mut sql = String::from(
+            "SELECT id, user_id, at, type, severity, session_id, device_id, ip, detail \
+             FROM audit_events WHERE id < $1",
+        );
+        let mut n = 1;
+        let mut cond = |sql: &mut String, column: &str, op: &str| {
+            n += 1;
+            sql.push_str(&format!(" AND {column} {op} ${n}"));
+        };
+        if filter.user_id.is_some() {
+            cond(&mut sql, "user_id", "=");
+        }
+        if filter.kind.is_some() {
+            cond(&mut sql, "type", "=");
+        }
+        if filter.since.is_some() {
+            cond(&mut sql, "at", ">=");
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", n + 1));
+        let mut q = sqlx::query(&sql).bind(before.unwrap_or(i64::MAX));
+        if let Some(u) = filter.user_id {
+            q = q.bind(u);
+        }
+        if let Some(k) = filter.kind {
+            q = q.bind(k);
+        }
+        if let Some(t) = filter.since {
+            q = q.bind(t);
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(audit_event).collect()
     }
 
     /// Counts a user's events of one type since `since` (abuse heuristics).
@@ -104,6 +134,29 @@ impl Store {
             .await?;
         Ok(a.rows_affected())
     }
+}
+
+/// Which events `events_page` reads.
+#[derive(Debug, Default)]
+pub struct EventFilter<'a> {
+    pub user_id: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    /// Unix ms.
+    pub since: Option<i64>,
+}
+
+fn audit_event(r: &sqlx::any::AnyRow) -> Result<AuditEvent, sqlx::Error> {
+    Ok(AuditEvent {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        at: r.try_get("at")?,
+        kind: r.try_get("type")?,
+        severity: r.try_get("severity")?,
+        session_id: r.try_get("session_id")?,
+        device_id: r.try_get("device_id")?,
+        ip: r.try_get("ip")?,
+        detail: r.try_get("detail")?,
+    })
 }
 
 /// Inserts events inside a transaction, with few statements.

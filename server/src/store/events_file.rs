@@ -158,6 +158,12 @@ pub fn name(kind: &str) -> (&'static str, bool) {
         "password_reset_requested" => ("auth.password_reset_requested", true),
         "password_reset" => ("auth.password_reset", true),
         "email_verified" => ("auth.email_verified", true),
+        "password_changed" => ("auth.password_changed", true),
+        "email_change_requested" => ("auth.email_change_requested", true),
+        "email_changed" => ("auth.email_changed", true),
+        "user_updated" => ("auth.user_updated", true),
+        "account_deleted" => ("auth.account_deleted", true),
+        "admin_action" => ("admin.action", true),
         _ => ("audit.event", true),
     }
 }

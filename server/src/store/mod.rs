@@ -7,6 +7,8 @@
 //! are here; group commit (`batch`, `rotator`) and the in-memory views of tables
 //! (`session_cache`, `revocation`) beside them.
 
+pub mod accounts;
+pub mod admin_tokens;
 pub mod audit;
 pub(crate) mod batch;
 pub mod dpop_proofs;

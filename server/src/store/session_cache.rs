@@ -3,9 +3,9 @@
 use super::{SessionRow, UserRow};
 
 /// Immutable parts of sessions (and their users) seen by this instance, so a refresh can check
-/// the token's MAC without reading the row. Nothing cached here changes, except a user's
-/// `email_verified`, which only ever becomes true: the instance that verifies forgets the
-/// user at once (`forget_user`), the others within about a second (`VerifiedWatch`).
+/// the token's MAC without reading the row. Nothing cached here changes, except what a user's
+/// access tokens carry (the address, its verification, roles): the instance that changes it
+/// forgets the user at once (`forget_user`), the others within about a second (`ChangeWatch`).
 #[derive(Debug, Default)]
 pub struct SessionCache {
     map: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<(SessionRow, UserRow)>>>,
@@ -22,9 +22,9 @@ impl SessionCache {
             .cloned()
     }
 
-    /// Forgets the sessions of a user whose row changed (a verified address), so this
+    /// Forgets the sessions of a user whose row changed (a verified address, roles), so this
     /// instance's next refresh reads it again. Other instances learn of it through
-    /// `VerifiedWatch`; `/auth/me` reads the row every time.
+    /// `ChangeWatch`; `/auth/me` reads the row every time.
     pub fn forget_user(&self, user_id: &str) {
         self.forget_users(&[user_id]);
     }
@@ -50,16 +50,17 @@ impl SessionCache {
     }
 }
 
-/// Addresses verified by any instance, found by asking the database every second (on
-/// PostgreSQL, where instances share it), so that this instance's `SessionCache` forgets those
-/// users and its next access tokens say `email_verified: true`. Pure: the clock is passed in.
+/// Users changed by any instance (`users.changed_at`: an address verified or changed, roles,
+/// an account deleted), found by asking the database every second (on PostgreSQL, where
+/// instances share it), so that this instance's `SessionCache` forgets those users and its
+/// next access tokens carry what they hold now. Pure: the clock is passed in.
 #[derive(Debug, Default)]
-pub struct VerifiedWatch {
-    /// Verifications already handled, until they are older than the margin.
-    handled: std::collections::HashMap<String, i64>,
+pub struct ChangeWatch {
+    /// Changes (user, when) already handled, until they are older than the margin.
+    handled: std::collections::HashSet<(String, i64)>,
 }
 
-impl VerifiedWatch {
+impl ChangeWatch {
     /// How far back each question looks: other instances' clocks may lag, and their
     /// transactions commit a moment after the time they wrote.
     pub const MARGIN_MS: i64 = 30_000;
@@ -72,11 +73,11 @@ impl VerifiedWatch {
         now - Self::MARGIN_MS
     }
 
-    /// The users of `rows` (id, verified at) not handled before.
+    /// The users of `rows` (id, changed at) whose change was not handled before.
     pub fn fresh(&mut self, rows: Vec<(String, i64)>, now: i64) -> Vec<String> {
-        self.handled.retain(|_, at| *at >= Self::since(now));
+        self.handled.retain(|(_, at)| *at >= Self::since(now));
         rows.into_iter()
-            .filter(|(id, at)| self.handled.insert(id.clone(), *at).is_none())
+            .filter(|row| self.handled.insert(row.clone()))
             .map(|(id, _)| id)
             .collect()
     }
@@ -84,10 +85,10 @@ impl VerifiedWatch {
 
 #[cfg(test)]
 mod tests {
-    use super::VerifiedWatch;
+    use super::ChangeWatch as VerifiedWatch;
 
     #[test]
-    fn each_verification_is_handled_once_within_the_margin() {
+    fn each_change_is_handled_once_within_the_margin() {
         let mut w = VerifiedWatch::default();
         let now = 1_000_000;
         assert_eq!(VerifiedWatch::since(now), now - VerifiedWatch::MARGIN_MS);
@@ -97,8 +98,11 @@ mod tests {
         assert!(w.fresh(rows, now + 1000).is_empty());
         let more = vec![("b".to_owned(), now - 1), ("c".to_owned(), now + 900)];
         assert_eq!(w.fresh(more, now + 1000), ["c"]);
+        // A second change of the same user is news.
+        let again = vec![("b".to_owned(), now - 1), ("b".to_owned(), now + 950)];
+        assert_eq!(w.fresh(again, now + 1000), ["b"]);
         // Handled rows are forgotten once older than the margin.
         w.fresh(Vec::new(), now + VerifiedWatch::MARGIN_MS + 10);
-        assert_eq!(w.handled.len(), 1);
+        assert_eq!(w.handled.len(), 2);
     }
 }

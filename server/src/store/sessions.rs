@@ -42,13 +42,29 @@ const SESSION_COLUMNS: &str = "id, user_id, generation, nonce, device_id, user_a
     idle_expires_at, absolute_expires_at, revoked_at, revoked_reason, rotated_by_key, dpop_jkt";
 
 impl Store {
-    /// Inserts a session with its events (sign-in, new device), in one transaction.
+    /// Inserts a session with its events (sign-in, new device), in one transaction, and
+    /// records the sign-in on the user; `Ok(false)` (nothing stored) when the account is
+    /// disabled or deleted. The user's row is written first: a concurrent disabling or
+    /// deletion (which writes it too, then ends the sessions) either comes after this
+    /// session exists, and ends it, or is seen here.
     pub async fn insert_session(
         &self,
         s: &SessionRow,
         events: &[&NewEvent],
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         let mut tx = self.writer.begin().await?;
+        let may = sqlx::query(
+            "UPDATE users SET last_sign_in_at = $1 WHERE id = $2 AND deleted_at IS NULL \
+             AND (disabled_until IS NULL OR disabled_until <= $1)",
+        )
+        .bind(s.created_at)
+        .bind(&s.user_id)
+        .execute(&mut *tx)
+        .await?;
+        if may.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO sessions (id, user_id, generation, nonce, device_id, user_agent, ip, \
              remember_me, cookie_transport, created_at, last_used_at, rotated_at, \
@@ -76,7 +92,7 @@ impl Store {
         insert_events(&mut tx, events).await?;
         tx.commit().await?;
         self.published(events);
-        Ok(())
+        Ok(true)
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, sqlx::Error> {
@@ -226,6 +242,19 @@ impl Store {
         ))
         .bind(user_id)
         .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(session_row)
+        .collect()
+    }
+
+    /// Every session of the user still stored (live, ended, revoked), newest first.
+    pub async fn sessions_of_user(&self, user_id: &str) -> Result<Vec<SessionRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 ORDER BY created_at DESC"
+        ))
+        .bind(user_id)
         .fetch_all(&self.pool)
         .await?
         .iter()

@@ -12,9 +12,36 @@ pub struct UserRow {
     pub created_at: i64,
     /// The user proved they receive mail at `email` (see `recovery`).
     pub email_verified: bool,
+    /// Set by administrators; a claim of every access token.
+    pub roles: Vec<String>,
+    /// JSON objects (text): set by administrators, and by the user.
+    pub app_metadata: String,
+    pub user_metadata: String,
+    /// Unix ms until which the account may not sign in (see `rules::account`).
+    pub disabled_until: Option<i64>,
+    pub last_sign_in_at: Option<i64>,
 }
 
-const USER_COLUMNS: &str = "id, email, password_hash, created_at, email_verified_at";
+impl UserRow {
+    /// A new account's row: no roles, no metadata, never signed in.
+    pub fn new(id: String, email: String, password_hash: String, created_at: i64) -> Self {
+        Self {
+            id,
+            email,
+            password_hash,
+            created_at,
+            email_verified: false,
+            roles: Vec::new(),
+            app_metadata: "{}".into(),
+            user_metadata: "{}".into(),
+            disabled_until: None,
+            last_sign_in_at: None,
+        }
+    }
+}
+
+pub(super) const USER_COLUMNS: &str = "id, email, password_hash, created_at, email_verified_at, \
+    roles, app_metadata, user_metadata, disabled_until, last_sign_in_at";
 
 impl Store {
     /// Inserts a user with its event, in one transaction; `Ok(false)` when the email is taken.
@@ -43,7 +70,7 @@ impl Store {
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
         sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE email = $1"
+            "SELECT {USER_COLUMNS} FROM users WHERE email = $1 AND deleted_at IS NULL"
         ))
         .bind(email)
         .fetch_optional(&self.pool)
@@ -53,17 +80,20 @@ impl Store {
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
-        sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| user_row(&r))
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| user_row(&r))
+        .transpose()
     }
 
-    /// The users whose address was verified at `since` or later, with when, oldest first;
-    /// read `page` rows at a time, so that no burst of verifications is cut off.
-    pub async fn verified_since(
+    /// The users whose row changed in what access tokens carry (address, its verification,
+    /// roles, the account's end) at `since` or later, with when, oldest first; read `page` rows
+    /// at a time, so that no burst of changes is cut off.
+    pub async fn changed_since(
         &self,
         since: i64,
         page: u32,
@@ -71,14 +101,14 @@ impl Store {
         let page = page.max(1);
         let mut all: Vec<(String, i64)> = Vec::new();
         loop {
-            // Keyset paging on (verified at, id): one row after the last row read.
+            // Keyset paging on (changed at, id): one row after the last row read.
             let (at, id) = all
                 .last()
                 .map_or((since, ""), |(id, at)| (*at, id.as_str()));
             let rows: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT id, email_verified_at FROM users \
-                 WHERE email_verified_at > $1 OR (email_verified_at = $1 AND id > $2) \
-                 ORDER BY email_verified_at, id LIMIT $3",
+                "SELECT id, changed_at FROM users \
+                 WHERE changed_at > $1 OR (changed_at = $1 AND id > $2) \
+                 ORDER BY changed_at, id LIMIT $3",
             )
             .bind(at)
             .bind(id)
@@ -216,13 +246,14 @@ impl Store {
 }
 
 /// Marks the address verified; true when it was not before.
-async fn mark_verified_in(
+pub(super) async fn mark_verified_in(
     conn: &mut sqlx::AnyConnection,
     user_id: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_verified_at IS NULL",
+        "UPDATE users SET email_verified_at = $1, changed_at = $1 \
+         WHERE id = $2 AND email_verified_at IS NULL",
     )
     .bind(now)
     .bind(user_id)
@@ -231,12 +262,18 @@ async fn mark_verified_in(
     Ok(done.rows_affected() == 1)
 }
 
-fn user_row(r: &AnyRow) -> Result<UserRow, sqlx::Error> {
+pub(super) fn user_row(r: &AnyRow) -> Result<UserRow, sqlx::Error> {
+    let roles: String = r.try_get("roles")?;
     Ok(UserRow {
         id: r.try_get("id")?,
         email: r.try_get("email")?,
         password_hash: r.try_get("password_hash")?,
         created_at: r.try_get("created_at")?,
         email_verified: r.try_get::<Option<i64>, _>("email_verified_at")?.is_some(),
+        roles: serde_json::from_str(&roles).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        app_metadata: r.try_get("app_metadata")?,
+        user_metadata: r.try_get("user_metadata")?,
+        disabled_until: r.try_get("disabled_until")?,
+        last_sign_in_at: r.try_get("last_sign_in_at")?,
     })
 }

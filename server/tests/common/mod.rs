@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod proof;
+pub mod smtp;
 
 use baton_server::config::Config;
 use baton_server::AppState;
