@@ -35,6 +35,8 @@ export interface BatonOptions {
 export interface Session {
   userId: string;
   email: string;
+  /** The roles an administrator gave the user, as of the last sign-in or refresh. */
+  roles: string[];
   sessionId: string;
   /** Access-token expiry, `Date.now()` milliseconds (local clock). */
   expiresAt: number;

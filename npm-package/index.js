@@ -270,6 +270,10 @@ export class Baton {
     return this.#client.view(1);
   }
 
+  get baseUrl() {
+    return this.#baseUrl;
+  }
+
   /** Timing details: expiresAt, nextRefreshAt, refreshing, refreshCount, lastRefreshMs, skewMs. */
   status() {
     this.#status = snapshot(this.#status, this.#client.view(2));

@@ -314,7 +314,7 @@ export async function authorizedFetch(client, input, init, device, ms) {
     }
     const token = await client.call(2, undefined, undefined, false);
     const first = await attempt(request, token);
-    if (first.status !== 401) return first;
+    if (first.status !== 401 || (init && init.batonRetry === false)) return first;
     const retry = await client.call(6, token, undefined, false);
     if (typeof retry !== "string") return first;
     const second = await attempt(request, retry);
@@ -374,6 +374,7 @@ export function stored(t, receivedAt, skewMs, keep, browser) {
     refreshExpiresAt: receivedAt + t.refresh_expires_in * 1000,
     userId: u.id,
     email: u.email,
+    roles: Array.isArray(u.roles) ? u.roles.filter(str) : [],
     sessionId: t.session_id,
     skewMs,
     browser,

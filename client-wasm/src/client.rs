@@ -118,6 +118,14 @@ impl Inner {
             s.received_at + s.expires_in as f64 * 1000.0,
         );
         js::set(&o, "refreshExpiresAt", s.refresh_expires_at);
+        // The roles of the token response (`storage`'s `stored` keeps only strings), a copy.
+        let roles = js::get(&s.value, "roles");
+        let roles = if js_sys::Array::is_array(&roles) {
+            js_sys::Array::from(&roles)
+        } else {
+            js_sys::Array::new()
+        };
+        js::set(&o, "roles", roles);
         o.into()
     }
 }
