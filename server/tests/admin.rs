@@ -369,7 +369,18 @@ async fn users_are_found_by_their_canonical_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_create_and_change_users_and_roles_reach_the_next_token() {
-    let s = Server::start(&[("introspection-token", "introspection-secret-for-tests-0123")]).await;
+    let events_file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!(
+            "admin-events-{}.jsonl",
+            uuid::Uuid::new_v4().simple()
+        ))
+        .display()
+        .to_string();
+    let s = Server::start(&[
+        ("introspection-token", "introspection-secret-for-tests-0123"),
+        ("events-file", events_file.as_str()),
+    ])
+    .await;
     let t = token(&s, &[Scope::UsersRead, Scope::UsersWrite]).await;
     let e = email();
     let body = json!({"email": e, "password": "correct horse", "email_verified": true,
@@ -533,6 +544,20 @@ async fn admins_create_and_change_users_and_roles_reach_the_next_token() {
     assert!(
         !events.iter().any(|(_, d)| d.contains(&moved)),
         "{events:?}"
+    );
+    // And a line of the events file each.
+    let lines = eventually(Duration::from_secs(3), || async {
+        std::fs::read_to_string(&events_file)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"admin.action\"") && l.contains(&uid))
+            .count()
+            >= events.len()
+    })
+    .await;
+    assert!(
+        lines.is_some(),
+        "admin actions missing from the events file"
     );
     s.stop().await;
 }

@@ -123,6 +123,12 @@ before(async () => {
   const login = await post("/auth/login", { email: apiUser, password: PASSWORD }, { "X-Device-ID": "docs-example-device" });
   assert.equal(login.status, 200, JSON.stringify(login.body));
   env.token = login.body.access_token;
+  env.apiUser = apiUser;
+  // The admin examples' token, made as the docs say: on the server's machine, its database.
+  const bin = process.env.BATON_SERVER_BIN || join(ROOT, "target/debug/baton-server");
+  env.adminToken = run(bin, ["admin", "token", "create", "--name", "docs", "--scopes", "users:read,users:write,sessions:write,audit:read"], {
+    env: { ...withoutCargo(process.env), BATON_DATABASE_URL: server.databaseUrl, BATON_LOG: "warn" },
+  }).split("\n")[0];
   env.sub = JSON.parse(Buffer.from(env.token.split(".")[1], "base64url")).sub;
   env.browser = await launchBrowser();
 });
@@ -197,7 +203,9 @@ test("29. the browser examples run in Chromium as written", async () => {
     const baton = globalThis.docsBaton ??= await Baton.create({ baseUrl: location.origin, storageKey: "docs:given" });`;
   const inPage = (e) => {
     // Imports become dynamic imports; the example's own `baton` shadows the given one.
-    const code = filled(e.code).replace(/^import \{([^}]*)\} from "([^"]+)";$/gm, 'const {$1} = await import("$2");');
+    const code = filled(e.code)
+      .replace(/^import \{([^}]*)\} from "([^"]+)";$/gm, 'const {$1} = await import("$2");')
+      .replace(/^import "([^"]+)";$/gm, 'await import("$1");');
     return page.evaluate(`(async () => { ${code.includes("const baton =") ? given.replace(/const baton = .*$/m, "") : given}\n{\n${code}\nreturn ${e.arg || "true"};\n} })()`);
   };
   for (const e of of("browser")) {
@@ -263,6 +271,8 @@ test("29. the shell examples run", async () => {
     ...withoutCargo(process.env),
     PATH: `${dirname(bin)}:${process.env.PATH}`,
     ACCESS_TOKEN: env.token,
+    ADMIN_TOKEN: env.adminToken,
+    EMAIL: env.apiUser,
     BATON_INTROSPECTION_TOKEN: SECRET,
     BATON_DATABASE_URL: `sqlite://${join(work, "baton.db")}`,
     BATON_BIND: "127.0.0.1:0",
@@ -279,6 +289,20 @@ test("29. the shell examples run", async () => {
       const stamp = join(ROOT, "target/docs-example", `ran-${createHash("sha256").update(head() + code).digest("hex").slice(0, 16)}`);
       if (code.includes("git clone") && existsSync(stamp)) {
         console.log(`# ${e.where}: ran on this commit already (${stamp})`);
+        continue;
+      }
+      if (e.arg.startsWith("on-server")) {
+        // The operator's commands on the machine of the running server, on its database (with
+        // its settings: no key encryption key), about an account of their own.
+        const email = uniqueEmail("docs-admin");
+        assert.equal((await post("/auth/register", { email, password: PASSWORD })).status, 201);
+        const { BATON_KEY_ENCRYPTION_KEY_FILE, ...serverEnv } = shellEnv;
+        const out = await runAsync("bash", ["-euo", "pipefail", "-c", code], {
+          cwd: work,
+          env: { ...serverEnv, BATON_DATABASE_URL: env.server.databaseUrl, EMAIL: email },
+          timeout: 60_000,
+        });
+        assert.match(out, new RegExp(e.arg.slice("on-server".length).trim()), e.where);
         continue;
       }
       if (e.arg === "serves") {

@@ -241,3 +241,43 @@ test("25. baton-auth/server as a Fastify hook and on Web Requests: Bearer and DP
     await server.stop();
   }
 });
+
+test("24. Express and FastAPI check roles as docs/api.md shows: 403 without the role, 200 once an administrator gives it", async () => {
+  const server = await startServer({ BATON_INTROSPECTION_TOKEN: SECRET, BATON_RATE_LIMITS: "relaxed" });
+  const serverModule = await import(join(unpackedPackage(), "server.js"));
+  const expressApi = await startExpress({ baton: server.url, secret: SECRET, origin: server.url, server: serverModule });
+  const fastapi = await startFastapi(server.url, server.url);
+  try {
+    const post = (path, body) =>
+      fetch(`${server.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const email = uniqueEmail("roles");
+    const creds = { email, password: "correct horse" };
+    assert.equal((await post("/auth/register", creds)).status, 201);
+    const reports = async (token) =>
+      Promise.all([expressApi, fastapi].map(async (api) => (await fetch(`${api.url}/reports`, { headers: { authorization: `Bearer ${token}` } })).status));
+    let t = await (await post("/auth/login", creds)).json();
+    assert.deepEqual(t.user.roles, []);
+    assert.deepEqual(await reports(t.access_token), [403, 403]);
+    // The operator's admin token, then the role.
+    const bin = process.env.BATON_SERVER_BIN || join(ROOT, "target/debug/baton-server");
+    const made = spawnSync(bin, ["admin", "token", "create", "--name", "roles-test", "--scopes", "users:write"], {
+      env: { ...process.env, BATON_DATABASE_URL: server.databaseUrl, BATON_LOG: "warn" },
+      encoding: "utf8",
+    });
+    assert.equal(made.status, 0, made.stderr);
+    const admin = made.stdout.split("\n")[0].trim();
+    const r = await fetch(`${server.url}/admin/users/${t.user.id}`, {
+      method: "PATCH",
+      headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+      body: JSON.stringify({ roles: ["admin"] }),
+    });
+    assert.equal(r.status, 200);
+    t = await (await post("/auth/login", creds)).json();
+    assert.deepEqual(t.user.roles, ["admin"]);
+    assert.deepEqual(await reports(t.access_token), [200, 200]);
+  } finally {
+    expressApi.stop();
+    fastapi.stop();
+    await server.stop();
+  }
+});

@@ -19,6 +19,12 @@ export async function startExpress({ baton, secret, origin, server }) {
   app.get("/orders", verifier.express(), (req, res) => {
     res.json({ api: "express", user: req.baton.sub });
   });
+  app.get("/reports", verifier.express(), (req, res) => {
+    if (!req.baton.roles?.includes("admin")) {
+      return res.status(403).json({ error: { code: "forbidden", message: "admins only" } });
+    }
+    res.json({ api: "express", reports: [] });
+  });
   const listener = await new Promise((ok) => {
     const l = app.listen(0, "127.0.0.1", () => ok(l));
   });

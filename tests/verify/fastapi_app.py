@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from baton_verify import Verifier
-from baton_verify.fastapi import baton
+from baton_verify.fastapi import baton, require_role
 
 verifier = Verifier(
     issuer=os.environ["BATON_URL"],  # Baton's BATON_PUBLIC_URL
@@ -28,6 +28,11 @@ app.add_middleware(
 @app.get("/orders")
 def orders(claims: dict = Depends(baton(verifier))):
     return {"api": "fastapi", "user": claims["sub"]}
+
+
+@app.get("/reports")
+def reports(claims: dict = Depends(require_role(verifier, "admin"))):
+    return {"api": "fastapi", "reports": []}
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ struct Server {
     task: tokio::task::JoinHandle<()>,
     background: tokio::task::JoinHandle<()>,
     http: reqwest::Client,
+    state: baton_server::AppState,
 }
 
 impl Server {
@@ -38,7 +39,7 @@ impl Server {
         let state = baton_server::AppState::new(config.clone()).await.unwrap();
         let background = baton_server::spawn_background(&state);
         let opts = baton_server::serve::ServeOptions::new(&state);
-        let app = baton_server::app(state);
+        let app = baton_server::app(state.clone());
         let task = tokio::spawn(async move {
             baton_server::serve::serve(listener, app, opts, std::future::pending()).await;
         });
@@ -48,6 +49,7 @@ impl Server {
             task,
             background,
             http: reqwest::Client::new(),
+            state,
         }
     }
 
@@ -720,5 +722,76 @@ let api = Router::new()
     let bearer = format!("Bearer {token}");
     let (status, _, body) = call(&api, "/orders", &[("authorization", &bearer)]).await;
     assert_eq!((status, body), (StatusCode::OK, user));
+    s.stop();
+}
+
+/// `require_role`: a valid token without the role is 403 `forbidden`; once an administrator
+/// gives the role, the user's next token passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_role_lets_only_that_role_through() {
+    use axum::Extension;
+    use baton_verify::{Claims, Role};
+    let s = Server::start(&[]).await;
+    let verifier = Verifier::discover(&s.url, with_secret()).await.unwrap();
+    let app = Router::new()
+        .route(
+            "/reports",
+            get(|Extension(c): Extension<Claims>| async move { c.sub }),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            Role::new(verifier.clone(), "admin"),
+            baton_verify::require_role,
+        ));
+    let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+    let creds = json!({"email": email, "password": "correct horse battery"});
+    assert_eq!(
+        s.post("/auth/register", creds.clone(), None).await.status(),
+        201
+    );
+    let login = |creds: Value| async {
+        let t: Value = s
+            .post("/auth/login", creds, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (
+            t["user"]["id"].as_str().unwrap().to_owned(),
+            t["access_token"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (uid, token) = login(creds.clone()).await;
+    let bearer = format!("Bearer {token}");
+    let (status, _, body) = call(&app, "/reports", &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["code"], "forbidden");
+    let (status, _, _) = call(&app, "/reports", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let admin = baton_server::signin::admin::create_token(
+        &s.state.store,
+        "verify-tests",
+        &[baton_server::rules::account::Scope::UsersWrite],
+        None,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let r = s
+        .http
+        .patch(format!("{}/admin/users/{uid}", s.url))
+        .bearer_auth(&admin)
+        .json(&json!({"roles": ["admin", "support"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, token) = login(creds).await;
+    let claims = verifier.verify(&token).await.unwrap();
+    assert!(claims.has_role("admin") && claims.has_role("support") && !claims.has_role("x"));
+    let bearer = format!("Bearer {token}");
+    let (status, _, body) = call(&app, "/reports", &[("authorization", &bearer)]).await;
+    assert_eq!((status, body), (StatusCode::OK, uid));
     s.stop();
 }
