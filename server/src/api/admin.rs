@@ -88,6 +88,7 @@ fn limit(q: &HashMap<String, String>) -> ApiResult<i64> {
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
         ("email" = Option<String>, Query, description = "exact lookup of an address (compared as sign-in compares it)")),
     responses((status = 200, body = UserPage), (status = 400, description = "invalid_request: a bad limit or cursor", body = baton_core::ErrorBody),
+        (status = 422, description = "validation_failed: `email` is not an address", body = baton_core::ErrorBody),
         (status = 401, description = "token_invalid", body = baton_core::ErrorBody), (status = 403, description = "insufficient_scope", body = baton_core::ErrorBody)))]
 pub async fn list_users(
     State(state): State<AppState>,

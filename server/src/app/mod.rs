@@ -22,7 +22,7 @@ use crate::state::AppState;
 use crate::store::dpop_proofs::ReplayCache;
 use crate::store::revocation::RevocationView;
 use crate::store::rotator::Rotator;
-use crate::store::{events_file, Schema, Store};
+use crate::store::{at_start, events_file, Schema, Store};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -193,30 +193,5 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
-    }
-}
-
-/// A database step of the start, tried again while the database is only slow to answer (a
-/// busy machine, a connection still opening: the pools give up at 40 % of the request timeout),
-/// for up to 30 s; any other error stops the start at once.
-async fn at_start<T, F, Fut>(mut step: F) -> Result<T, sqlx::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
-{
-    let started = std::time::Instant::now();
-    let mut pause = std::time::Duration::from_millis(20);
-    loop {
-        match step().await {
-            Err(e)
-                if crate::error::is_unavailable(&e)
-                    && started.elapsed() < std::time::Duration::from_secs(30) =>
-            {
-                tracing::debug!(error = %e, "the database is slow at start: trying again");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_secs(1));
-            }
-            other => return other,
-        }
     }
 }

@@ -135,7 +135,7 @@ impl Keys {
                  BATON_KEY_ENCRYPTION_KEY to encrypt them"
             );
         }
-        let mut keys = keystore::load(store, &sealer).await?;
+        let mut keys = keystore::load(store, &sealer, true).await?;
         if !keys.iter().any(|k| keystore::is_signing(&k.name)) {
             // One name for the first key: instances starting at once on a fresh database
             // store one key between them, not one each.
@@ -149,7 +149,7 @@ impl Keys {
             let name = keystore::REFRESH_MAC;
             keystore::ensure(store, &sealer, name, "refresh", &STANDARD.encode(mac), now).await?;
         }
-        keys = keystore::load(store, &sealer).await?;
+        keys = keystore::load(store, &sealer, true).await?;
         let mac_secret = keys
             .iter()
             .find(|k| k.name == keystore::REFRESH_MAC)
@@ -160,7 +160,8 @@ impl Keys {
             .try_into()
             .map_err(|_| anyhow::anyhow!("stored refresh key has the wrong length"))?;
         let access_ttl_ms = config.access_ttl.as_millis() as i64;
-        let keep = Self::keep_ms(store, access_ttl_ms, now).await?;
+        let longest = crate::store::at_start(|| store.longest_live_access_ttl(now)).await?;
+        let keep = longest.unwrap_or(0).max(access_ttl_ms) + RETIRE_MARGIN_MS;
         let ring = Ring::build(&keys, keep, now)?;
 
         // The algorithm is pinned: a token claiming any other `alg` is refused.
@@ -192,7 +193,7 @@ impl Keys {
     /// signs here from the next reload on, and retired keys leave in time.
     pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {
         let now = crate::clock::now_ms();
-        let keys = keystore::load(store, &self.sealer).await?;
+        let keys = keystore::load(store, &self.sealer, false).await?;
         let keep = Self::keep_ms(store, self.access_ttl_ms, now).await?;
         let ring = Ring::build(&keys, keep, now)?;
         let changed = {

@@ -158,8 +158,14 @@ pub struct OpenKey {
 }
 
 /// Every stored key, opened; plain ones are sealed on the way when an encryption key is set.
-pub async fn load(store: &Store, sealer: &Sealer) -> anyhow::Result<Vec<OpenKey>> {
-    let rows = store.keys().await?;
+/// `at_start`: a database slow to answer is waited for (a start); otherwise its error comes
+/// back at once (a reload, tried again at the next one).
+pub async fn load(store: &Store, sealer: &Sealer, at_start: bool) -> anyhow::Result<Vec<OpenKey>> {
+    let rows = if at_start {
+        crate::store::at_start(|| store.keys()).await?
+    } else {
+        store.keys().await?
+    };
     let mut out = Vec::with_capacity(rows.len());
     for KeyRow {
         name,
@@ -204,7 +210,7 @@ pub async fn ensure(
 /// and is published from now on; returns its kid.
 pub async fn rotate(store: &Store, sealer: &Sealer, signs_from: i64) -> anyhow::Result<String> {
     // Opening every key first refuses to rotate with a missing or wrong encryption key.
-    load(store, sealer).await?;
+    load(store, sealer, true).await?;
     let (kid, seed) = new_signing_key();
     let name = format!("{SIGNING_PREFIX}{kid}");
     if !store

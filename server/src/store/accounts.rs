@@ -88,6 +88,10 @@ impl Store {
             return Ok(Changed::NotFound);
         }
         if let Some(email) = &change.email {
+            let old: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
             let r = sqlx::query("UPDATE users SET email = $1 WHERE id = $2 AND email <> $1")
                 .bind(email)
                 .bind(user_id)
@@ -95,11 +99,13 @@ impl Store {
                 .await;
             match r {
                 Ok(done) if done.rows_affected() == 1 => {
-                    // A new address is unproven until said otherwise.
+                    // A new address is unproven until said otherwise, and what was mailed to
+                    // the old one signs in no more.
                     sqlx::query("UPDATE users SET email_verified_at = NULL WHERE id = $1")
                         .bind(user_id)
                         .execute(&mut *tx)
                         .await?;
+                    super::mail_tokens::spend_email_codes_in(&mut tx, &old, now).await?;
                 }
                 Ok(_) => {}
                 Err(e) if unique_violation(&e) => {
