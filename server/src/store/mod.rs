@@ -433,6 +433,31 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
+/// A database step of the start, tried again while the database is only slow to answer (a
+/// busy machine, a connection still opening: the pools give up at 40 % of the request timeout),
+/// for up to 30 s; any other error stops the start at once.
+pub async fn at_start<T, F, Fut>(mut step: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        match step().await {
+            Err(e)
+                if crate::error::is_unavailable(&e)
+                    && started.elapsed() < std::time::Duration::from_secs(30) =>
+            {
+                tracing::debug!(error = %e, "the database is slow at start: trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,30 +483,5 @@ mod tests {
         assert!(e.contains("127.0.0.1:1") && e.contains("\"auth\""), "{e}");
         assert!(e.to_lowercase().contains("refused"), "{e}");
         assert!(!e.contains("s3cret"), "{e}");
-    }
-}
-
-/// A database step of the start, tried again while the database is only slow to answer (a
-/// busy machine, a connection still opening: the pools give up at 40 % of the request timeout),
-/// for up to 30 s; any other error stops the start at once.
-pub async fn at_start<T, F, Fut>(mut step: F) -> Result<T, sqlx::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
-{
-    let started = std::time::Instant::now();
-    let mut pause = std::time::Duration::from_millis(20);
-    loop {
-        match step().await {
-            Err(e)
-                if crate::error::is_unavailable(&e)
-                    && started.elapsed() < std::time::Duration::from_secs(30) =>
-            {
-                tracing::debug!(error = %e, "the database is slow at start: trying again");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_secs(1));
-            }
-            other => return other,
-        }
     }
 }
