@@ -615,8 +615,8 @@ async fn a_slow_migration_is_not_cut_by_the_request_timeout() {
     // The database of an older release with many users: the last index not built yet.
     let db = open_db(&db_url).await;
     for sql in [
-        "DROP INDEX users_email_verified_at",
-        "DELETE FROM _sqlx_migrations WHERE version = 20261201000007",
+        "DROP INDEX users_created",
+        "DELETE FROM _sqlx_migrations WHERE version = 20261203000010",
         "INSERT INTO users (id, email, password_hash, created_at, email_verified_at) \
          SELECT 'u' || n, 'u' || n || '@example.com', 'x', 0, n FROM generate_series(1, 600000) n",
     ] {
@@ -632,7 +632,7 @@ async fn a_slow_migration_is_not_cut_by_the_request_timeout() {
         "too fast to prove anything"
     );
     let built: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'users_email_verified_at'",
+        "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'users_created'",
     )
     .fetch_one(&db)
     .await

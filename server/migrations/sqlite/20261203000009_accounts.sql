@@ -15,8 +15,6 @@ ALTER TABLE users ADD COLUMN changed_at BIGINT;
 UPDATE users SET changed_at = email_verified_at;
 CREATE INDEX users_changed_at ON users (changed_at);
 DROP INDEX users_email_verified_at;
--- The admin API lists users by creation, then id.
-CREATE INDEX users_created ON users (created_at, id);
 -- The address an email-change link moves the account to.
 ALTER TABLE account_tokens ADD COLUMN new_email TEXT;
 -- Admin API tokens: made on the server's machine (`baton-server admin token create`), shown
