@@ -631,12 +631,11 @@ async fn a_slow_migration_is_not_cut_by_the_request_timeout() {
         started.elapsed() > Duration::from_millis(40),
         "too fast to prove anything"
     );
-    let built: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'users_created'",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
+    let built: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'users_created'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(built, 1);
     // And the server starts on it.
     Server::start_on(&db_url, &[]).await.stop().await;
