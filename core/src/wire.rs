@@ -29,6 +29,8 @@ pub enum ErrorCode {
     EmailUnavailable,
     UserDisabled,
     InsufficientScope,
+    MfaTokenInvalid,
+    StepUpRequired,
     NotFound,
     Forbidden,
     Unavailable,
@@ -48,7 +50,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for exhaustive round-trip checks and documentation.
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 37] = [
         Self::ValidationFailed,
         Self::EmailTaken,
         Self::RegistrationClosed,
@@ -70,6 +72,8 @@ impl ErrorCode {
         Self::EmailUnavailable,
         Self::UserDisabled,
         Self::InsufficientScope,
+        Self::MfaTokenInvalid,
+        Self::StepUpRequired,
         Self::NotFound,
         Self::Forbidden,
         Self::Unavailable,
@@ -110,6 +114,8 @@ impl ErrorCode {
             Self::EmailUnavailable => "email_unavailable",
             Self::UserDisabled => "user_disabled",
             Self::InsufficientScope => "insufficient_scope",
+            Self::MfaTokenInvalid => "mfa_token_invalid",
+            Self::StepUpRequired => "step_up_required",
             Self::NotFound => "not_found",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
@@ -258,10 +264,21 @@ pub struct AccessClaims {
     /// change shows in every token issued after it).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// How the user signed in (RFC 8176: `pwd`, `email`, `otp`, `recovery`).
+    #[serde(default)]
+    pub amr: Vec<String>,
+    /// The authentication assurance level: 2 with a second factor (at sign-in, or a step-up
+    /// that lasts), else 1.
+    #[serde(default = "one")]
+    pub aal: u8,
     /// The key a DPoP-bound session's tokens are bound to (RFC 9449): only requests with a
     /// proof signed by that key may use the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+}
+
+fn one() -> u8 {
+    1
 }
 
 impl AccessClaims {

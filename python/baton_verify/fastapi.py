@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from . import BatonVerifyError, Verifier
 
-__all__ = ["baton", "require_role"]
+__all__ = ["baton", "require_aal", "require_role"]
 
 
 def baton(verifier: Verifier) -> Callable[[Request], Any]:
@@ -56,6 +56,23 @@ def require_role(verifier: Verifier, role: str) -> Callable[[Request], Any]:
         if role not in (claims.get("roles") or []):
             raise HTTPException(status_code=403, detail={
                 "code": "forbidden", "message": f"this needs the role {role!r}"})
+        return claims
+
+    return dependency
+
+
+def require_aal(verifier: Verifier, level: int = 2) -> Callable[[Request], Any]:
+    """Like ``baton(verifier)``, and the token's ``aal`` claim must be at least ``level`` (2: a
+    second factor at sign-in, or a step-up that lasts): else 403 ``step_up_required``."""
+
+    check = baton(verifier)
+
+    async def dependency(request: Request) -> Dict[str, Any]:
+        claims = await check(request)
+        if int(claims.get("aal") or 1) < level:
+            raise HTTPException(status_code=403, detail={
+                "code": "step_up_required",
+                "message": f"this needs assurance level {level}: step up with a second factor"})
         return claims
 
     return dependency

@@ -76,6 +76,14 @@ pub struct Config {
     #[arg(long, env = "BATON_OTP_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub otp_ttl: Duration,
 
+    /// The issuer name authenticator apps show for Baton's TOTP secrets (`otpauth://` URLs).
+    #[arg(long, env = "BATON_MFA_ISSUER", default_value = "Baton")]
+    pub mfa_issuer: String,
+
+    /// How long `POST /auth/mfa/step-up` raises a session to assurance level 2.
+    #[arg(long, env = "BATON_STEP_UP_TTL", default_value = "10m", value_parser = duration)]
+    pub step_up_ttl: Duration,
+
     /// Whether anyone may register.
     #[arg(long, env = "BATON_REGISTRATION", default_value = "open")]
     pub registration: Registration,

@@ -438,6 +438,108 @@ async fn every_documented_operation_answers_as_documented() {
     let r = get("/admin/audit-log?limit=2", admin).await.unwrap();
     let log = d.check("get", "/admin/audit-log", r).await;
     assert!(log["next_cursor"].is_string());
+    // Two-factor sign-in, on an account of its own.
+    let mfa_creds = json!({"email": "openapi-mfa@example.com", "password": "correct horse"});
+    post("/auth/register", mfa_creds.clone(), None)
+        .await
+        .unwrap();
+    let mt: Value = post("/auth/login", mfa_creds.clone(), None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mfa_access = mt["access_token"].as_str().unwrap().to_owned();
+    let mb = Some(mfa_access.as_str());
+    let enrolled = d
+        .check(
+            "post",
+            "/auth/mfa/totp/enroll",
+            post("/auth/mfa/totp/enroll", json!({}), mb).await.unwrap(),
+        )
+        .await;
+    let r = post("/auth/mfa/totp/enroll", json!({}), None)
+        .await
+        .unwrap();
+    d.check("post", "/auth/mfa/totp/enroll", r).await;
+    let secret = base32(enrolled["secret"].as_str().unwrap());
+    let totp_at = |offset: i64| {
+        let step = baton_server::rules::totp::step_of(baton_server::now_ms()) + offset;
+        format!("{:06}", baton_server::rules::totp::code_at(&secret, step))
+    };
+    let factor = enrolled["factor_id"].as_str().unwrap();
+    let mut recovery = Value::Null;
+    for code in ["000000".to_owned(), totp_at(0)] {
+        let body = json!({ "factor_id": factor, "code": code });
+        let r = post("/auth/mfa/totp/confirm", body, mb).await.unwrap();
+        recovery = d.check("post", "/auth/mfa/totp/confirm", r).await;
+    }
+    let wait = d
+        .check(
+            "post",
+            "/auth/login",
+            post("/auth/login", mfa_creds.clone(), None).await.unwrap(),
+        )
+        .await;
+    assert_eq!(wait["mfa_required"], true);
+    let token = wait["mfa_token"].as_str().unwrap();
+    for code in ["000000".to_owned(), totp_at(1)] {
+        let body = json!({ "mfa_token": token, "totp": code });
+        let r = post("/auth/mfa/verify", body, None).await.unwrap();
+        d.check("post", "/auth/mfa/verify", r).await;
+    }
+    let list = d
+        .check(
+            "get",
+            "/auth/mfa/factors",
+            get("/auth/mfa/factors", mb).await.unwrap(),
+        )
+        .await;
+    let factor_path = format!(
+        "/auth/mfa/factors/{}",
+        list["factors"][0]["id"].as_str().unwrap()
+    );
+    let r = call(Method::DELETE, &factor_path, None, mb).await.unwrap();
+    d.check("delete", "/auth/mfa/factors/{id}", r).await;
+    for body in [json!({"totp": "000000"}), json!({})] {
+        let r = post("/auth/mfa/step-up", body, mb).await.unwrap();
+        d.check("post", "/auth/mfa/step-up", r).await;
+    }
+    let body = json!({ "recovery_code": recovery["recovery_codes"][0] });
+    let up = post("/auth/mfa/step-up", body, mb).await.unwrap();
+    let up = d.check("post", "/auth/mfa/step-up", up).await;
+    assert_eq!(up["token_type"], "Bearer");
+    let r = post(
+        "/auth/mfa/recovery-codes",
+        json!({"recovery_code": "nope"}),
+        mb,
+    )
+    .await
+    .unwrap();
+    d.check("post", "/auth/mfa/recovery-codes", r).await;
+    let stepped = up["access_token"].as_str().unwrap().to_owned();
+    let r = post(
+        "/auth/mfa/recovery-codes",
+        json!({"totp": "111111"}),
+        Some(&stepped),
+    )
+    .await
+    .unwrap();
+    d.check("post", "/auth/mfa/recovery-codes", r).await;
+    let r = call(Method::DELETE, &factor_path, None, Some(&stepped))
+        .await
+        .unwrap();
+    d.check("delete", "/auth/mfa/factors/{id}", r).await;
+    let mfa_uid = mt["user"]["id"].as_str().unwrap();
+    let r = call(
+        Method::DELETE,
+        &format!("/admin/users/{mfa_uid}/mfa"),
+        None,
+        admin,
+    )
+    .await
+    .unwrap();
+    d.check("delete", "/admin/users/{id}/mfa", r).await;
     let r = call(Method::DELETE, &one, None, admin).await.unwrap();
     d.check("delete", "/admin/users/{id}", r).await;
     d.check(
@@ -532,4 +634,21 @@ async fn every_documented_operation_answers_as_documented() {
         "operations documented but not exercised here"
     );
     s.stop().await;
+}
+
+fn base32(s: &str) -> Vec<u8> {
+    let (mut out, mut buffer, mut bits) = (Vec::new(), 0u32, 0);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            _ => c - b'2' + 26,
+        };
+        buffer = (buffer << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            out.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
 }

@@ -70,6 +70,8 @@ pub enum Error {
     TooManyProofs(u64),
     /// A valid token whose user lacks the role a route needs ([`require_role`]).
     MissingRole(String),
+    /// A valid token below the assurance level a route needs ([`require_aal`]).
+    StepUpRequired(u8),
 }
 
 impl std::fmt::Display for Error {
@@ -83,6 +85,10 @@ impl std::fmt::Display for Error {
             Self::Unavailable(why) => write!(f, "tokens cannot be checked now: {why}"),
             Self::TooManyProofs(_) => f.write_str("too many requests with this DPoP key"),
             Self::MissingRole(role) => write!(f, "this needs the role {role:?}"),
+            Self::StepUpRequired(aal) => write!(
+                f,
+                "this needs assurance level {aal}: sign in with a second factor, or step up"
+            ),
         }
     }
 }
@@ -746,6 +752,59 @@ pub async fn require_role(
         .await
 }
 
+/// The state of [`require_aal`]: the verifier, and the assurance level every request needs.
+#[derive(Debug, Clone)]
+pub struct Aal {
+    verifier: Verifier,
+    level: u8,
+}
+
+impl Aal {
+    pub fn new(verifier: Verifier, level: u8) -> Self {
+        Self { verifier, level }
+    }
+}
+
+impl FromRef<Aal> for Verifier {
+    fn from_ref(a: &Aal) -> Self {
+        a.verifier.clone()
+    }
+}
+
+/// Middleware: like [`require_token`], and the token's `aal` claim must be at least the
+/// level (2: signed in with a second factor, or stepped up within `BATON_STEP_UP_TTL`); a valid
+/// token below it is 403 `step_up_required`, which tells the client to step up.
+///
+/// ```no_run
+/// # use axum::{routing::post, Router};
+/// # use baton_verify::{Aal, Verifier};
+/// # fn app(verifier: Verifier) -> Router {
+/// Router::new()
+///     .route("/payouts", post(|| async { "sent" }))
+///     .route_layer(axum::middleware::from_fn_with_state(
+///         Aal::new(verifier, 2),
+///         baton_verify::require_aal,
+///     ))
+/// # }
+/// ```
+pub async fn require_aal(
+    axum::extract::State(aal): axum::extract::State<Aal>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let claims = match Authenticated::from_request_parts(&mut parts, &aal.verifier).await {
+        Ok(Authenticated(c)) => c,
+        Err(e) => return e.into_response(),
+    };
+    if claims.aal < aal.level {
+        return Error::StepUpRequired(aal.level).into_response();
+    }
+    parts.extensions.insert(claims);
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
+}
+
 async fn guard<E: FromRequestParts<Verifier, Rejection = Error>>(
     verifier: Verifier,
     req: axum::extract::Request,
@@ -774,6 +833,7 @@ impl IntoResponse for Error {
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::TooManyProofs(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::MissingRole(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::StepUpRequired(_) => (StatusCode::FORBIDDEN, "step_up_required"),
         };
         if let Self::Unavailable(why) = &self {
             tracing::warn!(%why, "Baton tokens cannot be checked");

@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_user, patch_user, delete_user))
         .routes(routes!(user_sessions, sign_out_user))
         .routes(routes!(revoke_session))
+        .routes(routes!(reset_mfa))
         .routes(routes!(audit_log))
 }
 
@@ -321,4 +322,18 @@ pub async fn audit_log(
         events,
         next_cursor,
     }))
+}
+
+#[utoipa::path(delete, path = "/admin/users/{id}/mfa", tag = "admin", security(("admin_token" = ["users:write"])),
+    params(("id" = String, Path, description = "a user id")),
+    responses((status = 204, description = "every second factor and recovery code of the user removed"), (status = 401, description = "token_invalid", body = baton_core::ErrorBody),
+        (status = 403, description = "insufficient_scope", body = baton_core::ErrorBody), (status = 404, description = "not_found", body = baton_core::ErrorBody)))]
+pub async fn reset_mfa(
+    State(state): State<AppState>,
+    auth: AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    auth.admin.may(Scope::UsersWrite)?;
+    admin::reset_second_factors(&state, &auth.admin, &auth.caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

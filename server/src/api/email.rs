@@ -2,7 +2,7 @@
 //! `POST /auth/magic-link/verify`.
 
 use super::extract::{choice, ApiJson, RefreshTransport};
-use super::reply::{accepted, respond_tokens};
+use super::reply::{accepted, respond_signed_in};
 use crate::audit::Caller;
 use crate::error::ApiResult;
 use crate::signin::email_code;
@@ -56,7 +56,7 @@ pub struct CodeVerify {
 #[utoipa::path(post, path = "/auth/otp/verify", tag = "email", request_body = CodeVerify,
     params(("X-Device-ID" = Option<String>, Header, description = "the browser profile's device id"),
         ("DPoP" = Option<String>, Header, description = "a DPoP proof: binds the session to its key")),
-    responses((status = 200, body = baton_core::TokenResponse),
+    responses((status = 200, description = "the token response, or `mfa_required` when the account has a second factor", body = crate::api::schema::SignInAnswer),
         (status = 401, description = "invalid_code (wrong, used, expired or tried too often), dpop_proof_invalid", body = baton_core::ErrorBody),
         (status = 422, description = "validation_failed", body = baton_core::ErrorBody),
         (status = 429, description = "rate_limited", body = baton_core::ErrorBody),
@@ -71,7 +71,7 @@ pub async fn verify_code(
     let choice = choice(body.remember_me, body.refresh_transport);
     let issued =
         email_code::verify_code(&state, &c, &headers, &body.email, &body.code, choice).await?;
-    respond_tokens(&state, &issued)
+    respond_signed_in(&state, &issued)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -88,7 +88,7 @@ pub struct LinkVerify {
 #[utoipa::path(post, path = "/auth/magic-link/verify", tag = "email", request_body = LinkVerify,
     params(("X-Device-ID" = Option<String>, Header, description = "the browser profile's device id"),
         ("DPoP" = Option<String>, Header, description = "a DPoP proof: binds the session to its key")),
-    responses((status = 200, body = baton_core::TokenResponse),
+    responses((status = 200, description = "the token response, or `mfa_required` when the account has a second factor", body = crate::api::schema::SignInAnswer),
         (status = 401, description = "invalid_code (unknown, used or expired link), dpop_proof_invalid", body = baton_core::ErrorBody),
         (status = 429, description = "rate_limited", body = baton_core::ErrorBody),
         (status = 503, description = "email_unavailable", body = baton_core::ErrorBody)))]
@@ -101,5 +101,5 @@ pub async fn verify_link(
 ) -> ApiResult<Response> {
     let choice = choice(body.remember_me, body.refresh_transport);
     let issued = email_code::verify_link(&state, &c, &headers, &body.token, choice).await?;
-    respond_tokens(&state, &issued)
+    respond_signed_in(&state, &issued)
 }

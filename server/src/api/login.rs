@@ -1,7 +1,7 @@
 //! `POST /auth/login`: sign-in by password.
 
 use super::extract::{choice, ApiJson, RefreshTransport};
-use super::reply::respond_tokens;
+use super::reply::respond_signed_in;
 use crate::audit::Caller;
 use crate::error::ApiResult;
 use crate::signin::password::{login as sign_in, Login};
@@ -31,7 +31,7 @@ pub struct LoginBody {
 #[utoipa::path(post, path = "/auth/login", tag = "account", request_body = LoginBody,
     params(("X-Device-ID" = Option<String>, Header, description = "the browser profile's device id"),
         ("DPoP" = Option<String>, Header, description = "a DPoP proof (RFC 9449): binds the session to its key")),
-    responses((status = 200, body = baton_core::TokenResponse),
+    responses((status = 200, description = "the token response, or `mfa_required` when the account has a second factor", body = crate::api::schema::SignInAnswer),
         (status = 401, description = "invalid_credentials, dpop_proof_invalid", body = baton_core::ErrorBody), (status = 429, description = "account_locked or rate_limited", body = baton_core::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
@@ -45,5 +45,5 @@ pub async fn login(
         choice: choice(body.remember_me, body.refresh_transport),
     };
     let issued = sign_in(&state, &c, &headers, login).await?;
-    respond_tokens(&state, &issued)
+    respond_signed_in(&state, &issued)
 }

@@ -11,6 +11,7 @@ pub mod email;
 pub mod extract;
 pub mod introspect;
 pub mod login;
+pub mod mfa;
 pub mod ops;
 pub mod recovery;
 pub mod reply;
@@ -39,4 +40,5 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(wellknown::routes())
         .merge(ops::routes())
         .merge(admin::routes())
+        .merge(mfa::routes())
 }

@@ -39,6 +39,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The answer of a sign-in: its tokens, or the wait for its second factor (200
+/// `{mfa_required: true, mfa_token, methods}`, never cached).
+pub fn respond_signed_in(
+    state: &AppState,
+    signed_in: &crate::session::start::SignedIn,
+) -> Result<Response, ApiError> {
+    use crate::session::start::SignedIn;
+    match signed_in {
+        SignedIn::Session(issued) => respond_tokens(state, issued),
+        SignedIn::SecondFactor(wait) => {
+            let body = crate::api::schema::MfaRequired {
+                mfa_required: true,
+                mfa_token: wait.mfa_token.clone(),
+                methods: wait.methods.iter().map(|m| (*m).to_owned()).collect(),
+            };
+            let mut res = Json(body).into_response();
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(res)
+        }
+    }
+}
+
 /// The answer of a sign-in or refresh: the token response, never cached, and for a session
 /// whose refresh token travels in the cookie, the cookie.
 pub fn respond_tokens(state: &AppState, issued: &Issued) -> Result<Response, ApiError> {

@@ -177,6 +177,26 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
+/// A sign-in whose account has a second factor: no session yet; `POST /auth/mfa/verify` with
+/// the `mfa_token` and a second factor finishes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaRequired {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// Single use, for 5 minutes, only from this browser (and DPoP key).
+    pub mfa_token: String,
+    /// `totp`, `recovery_code`.
+    pub methods: Vec<String>,
+}
+
+/// A sign-in's answer: the token response, or `mfa_required`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SignInAnswer {
+    Tokens(TokenResponse),
+    SecondFactor(MfaRequired),
+}
+
 /// The sample protected endpoint's answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Ping {

@@ -111,7 +111,8 @@ pub async fn purge(state: &AppState) {
         let s = state.store.purge_sessions(cutoff).await?;
         let a = state.store.purge_events(audit_cutoff).await?;
         // Codes and mailed tokens are worthless once expired; they only hold addresses.
-        let m = state.store.purge_mail_tokens(now).await?;
+        let m = state.store.purge_mail_tokens(now).await?
+            + state.store.purge_mfa_challenges(now).await?;
         Ok::<_, sqlx::Error>((s, a, m))
     };
     match purged.await {

@@ -189,6 +189,17 @@ impl Keys {
         Ok(longest.max(own_ttl_ms) + RETIRE_MARGIN_MS)
     }
 
+    /// Seals a secret to store (a second factor's), bound to `name`, as the server keys are
+    /// sealed with `BATON_KEY_ENCRYPTION_KEY` (plain without it).
+    pub fn seal(&self, name: &str, plain: &str) -> anyhow::Result<String> {
+        self.sealer.seal(name, plain)
+    }
+
+    /// Opens a secret sealed by `seal` under the same `name`.
+    pub fn open(&self, name: &str, stored: &str) -> anyhow::Result<String> {
+        self.sealer.open(name, stored)
+    }
+
     /// Re-reads the stored keys: a key added by `baton-server keys rotate` (on any instance)
     /// signs here from the next reload on, and retired keys leave in time.
     pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {

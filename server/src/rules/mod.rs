@@ -5,3 +5,4 @@ pub mod codes;
 pub mod email;
 pub mod lockout;
 pub mod spent;
+pub mod totp;

@@ -44,7 +44,14 @@ pub fn token_response(
 ) -> ApiResult<TokenResponse> {
     let now_s = now / 1000;
     let ends_s = session.ends_at() / 1000;
-    let exp = (now_s + state.config.access_ttl.as_secs() as i64).min(ends_s);
+    let mut exp = (now_s + state.config.access_ttl.as_secs() as i64).min(ends_s);
+    let aal = crate::rules::totp::aal(session.aal, session.step_up_until, now);
+    if aal > session.aal {
+        // Level 2 from a step-up: the token says so no longer than the step-up lasts.
+        if let Some(until) = session.step_up_until {
+            exp = exp.min(until / 1000);
+        }
+    }
     let claims = AccessClaims {
         iss: state.config.issuer(),
         aud: state.config.audience.clone(),
@@ -55,6 +62,8 @@ pub fn token_response(
         exp,
         email_verified: user.email_verified,
         roles: user.roles.clone(),
+        amr: session.amr.clone(),
+        aal: aal as u8,
         cnf: session
             .dpop_jkt
             .clone()

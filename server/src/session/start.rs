@@ -27,25 +27,102 @@ pub struct Start {
     pub dpop: Option<baton_core::dpop::Proof>,
     /// The `login_succeeded` event's detail: how the user proved who they are.
     pub detail: &'static str,
+    /// How (RFC 8176 `amr`): `pwd`, `email`; with a second factor, `otp` or `recovery` too.
+    pub amr: Vec<String>,
+    /// 2 when a second factor was proven: the account's second factor is not asked for.
+    pub aal: i64,
 }
 
 impl Start {
+    /// A sign-in by one factor, `amr`.
     pub fn new(
         choice: Choice,
         dpop: Option<baton_core::dpop::Proof>,
         detail: &'static str,
+        amr: &'static str,
     ) -> Self {
         Self {
             remember_me: choice.remember_me,
             cookie: choice.cookie,
             dpop,
             detail,
+            amr: vec![amr.to_owned()],
+            aal: 1,
         }
     }
 }
 
-/// A new session for `user`, signed in by any method: its row and events (sign-in, new
-/// device), anomaly checks, and the tokens.
+/// How a sign-in ended: a session, or a wait for the account's second factor.
+#[derive(Debug)]
+pub enum SignedIn {
+    Session(Box<Issued>),
+    SecondFactor(SecondFactor),
+}
+
+/// A sign-in that waits for its second factor (`POST /auth/mfa/verify`).
+#[derive(Debug)]
+pub struct SecondFactor {
+    /// Single use, for 5 minutes, only from the browser (and DPoP key) that signed in.
+    pub mfa_token: String,
+    /// What may prove it: `totp`, `recovery_code`.
+    pub methods: Vec<&'static str>,
+}
+
+/// The end of every first factor: a session, unless the account has a second factor; then a
+/// challenge for it (see `signin::totp`), and no session yet.
+pub async fn begin(
+    state: &AppState,
+    user: &UserRow,
+    c: &Caller,
+    how: Start,
+    now: i64,
+) -> ApiResult<SignedIn> {
+    if how.aal >= 2 || !state.store.has_second_factor(&user.id).await? {
+        return Ok(SignedIn::Session(Box::new(
+            start(state, user, c, how, now).await?,
+        )));
+    }
+    // The sign-in's proof is spent here as it would be by a session.
+    if let Some(proof) = &how.dpop {
+        crate::dpop::record(state, proof).await?;
+    }
+    let token = crate::crypto::keys::random_nonce();
+    let challenge = crate::store::mfa::ChallengeRow {
+        user_id: user.id.clone(),
+        requester: c.requester(),
+        dpop_jkt: how.dpop.as_ref().map(|p| p.jkt.clone()),
+        remember_me: how.remember_me,
+        cookie: how.cookie,
+        amr: how.amr.join(" "),
+        expires_at: now + crate::rules::totp::MFA_TOKEN_TTL_MS,
+    };
+    let hash = state.keys.secret_mac(MFA_TOKEN, &token);
+    state
+        .store
+        .insert_mfa_challenge(&hash, &challenge, now)
+        .await?;
+    let detail = format!("{}: the second factor is asked for", how.detail);
+    audit(
+        state,
+        Some(&user.id),
+        "mfa_required",
+        "info",
+        None,
+        c,
+        &detail,
+    )
+    .await;
+    Ok(SignedIn::SecondFactor(SecondFactor {
+        mfa_token: token,
+        methods: vec!["totp", "recovery_code"],
+    }))
+}
+
+/// The purpose of an `mfa_token`'s HMAC.
+pub const MFA_TOKEN: &str = "mfa_token";
+
+/// A new session for `user`, signed in by any method (its second factor, if any, proven: see
+/// `begin`): its row and events (sign-in, new device), anomaly checks, and the tokens.
 pub async fn start(
     state: &AppState,
     user: &UserRow,
@@ -67,6 +144,8 @@ pub async fn start(
     } else {
         state.config.session_max
     };
+    let aal = how.aal;
+    let amr = how.amr.clone();
     let session = SessionRow {
         id: uuid::Uuid::new_v4().to_string(),
         user_id: user.id.clone(),
@@ -87,6 +166,9 @@ pub async fn start(
         revoked_reason: None,
         rotated_by_key: None,
         dpop_jkt: how.dpop.map(|p| p.jkt),
+        amr,
+        aal,
+        step_up_until: None,
     };
     let (uid, sid) = (Some(user.id.as_str()), Some(session.id.as_str()));
     let signed_in = event(uid, "login_succeeded", "info", sid, c, how.detail);

@@ -374,3 +374,17 @@ pub async fn revoke_session(
     }
     Ok(())
 }
+
+/// Removes every second factor and recovery code of a user (a lost phone): the next sign-in
+/// needs the password (or mail) alone.
+pub async fn reset_second_factors(
+    state: &AppState,
+    admin: &Admin,
+    c: &Caller,
+    user_id: &str,
+) -> ApiResult<()> {
+    user(state, user_id).await?;
+    let e = admin.action(Some(user_id), c, "reset the second factors");
+    state.store.reset_second_factors(user_id, &e).await?;
+    Ok(())
+}

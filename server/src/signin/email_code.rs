@@ -15,8 +15,7 @@ use crate::clock::now_ms;
 use crate::config::Registration;
 use crate::error::{ApiError, ApiResult};
 use crate::rules::codes;
-use crate::session::issue::Issued;
-use crate::session::start::{start, Choice, Start};
+use crate::session::start::{begin, Choice, SignedIn, Start};
 use crate::state::AppState;
 use crate::store::mail_tokens::NewEmailCode;
 use crate::store::UserRow;
@@ -99,7 +98,7 @@ pub async fn verify_code(
     email: &str,
     code: &str,
     choice: Choice,
-) -> ApiResult<Issued> {
+) -> ApiResult<SignedIn> {
     if !codes::is_code(code) {
         return Err(ApiError::validation(
             "code must be the 6 digits of the mail",
@@ -127,7 +126,7 @@ pub async fn verify_code(
     if !state.store.use_code(&row_id, now).await? {
         return Err(wrong());
     }
-    let how = Start::new(choice, dpop, "signed in with an emailed code");
+    let how = Start::new(choice, dpop, "signed in with an emailed code", "email");
     let signed_in = sign_in(state, &email, user, c, how, now).await;
     give_back_on_failure(state, &row_id, now, signed_in).await
 }
@@ -139,7 +138,7 @@ pub async fn verify_link(
     headers: &HeaderMap,
     token: &str,
     choice: Choice,
-) -> ApiResult<Issued> {
+) -> ApiResult<SignedIn> {
     let dpop = admit(state, c, headers, "/auth/magic-link/verify").await?;
     let now = now_ms();
     let bad = || invalid_code("this sign-in link is unknown, used or expired: ask for a new one");
@@ -156,7 +155,7 @@ pub async fn verify_link(
         return Err(bad());
     };
     let user = state.store.user_by_email(&email).await?;
-    let how = Start::new(choice, dpop, "signed in with an emailed link");
+    let how = Start::new(choice, dpop, "signed in with an emailed link", "email");
     let signed_in = sign_in(state, &email, user, c, how, now).await;
     give_back_on_failure(state, &row_id, now, signed_in).await
 }
@@ -168,8 +167,8 @@ async fn give_back_on_failure(
     state: &AppState,
     row_id: &str,
     used_at: i64,
-    signed_in: ApiResult<Issued>,
-) -> ApiResult<Issued> {
+    signed_in: ApiResult<SignedIn>,
+) -> ApiResult<SignedIn> {
     if let Err(e) = &signed_in {
         if e.status.is_server_error() {
             if let Err(err) = state.store.unuse_code(row_id, used_at).await {
@@ -207,7 +206,7 @@ async fn sign_in(
     c: &Caller,
     how: Start,
     now: i64,
-) -> ApiResult<Issued> {
+) -> ApiResult<SignedIn> {
     let (mut user, created) = match user {
         Some(u) => (u, false),
         None if state.config.registration == Registration::Closed => {
@@ -224,5 +223,5 @@ async fn sign_in(
         prove_address(state, c, &user.id, None, created, now).await?;
         user.email_verified = true;
     }
-    start(state, &user, c, how, now).await
+    begin(state, &user, c, how, now).await
 }

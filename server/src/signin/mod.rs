@@ -11,3 +11,4 @@ pub mod mail;
 pub mod password;
 pub mod profile;
 pub mod recovery;
+pub mod totp;

@@ -6,8 +6,7 @@ use crate::audit::{audit, Caller};
 use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::rules::lockout;
-use crate::session::issue::Issued;
-use crate::session::start::{start, Choice, Start};
+use crate::session::start::{begin, Choice, SignedIn, Start};
 use crate::state::AppState;
 use crate::store::{Store, UserRow};
 use crate::throttle::{self, Subject};
@@ -29,7 +28,7 @@ pub async fn login(
     c: &Caller,
     headers: &HeaderMap,
     body: Login,
-) -> ApiResult<Issued> {
+) -> ApiResult<SignedIn> {
     // An address refused for now gets its 429 before anything costs work (the DPoP proof's
     // signature, the account lookup).
     let now = now_ms();
@@ -43,8 +42,8 @@ pub async fn login(
         None => None,
     };
     let user = prove(state, c, user, body.password, now).await?;
-    let how = Start::new(body.choice, dpop, "signed in");
-    start(state, &user, c, how, now).await
+    let how = Start::new(body.choice, dpop, "signed in", "pwd");
+    begin(state, &user, c, how, now).await
 }
 
 /// Checks `password` against `user` (`None`: an unknown address, checked all the same) under

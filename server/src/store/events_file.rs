@@ -164,6 +164,14 @@ pub fn name(kind: &str) -> (&'static str, bool) {
         "user_updated" => ("auth.user_updated", true),
         "account_deleted" => ("auth.account_deleted", true),
         "admin_action" => ("admin.action", true),
+        "mfa_required" => ("mfa.required", true),
+        "mfa_verified" => ("mfa.verification", true),
+        "mfa_refused" => ("mfa.verification", false),
+        "recovery_code_used" => ("mfa.recovery_code_used", true),
+        "recovery_codes_replaced" => ("mfa.recovery_codes_replaced", true),
+        "mfa_enrolled" => ("mfa.enrolled", true),
+        "mfa_removed" => ("mfa.removed", true),
+        "mfa_step_up" => ("mfa.step_up", true),
         _ => ("audit.event", true),
     }
 }

@@ -17,6 +17,7 @@ pub mod events_file;
 pub mod keys;
 pub mod limits;
 pub mod mail_tokens;
+pub mod mfa;
 pub mod revocation;
 pub mod rotator;
 pub mod session_cache;

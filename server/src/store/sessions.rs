@@ -28,6 +28,12 @@ pub struct SessionRow {
     pub rotated_by_key: Option<String>,
     /// The thumbprint of the DPoP key the session is bound to (see `dpop`).
     pub dpop_jkt: Option<String>,
+    /// How the user signed in (RFC 8176 `amr` values: `pwd`, `email`, `otp`, `recovery`).
+    pub amr: Vec<String>,
+    /// The assurance level of the sign-in: 2 with a second factor.
+    pub aal: i64,
+    /// Until when (unix ms) a step-up raised the session to level 2.
+    pub step_up_until: Option<i64>,
 }
 
 impl SessionRow {
@@ -39,7 +45,8 @@ impl SessionRow {
 
 const SESSION_COLUMNS: &str = "id, user_id, generation, nonce, device_id, user_agent, ip, \
     remember_me, cookie_transport, created_at, last_used_at, rotated_at, rotated_by_device, \
-    idle_expires_at, absolute_expires_at, revoked_at, revoked_reason, rotated_by_key, dpop_jkt";
+    idle_expires_at, absolute_expires_at, revoked_at, revoked_reason, rotated_by_key, dpop_jkt, \
+    amr, aal, step_up_until";
 
 impl Store {
     /// Inserts a session with its events (sign-in, new device), in one transaction, and
@@ -68,8 +75,9 @@ impl Store {
         sqlx::query(
             "INSERT INTO sessions (id, user_id, generation, nonce, device_id, user_agent, ip, \
              remember_me, cookie_transport, created_at, last_used_at, rotated_at, \
-             rotated_by_device, idle_expires_at, absolute_expires_at, dpop_jkt) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             rotated_by_device, idle_expires_at, absolute_expires_at, dpop_jkt, amr, aal) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18)",
         )
         .bind(&s.id)
         .bind(&s.user_id)
@@ -87,6 +95,8 @@ impl Store {
         .bind(s.idle_expires_at)
         .bind(s.absolute_expires_at)
         .bind(&s.dpop_jkt)
+        .bind(serde_json::to_string(&s.amr).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
+        .bind(s.aal)
         .execute(&mut *tx)
         .await?;
         insert_events(&mut tx, events).await?;
@@ -365,6 +375,10 @@ fn session_row(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
         revoked_reason: r.try_get("revoked_reason")?,
         rotated_by_key: r.try_get("rotated_by_key")?,
         dpop_jkt: r.try_get("dpop_jkt")?,
+        amr: serde_json::from_str(&r.try_get::<String, _>("amr")?)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        aal: r.try_get("aal")?,
+        step_up_until: r.try_get("step_up_until")?,
     })
 }
 
