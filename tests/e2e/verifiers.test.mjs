@@ -6,12 +6,26 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { ROOT, startServer, launchBrowser, signIn, uniqueEmail, unpackedPackage, startOrdersService } from "./harness.mjs";
 import { startExpress } from "../verify/express-app.mjs";
 
 const SECRET = "verifiers-test-introspection-secret";
+
+// RFC 6238: the code of a base32 secret `offset` 30-second steps from now.
+function totp(secret, offset) {
+  let bits = "";
+  for (const c of secret) bits += "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".indexOf(c).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigInt64BE(BigInt(Math.floor(Date.now() / 30_000) + offset));
+  const h = createHmac("sha1", key).update(counter).digest();
+  const o = h[19] & 15;
+  const bin = ((h[o] & 0x7f) << 24) | (h[o + 1] << 16) | (h[o + 2] << 8) | h[o + 3];
+  return String(bin % 1_000_000).padStart(6, "0");
+}
 const PYTHON = process.env.BATON_PYTHON || "/usr/bin/python3";
 
 const freePort = () =>
@@ -242,7 +256,7 @@ test("25. baton-auth/server as a Fastify hook and on Web Requests: Bearer and DP
   }
 });
 
-test("24. Express and FastAPI check roles as docs/api.md shows: 403 without the role, 200 once an administrator gives it", async () => {
+test("24. Express and FastAPI check roles and assurance levels as docs/api.md shows: 403 without, 200 once an administrator gives the role and after a step-up", async () => {
   const server = await startServer({ BATON_INTROSPECTION_TOKEN: SECRET, BATON_RATE_LIMITS: "relaxed" });
   const serverModule = await import(join(unpackedPackage(), "server.js"));
   const expressApi = await startExpress({ baton: server.url, secret: SECRET, origin: server.url, server: serverModule });
@@ -275,6 +289,26 @@ test("24. Express and FastAPI check roles as docs/api.md shows: 403 without the 
     t = await (await post("/auth/login", creds)).json();
     assert.deepEqual(t.user.roles, ["admin"]);
     assert.deepEqual(await reports(t.access_token), [200, 200]);
+
+    // Level 2 for payouts: 403 step_up_required until a step-up with a second factor.
+    const payouts = async (token) =>
+      Promise.all([expressApi, fastapi].map(async (api) => {
+        const res = await fetch(`${api.url}/payouts`, { headers: { authorization: `Bearer ${token}` } });
+        const body = await res.json();
+        return res.status === 403 ? (body.error ?? body.detail).code : res.status;
+      }));
+    assert.deepEqual(await payouts(t.access_token), ["step_up_required", "step_up_required"]);
+    const authed = (path, body) =>
+      fetch(`${server.url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${t.access_token}` },
+        body: JSON.stringify(body),
+      }).then((res) => res.json());
+    const enrolled = await authed("/auth/mfa/totp/enroll", {});
+    const confirmed = await authed("/auth/mfa/totp/confirm", { factor_id: enrolled.factor_id, code: totp(enrolled.secret, 0) });
+    assert.equal(confirmed.recovery_codes.length, 10);
+    const up = await authed("/auth/mfa/step-up", { totp: totp(enrolled.secret, 1) });
+    assert.deepEqual(await payouts(up.access_token), [200, 200]);
   } finally {
     expressApi.stop();
     fastapi.stop();

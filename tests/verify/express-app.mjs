@@ -25,6 +25,12 @@ export async function startExpress({ baton, secret, origin, server }) {
     }
     res.json({ api: "express", reports: [] });
   });
+  app.get("/payouts", verifier.express(), (req, res) => {
+    if ((req.baton.aal ?? 1) < 2) {
+      return res.status(403).json({ error: { code: "step_up_required", message: "a second factor is needed" } });
+    }
+    res.json({ api: "express", sent: true });
+  });
   const listener = await new Promise((ok) => {
     const l = app.listen(0, "127.0.0.1", () => ok(l));
   });

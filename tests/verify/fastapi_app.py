@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from baton_verify import Verifier
-from baton_verify.fastapi import baton, require_role
+from baton_verify.fastapi import baton, require_aal, require_role
 
 verifier = Verifier(
     issuer=os.environ["BATON_URL"],  # Baton's BATON_PUBLIC_URL
@@ -33,6 +33,11 @@ def orders(claims: dict = Depends(baton(verifier))):
 @app.get("/reports")
 def reports(claims: dict = Depends(require_role(verifier, "admin"))):
     return {"api": "fastapi", "reports": []}
+
+
+@app.get("/payouts")
+def payouts(claims: dict = Depends(require_aal(verifier, 2))):
+    return {"api": "fastapi", "sent": True}
 
 
 if __name__ == "__main__":

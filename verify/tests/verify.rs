@@ -795,3 +795,70 @@ async fn require_role_lets_only_that_role_through() {
     assert_eq!((status, body), (StatusCode::OK, uid));
     s.stop();
 }
+
+/// `require_aal(2)`: a password-only token is 403 `step_up_required`; the token of a step-up
+/// with a second factor passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_aal_wants_a_second_factor() {
+    use baton_server::rules::totp;
+    use baton_verify::Aal;
+    let s = Server::start(&[]).await;
+    let verifier = Verifier::discover(&s.url, with_secret()).await.unwrap();
+    let app = Router::new()
+        .route("/payouts", get(|| async { "sent" }))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Aal::new(verifier.clone(), 2),
+            baton_verify::require_aal,
+        ));
+    let (_, token) = s.user().await;
+    let bearer = format!("Bearer {token}");
+    let (status, _, body) = call(&app, "/payouts", &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["code"], "step_up_required");
+    // TOTP set up, then a step-up.
+    let e: Value = s
+        .post("/auth/mfa/totp/enroll", json!({}), Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut secret = Vec::new();
+    let (mut buffer, mut bits) = (0u32, 0);
+    for c in e["secret"].as_str().unwrap().bytes() {
+        let v = if c.is_ascii_uppercase() {
+            c - b'A'
+        } else {
+            c - b'2' + 26
+        };
+        buffer = (buffer << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            secret.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    let at = |offset: i64| {
+        let step = totp::step_of(baton_server::now_ms()) + offset;
+        format!("{:06}", totp::code_at(&secret, step))
+    };
+    let confirm = json!({"factor_id": e["factor_id"], "code": at(0)});
+    assert_eq!(
+        s.post("/auth/mfa/totp/confirm", confirm, Some(&token))
+            .await
+            .status(),
+        200
+    );
+    let up: Value = s
+        .post("/auth/mfa/step-up", json!({"totp": at(1)}), Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stepped = up["access_token"].as_str().unwrap();
+    assert_eq!(verifier.verify(stepped).await.unwrap().aal, 2);
+    let bearer = format!("Bearer {stepped}");
+    let (status, _, body) = call(&app, "/payouts", &[("authorization", &bearer)]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "sent"));
+    s.stop();
+}
