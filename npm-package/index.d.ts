@@ -44,6 +44,16 @@ export interface Session {
   refreshExpiresAt: number;
 }
 
+/**
+ * A sign-in of an account with a second factor: no session yet. `baton.verifyMfa` (from
+ * `baton-auth/mfa`) finishes it within 5 minutes.
+ */
+export interface MfaRequired {
+  mfaRequired: true;
+  /** What may prove it: "totp", "recovery_code". */
+  methods: string[];
+}
+
 export interface User {
   id: string;
   email: string;
@@ -114,7 +124,7 @@ export class Baton {
    * Signs in. `rememberMe: false` (default): the session ends when the browser closes;
    * `true`: it survives restarts, up to the server's remember-me lifetime.
    */
-  login(email: string, password: string, options?: { rememberMe?: boolean }): Promise<Session>;
+  login(email: string, password: string, options?: { rememberMe?: boolean }): Promise<Session | MfaRequired>;
   /**
    * Mails a 6-digit sign-in code and a sign-in link to `email` (baton-server's email sign-in).
    * Resolves whether or not the address has an account; rejects with `rate_limited`,
@@ -122,12 +132,12 @@ export class Baton {
    */
   requestCode(email: string): Promise<void>;
   /** Signs in with the code of the mail, like `login`; a wrong or used code is `invalid_code`. */
-  verifyCode(email: string, code: string, options?: { rememberMe?: boolean }): Promise<Session>;
+  verifyCode(email: string, code: string, options?: { rememberMe?: boolean }): Promise<Session | MfaRequired>;
   /**
    * Signs in with the mailed link's token (the `token` query parameter of the page the link
    * opened), like `login`; a used or expired link is `invalid_code`.
    */
-  verifyMagicLink(token: string, options?: { rememberMe?: boolean }): Promise<Session>;
+  verifyMagicLink(token: string, options?: { rememberMe?: boolean }): Promise<Session | MfaRequired>;
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
   getAccessToken(): Promise<string>;
   refresh(): Promise<Session>;

@@ -128,6 +128,8 @@ function targetOrigin(input, base) {
   }
 }
 
+const MFA = Symbol.for("baton-auth.mfa");
+
 export class Baton {
   #client;
   #listeners = new Map(EVENTS.map((name) => [name, new Set()]));
@@ -212,8 +214,17 @@ export class Baton {
     return this.#signIn("/auth/magic-link/verify", { token }, options);
   }
 
-  #signIn(path, body, options) {
-    return this.#call(() => this.#client.call(1, path, body, !!(options && options.rememberMe)));
+  async #signIn(path, body, options) {
+    const rememberMe = !!(options && options.rememberMe);
+    const r = await this.#call(() => this.#client.call(1, path, body, rememberMe));
+    if (!r || !r.mfa_required) return r;
+    // A second factor is due (baton-auth/mfa finishes the sign-in).
+    this[MFA] = { token: r.mfa_token, rememberMe };
+    return { mfaRequired: true, methods: r.methods };
+  }
+
+  [Symbol.for("baton-auth.signIn")](path, body, options) {
+    return this.#signIn(path, body, options);
   }
 
   /**

@@ -731,6 +731,10 @@ pub(crate) async fn sign_in(
     if reply.status != 200 {
         return Err(reply_error_value(&reply));
     }
+    // The account has a second factor: no session yet; the caller finishes it.
+    if js::get(&reply.body, "mfa_required").as_bool() == Some(true) {
+        return Ok(reply.body);
+    }
     // Without remember-me, a session kept in localStorage ends with the browser session.
     let browser = (!remember_me && rc.borrow().opts.storage == Kind::Local)
         .then(|| crate::platform::browser_session(true))

@@ -127,6 +127,14 @@ pub struct VerifyBody {
     mfa_token: String,
     totp: Option<String>,
     recovery_code: Option<String>,
+    /// Ignored: the first step's choice holds (clients may send the fields of every sign-in).
+    #[serde(default)]
+    #[allow(dead_code)]
+    remember_me: Option<bool>,
+    /// Ignored, as `remember_me`.
+    #[serde(default)]
+    #[allow(dead_code)]
+    refresh_transport: Option<super::extract::RefreshTransport>,
 }
 
 #[utoipa::path(post, path = "/auth/mfa/verify", tag = "mfa", request_body = VerifyBody,
