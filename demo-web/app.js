@@ -1,5 +1,7 @@
 // The Baton demo: everything here uses the public baton-auth API, as an application would.
 import { Baton, isBatonError } from "baton-auth";
+import "baton-auth/mfa";
+import { drawQr } from "/qr.js";
 
 const $ = (id) => document.getElementById(id);
 const PREFS = "baton-demo:prefs";
@@ -193,8 +195,63 @@ async function loadLists() {
     const [s, a] = await Promise.all([api("/auth/sessions"), api("/auth/audit-log?limit=30")]);
     renderSessions(s.body ? s.body.sessions : []);
     renderAudit(a.body ? a.body.events : []);
+    const m = await demo.baton.mfaFactors();
+    const on = m.factors.length > 0;
+    $("mfa-status").textContent = on
+      ? `On: sign-in asks for a code of your authenticator app (${plural(m.recovery_codes_left, "recovery code")} left).`
+      : "Off: add a code from an authenticator app to every sign-in.";
+    $("btn-mfa-setup").hidden = on;
   } catch (e) {
     logEvent("error", e);
+  }
+}
+
+// Two-factor sign-in: set-up with a QR code, then the recovery codes, shown once.
+async function mfaSetup() {
+  $("mfa-error").textContent = "";
+  try {
+    const e = await demo.baton.enrollTotp();
+    drawQr($("mfa-qr"), e.otpauthUrl);
+    $("mfa-secret").textContent = e.secret;
+    $("mfa-enroll").hidden = false;
+    $("mfa-codes").hidden = true;
+    $("mfa-confirm-code").focus();
+  } catch (e) {
+    $("mfa-error").textContent = describe(e);
+  }
+}
+
+async function mfaConfirm() {
+  $("mfa-error").textContent = "";
+  try {
+    const codes = await demo.baton.confirmTotp($("mfa-confirm-code").value.trim());
+    $("mfa-recovery").replaceChildren(...codes.map((c) => Object.assign(document.createElement("li"), { textContent: c })));
+    $("mfa-enroll").hidden = true;
+    $("mfa-codes").hidden = false;
+    $("mfa-confirm-code").value = "";
+    loadLists();
+  } catch (e) {
+    $("mfa-error").textContent = describe(e);
+  }
+}
+
+// After a first factor: a session, or the second-factor step.
+function signedIn(result) {
+  const wait = !!(result && result.mfaRequired);
+  $("mfa-step").hidden = !wait;
+  if (wait) $("mfa-code").focus();
+  render();
+}
+
+async function verifyMfa() {
+  $("auth-error").textContent = "";
+  const v = $("mfa-code").value.trim();
+  try {
+    await demo.baton.verifyMfa(/^\d{6}$/.test(v) ? { totp: v } : { recoveryCode: v });
+    $("mfa-code").value = "";
+    signedIn(null);
+  } catch (e) {
+    $("auth-error").textContent = describe(e);
   }
 }
 
@@ -297,8 +354,7 @@ async function submit(register) {
   try {
     await useTransport();
     if (register) await demo.baton.register(email, password);
-    await demo.baton.login(email, password, { rememberMe: $("remember").checked });
-    render();
+    signedIn(await demo.baton.login(email, password, { rememberMe: $("remember").checked }));
   } catch (e) {
     $("auth-error").textContent = describe(e);
   }
@@ -328,9 +384,9 @@ async function emailCode() {
 async function verifyCode() {
   $("auth-error").textContent = "";
   try {
-    await demo.baton.verifyCode($("email").value.trim(), $("code").value.trim(), { rememberMe: $("remember").checked });
+    const result = await demo.baton.verifyCode($("email").value.trim(), $("code").value.trim(), { rememberMe: $("remember").checked });
     $("code").value = "";
-    render();
+    signedIn(result);
   } catch (e) {
     $("auth-error").textContent = describe(e);
   }
@@ -343,14 +399,16 @@ async function followLink() {
   params.delete("token");
   history.replaceState(null, "", location.pathname + (params.size ? `?${params}` : ""));
   try {
-    await demo.baton.verifyMagicLink(token, { rememberMe: $("remember").checked });
-    render();
+    signedIn(await demo.baton.verifyMagicLink(token, { rememberMe: $("remember").checked }));
   } catch (e) {
     $("auth-error").textContent = describe(e);
   }
 }
 
 $("btn-code").addEventListener("click", emailCode);
+$("btn-verify-mfa").addEventListener("click", verifyMfa);
+$("btn-mfa-setup").addEventListener("click", mfaSetup);
+$("btn-mfa-confirm").addEventListener("click", mfaConfirm);
 $("btn-verify-code").addEventListener("click", verifyCode);
 $("auth-form").addEventListener("submit", (e) => {
   e.preventDefault();

@@ -2,8 +2,12 @@
 // password and a code, then with a recovery code, which then no longer works; a step-up.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { startServer, launchBrowser, signIn, uniqueEmail } from "./harness.mjs";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startServer, launchBrowser, signIn, uniqueEmail, screenshot } from "./harness.mjs";
 
 let browser;
 let server;
@@ -91,5 +95,41 @@ test("31. TOTP in Chromium: enrol, sign in with password and code, then with a r
   });
   // Signed in with a recovery code: level 2, so the factor may go.
   assert.deepEqual(stepped, { before: "removed", left: 0 });
+  await context.close();
+});
+
+test("31. the demo page: TOTP set up with a QR code a reader decodes, the recovery codes, and a sign-in with the second step", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${server.url}/`);
+  const email = uniqueEmail("demo-mfa");
+  await signIn(page, email);
+  await page.click("#btn-mfa-setup");
+  await page.waitForSelector("#mfa-enroll:not([hidden])");
+  const secret = (await page.textContent("#mfa-secret")).trim();
+  // The QR code as a phone would read it.
+  const png = join(mkdtempSync(join(tmpdir(), "baton-qr-")), "qr.png");
+  await page.locator("#mfa-qr").screenshot({ path: png });
+  const read = spawnSync("/usr/bin/zbarimg", ["-q", "--raw", png], { encoding: "utf8" });
+  assert.equal(read.status, 0, read.stderr);
+  assert.equal(read.stdout.trim(), `otpauth://totp/Baton:${encodeURIComponent(email)}?secret=${secret}&issuer=Baton&algorithm=SHA1&digits=6&period=30`);
+  await page.fill("#mfa-confirm-code", totp(secret, 0));
+  await page.click("#btn-mfa-confirm");
+  await page.waitForSelector("#mfa-codes:not([hidden])");
+  assert.equal(await page.locator("#mfa-recovery li").count(), 10);
+  await page.waitForFunction(() => document.getElementById("mfa-status").textContent.startsWith("On"));
+  await screenshot(page, "demo-mfa-recovery-codes");
+  // Signed out, the password alone is not enough any more.
+  await page.click("#btn-logout");
+  await page.waitForFunction(() => document.body.dataset.state === "signed-out");
+  await page.fill("#email", email);
+  await page.fill("#password", PASSWORD);
+  await page.click("#btn-login");
+  await page.waitForSelector("#mfa-step:not([hidden])");
+  assert.equal(await page.evaluate(() => document.body.dataset.state), "signed-out");
+  await page.fill("#mfa-code", totp(secret, 1));
+  await page.click("#btn-verify-mfa");
+  await page.waitForFunction(() => document.body.dataset.state === "signed-in");
+  assert.equal(await page.locator("#mfa-step").isHidden(), true);
   await context.close();
 });

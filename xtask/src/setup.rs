@@ -48,6 +48,7 @@ pub(crate) fn all(needs: &Needs) -> Result<Env> {
     if needs.browser {
         python_jwt()?;
         nginx()?;
+        zbar()?;
     }
     Ok(Env {
         wasm,
@@ -248,6 +249,21 @@ pub(crate) fn nginx() -> Result<()> {
 }
 
 const NGINX: &str = "/usr/sbin/nginx";
+
+/// zbar's `zbarimg`: the end-to-end tests read the demo's QR code with it, as a phone would.
+pub(crate) fn zbar() -> Result<()> {
+    if Path::new(ZBARIMG).is_file() {
+        println!("  zbarimg: {ZBARIMG}");
+        return Ok(());
+    }
+    apt_install(&["zbar-tools"])?;
+    if !Path::new(ZBARIMG).is_file() {
+        bail!("{ZBARIMG} not found after installing zbar-tools");
+    }
+    Ok(())
+}
+
+const ZBARIMG: &str = "/usr/bin/zbarimg";
 
 /// Debian's Python with PyJWT and cryptography (the Python verifier, `python/`, and the
 /// end-to-end test that verifies tokens the way a Python API would), FastAPI, uvicorn, pytest
