@@ -1,50 +1,12 @@
 // baton-auth/account: the signed-in user's own account. Importing this entry point adds the
 // methods below to every Baton client; an app that does not import it does not load them.
-import { Baton, BatonError } from "./index.js";
-
-// 401 codes about the access token itself: refreshed once and sent again. Any other 401 (a
-// wrong current password) is the answer: sent again it would count twice toward the lockout.
-const TOKEN = ["token_expired", "token_invalid", "token_revoked", "token_missing", "dpop_proof_invalid"];
-
-function url(baton, path) {
-  return new URL(path, new URL(baton.baseUrl, globalThis.location && location.href));
-}
-
-async function answer(res) {
-  let body = null;
-  try {
-    body = await res.json();
-  } catch {}
-  if (res.ok) return body;
-  const e = (body && body.error) || {};
-  const ra = res.headers.get("retry-after");
-  throw new BatonError(e.code || "internal", e.message || `HTTP ${res.status}`, res.status, res.status === 429 || res.status >= 500, ra ? Number(ra) : undefined);
-}
-
-// A call as the signed-in user: baton.fetch (token, DPoP proof, device id) without its own
-// retry after a 401; a token refused here is refreshed once.
-async function send(baton, method, path, body, again) {
-  const res = await baton.fetch(url(baton, path), {
-    method,
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body || {}),
-    batonRetry: false,
-  });
-  if (res.status === 401 && !again) {
-    const code = await res.clone().json().then((b) => b.error.code, () => "");
-    if (TOKEN.includes(code)) {
-      await baton.refresh();
-      return send(baton, method, path, body, true);
-    }
-  }
-  return answer(res);
-}
+import { Baton } from "./index.js";
+import { answer, send, url } from "./authed.js";
 
 Object.assign(Baton.prototype, {
   /** The account as the server has it now: roles, metadata, the address and its proof. */
   async getUser() {
-    const res = await this.fetch(url(this, "/auth/me"));
-    return (await answer(res)).user;
+    return (await send(this, "GET", "/auth/me")).user;
   },
 
   /** A new password; every other session of the user is signed out, this one stays. */

@@ -1,43 +1,10 @@
 // baton-auth/mfa: two-factor sign-in. Importing this entry point adds the methods below to every
 // Baton client; an app without a second factor does not load them.
 import { Baton, BatonError } from "./index.js";
+import { send } from "./authed.js";
 
 const MFA = Symbol.for("baton-auth.mfa");
 const ENROLLING = Symbol("enrolling");
-const TOKEN = ["token_expired", "token_invalid", "token_revoked", "token_missing", "dpop_proof_invalid"];
-
-const url = (baton, path) => new URL(path, new URL(baton.baseUrl, globalThis.location && location.href));
-
-async function answer(res) {
-  let body = null;
-  try {
-    body = await res.json();
-  } catch {}
-  if (res.ok) return body;
-  const e = (body && body.error) || {};
-  const ra = res.headers.get("retry-after");
-  throw new BatonError(e.code || "internal", e.message || `HTTP ${res.status}`, res.status, res.status === 429 || res.status >= 500, ra ? Number(ra) : undefined);
-}
-
-// As the signed-in user, without baton.fetch's own retry (a wrong code must count once); a
-// token refused here is refreshed once.
-async function send(baton, method, path, body, again) {
-  const res = await baton.fetch(url(baton, path), {
-    method,
-    headers: { "Content-Type": "application/json" },
-    body: method === "GET" ? undefined : JSON.stringify(body || {}),
-    batonRetry: false,
-  });
-  if (res.status === 401 && !again) {
-    const code = await res.clone().json().then((b) => b.error.code, () => "");
-    if (TOKEN.includes(code)) {
-      await baton.refresh();
-      return send(baton, method, path, body, true);
-    }
-  }
-  return answer(res);
-}
-
 // `{ totp }` or `{ recoveryCode }` as the server takes it.
 function second(f) {
   if (f && typeof f.totp === "string") return { totp: f.totp };

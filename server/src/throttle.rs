@@ -84,3 +84,45 @@ pub async fn refuse(
         .await;
     }
 }
+
+/// After a failed attempt counted by the lockout (`rules::lockout`): locks `source` of the
+/// account once five in a row failed, the n-th lock in a row longer, recorded as
+/// `account_locked` ("`what` in a row: `whom` locked for ...").
+pub async fn lock_if_reached(
+    state: &AppState,
+    user_id: &str,
+    source: &str,
+    c: &Caller,
+    now: i64,
+    (what, whom): (&str, &str),
+) -> ApiResult<()> {
+    use crate::rules::lockout;
+    let base = state.limits.lockout;
+    let durations: Vec<i64> = (1..=8)
+        .map(|n| lockout::lock_duration(n, base).as_millis() as i64)
+        .collect();
+    let locked = state
+        .store
+        .lock_if_reached(user_id, source, lockout::LOCK_AFTER, now, &durations)
+        .await?;
+    if let Some((nth, until)) = locked {
+        state.metrics.anomaly("account_locked");
+        let lasts = Duration::from_millis((until - now).max(0) as u64);
+        let detail = format!(
+            "{} {what} in a row: {whom} locked for {} (lock {nth} in a row)",
+            lockout::LOCK_AFTER,
+            humantime::format_duration(lasts)
+        );
+        audit(
+            state,
+            Some(user_id),
+            "account_locked",
+            "critical",
+            None,
+            c,
+            &detail,
+        )
+        .await;
+    }
+    Ok(())
+}

@@ -1,5 +1,6 @@
 // End-to-end harness: a real baton-server process, real headless Chromium (Debian's, driven by
 // playwright-core), and baton-auth as `npm pack` produced it.
+import { createHmac } from "node:crypto";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -166,4 +167,17 @@ export async function smtpSink() {
     return raw.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
   };
   return { port, mail, stop: () => child.kill() };
+}
+
+/** RFC 6238: the TOTP code of a base32 secret `offset` 30-second steps from now. */
+export function totp(secret, offset = 0) {
+  let bits = "";
+  for (const c of secret) bits += "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".indexOf(c).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigInt64BE(BigInt(Math.floor(Date.now() / 30_000) + offset));
+  const h = createHmac("sha1", key).update(counter).digest();
+  const o = h[19] & 15;
+  const bin = ((h[o] & 0x7f) << 24) | (h[o + 1] << 16) | (h[o + 2] << 8) | h[o + 3];
+  return String(bin % 1_000_000).padStart(6, "0");
 }

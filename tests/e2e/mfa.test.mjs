@@ -3,11 +3,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { createHmac } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startServer, launchBrowser, signIn, uniqueEmail, screenshot } from "./harness.mjs";
+import { startServer, launchBrowser, signIn, uniqueEmail, screenshot, totp } from "./harness.mjs";
 
 let browser;
 let server;
@@ -20,18 +19,6 @@ after(async () => {
   await server?.stop();
 });
 
-// RFC 6238: the code of a base32 secret `offset` 30-second steps from now.
-function totp(secret, offset) {
-  let bits = "";
-  for (const c of secret) bits += "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".indexOf(c).toString(2).padStart(5, "0");
-  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
-  const counter = Buffer.alloc(8);
-  counter.writeBigInt64BE(BigInt(Math.floor(Date.now() / 30_000) + offset));
-  const h = createHmac("sha1", key).update(counter).digest();
-  const o = h[19] & 15;
-  const bin = ((h[o] & 0x7f) << 24) | (h[o + 1] << 16) | (h[o + 2] << 8) | h[o + 3];
-  return String(bin % 1_000_000).padStart(6, "0");
-}
 
 const PASSWORD = "correct horse battery";
 

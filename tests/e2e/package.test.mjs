@@ -85,6 +85,9 @@ test("a strict TypeScript app type-checks against every entry point", () => {
 import { BatonProvider, useBaton, useSession } from "baton-auth/react";
 import { createElement } from "react";
 import { createVerifier, VerifyError, type AccessClaims } from "baton-auth/server";
+import "baton-auth/account";
+import "baton-auth/mfa";
+import type { Account } from "baton-auth/account";
 
 export async function api(request: Request): Promise<string> {
   const verifier = createVerifier({ issuer: "https://auth.example.com", introspectionSecret: "s".repeat(32) });
@@ -101,7 +104,20 @@ export async function api(request: Request): Promise<string> {
 
 export async function main(): Promise<string | null> {
   const baton: Baton = await Baton.create({ baseUrl: "https://auth.example.com", storage: "local" });
-  const session: Session = await baton.login("a@example.com", "pw", { rememberMe: false });
+  const result = await baton.login("a@example.com", "pw", { rememberMe: false });
+  // An account with a second factor: the sign-in waits for it.
+  const session: Session = "mfaRequired" in result ? await baton.verifyMfa({ totp: "123456" }) : result;
+  const roles: string[] = session.roles;
+  void roles;
+  await baton.changePassword("old password", "new password");
+  const account: Account = await baton.getUser();
+  const meta: Record<string, unknown> = account.user_metadata;
+  void meta;
+  const enrolled = await baton.enrollTotp();
+  const codes: string[] = await baton.confirmTotp("123456", enrolled.factorId);
+  void codes;
+  // @ts-expect-error a second factor is { totp } or { recoveryCode }
+  await baton.verifyMfa({ code: "123456" });
   const off: () => void = baton.on("change", (d) => void d.session?.email);
   off();
   try {

@@ -282,37 +282,10 @@ async fn settle_failure(
     c: &Caller,
     now: i64,
 ) -> ApiResult<()> {
-    let base = state.limits.lockout;
-    let durations: Vec<i64> = (1..=8)
-        .map(|n| lockout::lock_duration(n, base).as_millis() as i64)
-        .collect();
-    let locked = state
-        .store
-        .lock_if_reached(user_id, source, lockout::LOCK_AFTER, now, &durations)
-        .await?;
-    if let Some((nth, until)) = locked {
-        state.metrics.anomaly("account_locked");
-        let lasts = std::time::Duration::from_millis((until - now).max(0) as u64);
-        let whom = if source == lockout::UNTRUSTED {
-            "sign-ins from unknown devices"
-        } else {
-            "sign-ins from this device"
-        };
-        let detail = format!(
-            "{} failed logins in a row: {whom} locked for {} (lock {nth} in a row)",
-            lockout::LOCK_AFTER,
-            humantime::format_duration(lasts)
-        );
-        audit(
-            state,
-            Some(user_id),
-            "account_locked",
-            "critical",
-            None,
-            c,
-            &detail,
-        )
-        .await;
-    }
-    Ok(())
+    let whom = if source == lockout::UNTRUSTED {
+        "sign-ins from unknown devices"
+    } else {
+        "sign-ins from this device"
+    };
+    throttle::lock_if_reached(state, user_id, source, c, now, ("failed logins", whom)).await
 }

@@ -286,33 +286,13 @@ async fn prove_now(
         Err(why) => {
             audit(state, Some(user_id), "mfa_refused", "warning", None, c, why).await;
             if counted {
-                let base = state.limits.lockout;
-                let durations: Vec<i64> = (1..=8)
-                    .map(|n| lockout::lock_duration(n, base).as_millis() as i64)
-                    .collect();
-                let locked = state
-                    .store
-                    .lock_if_reached(user_id, &source, lockout::LOCK_AFTER, now, &durations)
-                    .await?;
-                if let Some((nth, until)) = locked {
-                    state.metrics.anomaly("account_locked");
-                    let lasts = std::time::Duration::from_millis((until - now).max(0) as u64);
-                    let detail = format!(
-                        "{} wrong second factors in a row: locked for {} (lock {nth} in a row)",
-                        lockout::LOCK_AFTER,
-                        humantime::format_duration(lasts)
-                    );
-                    audit(
-                        state,
-                        Some(user_id),
-                        "account_locked",
-                        "critical",
-                        None,
-                        c,
-                        &detail,
-                    )
-                    .await;
-                }
+                let whom = if source.ends_with(lockout::UNTRUSTED) {
+                    "second factors from unknown devices"
+                } else {
+                    "second factors from this device"
+                };
+                let what = ("wrong second factors", whom);
+                throttle::lock_if_reached(state, user_id, &source, c, now, what).await?;
             }
             Err(invalid_code("wrong second factor"))
         }

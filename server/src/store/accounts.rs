@@ -3,7 +3,7 @@
 //! own transaction, with its event; `changed_at` tells every instance to forget what it cached.
 
 use super::users::{mark_verified_in, user_row, USER_COLUMNS};
-use super::{insert_events, NewEvent, Store, UserRow};
+use super::{NewEvent, Store, UserRow};
 
 /// What an administrator changes on an account; `None` leaves a field as it is.
 #[derive(Debug, Default, Clone)]
@@ -159,9 +159,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let user = user_row(&user)?;
-        insert_events(&mut tx, &[event]).await?;
-        tx.commit().await?;
-        self.published(&[event]);
+        self.commit_with(tx, &[event]).await?;
         Ok(Changed::Done {
             user: Box::new(user),
             ended,
@@ -186,9 +184,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        insert_events(&mut tx, &[event]).await?;
-        tx.commit().await?;
-        self.published(&[event]);
+        self.commit_with(tx, &[event]).await?;
         Ok(true)
     }
 
@@ -227,9 +223,7 @@ impl Store {
             .await?;
         super::limits::clear_all_login_failures_in(&mut tx, user_id).await?;
         let e = event(ended.len());
-        insert_events(&mut tx, &[&e]).await?;
-        tx.commit().await?;
-        self.published(&[&e]);
+        self.commit_with(tx, &[&e]).await?;
         Ok(Some(ended))
     }
 
@@ -310,9 +304,7 @@ impl Store {
         super::mail_tokens::spend_all_account_tokens_in(&mut tx, &user_id, EMAIL_CHANGE, now)
             .await?;
         let e = event(&user_id);
-        insert_events(&mut tx, &[&e]).await?;
-        tx.commit().await?;
-        self.published(&[&e]);
+        self.commit_with(tx, &[&e]).await?;
         Ok(EmailChanged::Moved { user_id, old })
     }
 
@@ -368,9 +360,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let e = event(ended.len());
-        insert_events(&mut tx, &[&e]).await?;
-        tx.commit().await?;
-        self.published(&[&e]);
+        self.commit_with(tx, &[&e]).await?;
         Ok(Some(ended))
     }
 }

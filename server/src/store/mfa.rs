@@ -1,7 +1,7 @@
 //! `mfa_factors`, `recovery_codes` and `mfa_challenges`: second factors, their recovery codes,
 //! and sign-ins waiting for a second factor; a session's step-up.
 
-use super::{insert_events, NewEvent, Store};
+use super::{NewEvent, Store};
 use sqlx::Row;
 
 /// A second factor as stored (its secret sealed).
@@ -149,9 +149,7 @@ impl Store {
             return Ok(false);
         }
         replace_codes_in(&mut tx, user_id, code_hashes, now).await?;
-        insert_events(&mut tx, &[event]).await?;
-        tx.commit().await?;
-        self.published(&[event]);
+        self.commit_with(tx, &[event]).await?;
         Ok(true)
     }
 
@@ -165,9 +163,7 @@ impl Store {
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.writer.begin().await?;
         replace_codes_in(&mut tx, user_id, code_hashes, now).await?;
-        insert_events(&mut tx, &[event]).await?;
-        tx.commit().await?;
-        self.published(&[event]);
+        self.commit_with(tx, &[event]).await?;
         Ok(())
     }
 
@@ -229,9 +225,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        insert_events(&mut tx, &[event]).await?;
-        tx.commit().await?;
-        self.published(&[event]);
+        self.commit_with(tx, &[event]).await?;
         Ok(true)
     }
 
@@ -243,9 +237,7 @@ impl Store {
     ) -> Result<u64, sqlx::Error> {
         let mut tx = self.writer.begin().await?;
         let n = reset_in(&mut tx, user_id).await?;
-        insert_events(&mut tx, &[event]).await?;
-        tx.commit().await?;
-        self.published(&[event]);
+        self.commit_with(tx, &[event]).await?;
         Ok(n)
     }
 
@@ -358,9 +350,7 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        insert_events(&mut tx, &[event]).await?;
-        tx.commit().await?;
-        self.published(&[event]);
+        self.commit_with(tx, &[event]).await?;
         Ok(true)
     }
 }

@@ -434,6 +434,21 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
+impl Store {
+    /// Commits `tx` with `events` inserted in it, then publishes them (`BATON_EVENTS_FILE`):
+    /// the end of every write that records what it did.
+    pub(crate) async fn commit_with(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Any>,
+        events: &[&NewEvent],
+    ) -> Result<(), sqlx::Error> {
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        self.published(events);
+        Ok(())
+    }
+}
+
 /// A database step of the start, tried again while the database is only slow to answer (a
 /// busy machine, a connection still opening: the pools give up at 40 % of the request timeout),
 /// for up to 30 s; any other error stops the start at once.
