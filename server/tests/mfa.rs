@@ -466,6 +466,13 @@ async fn an_emailed_code_is_a_first_factor_only() {
     ])
     .await;
     let (email, _, secret, _, _) = enrolled(&s).await;
+    // The address is the account's, proven before (else the mailed sign-in would end the
+    // factor set up while it was not: see the next test).
+    sqlx::query("UPDATE users SET email_verified_at = 1 WHERE email = $1")
+        .bind(&email)
+        .execute(&open_db(&s.database_url).await)
+        .await
+        .unwrap();
     let r = s
         .post(
             "/auth/otp/request",
@@ -495,5 +502,52 @@ async fn an_emailed_code_is_a_first_factor_only() {
         claims(t["access_token"].as_str().unwrap())["amr"],
         json!(["email", "otp"])
     );
+    s.stop().await;
+}
+
+/// Someone registers an address that is not theirs and adds a second factor: when the owner
+/// proves the address by mail, that factor ends with the rest (it would lock the owner out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_factor_set_up_before_the_address_was_proven_ends_with_it() {
+    let smtp = common::smtp::Smtp::start(None);
+    let url = smtp.url();
+    let s = Server::start(&[
+        ("smtp-url", url.as_str()),
+        ("mail-from", "Baton <no-reply@baton.test>"),
+        ("magic-link-url", "http://app.test/sign-in"),
+        ("rate-limits", "relaxed"),
+    ])
+    .await;
+    // The squatter: registered with the owner's address, TOTP on.
+    let (email, squatter, _, _, _) = enrolled(&s).await;
+    // The owner signs in by mail: the address is proven, and the session starts at once.
+    let r = s
+        .post(
+            "/auth/otp/request",
+            json!({ "email": email }),
+            Some("owner"),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let mail = smtp.mail(1).await;
+    let i = mail.find("code: ").unwrap() + 6;
+    let r = s
+        .post(
+            "/auth/otp/verify",
+            json!({"email": email, "code": &mail[i..i + 6]}),
+            Some("owner"),
+        )
+        .await;
+    let body = json_ok(r, 200).await;
+    assert!(body.get("mfa_required").is_none(), "{body}");
+    let owner = Tokens::from_json(body);
+    let list = json_ok(s.get_auth("/auth/mfa/factors", &owner.access).await, 200).await;
+    assert_eq!(list, json!({"factors": [], "recovery_codes_left": 0}));
+    expect_error(
+        s.get_auth("/auth/me", &squatter.access).await,
+        401,
+        "token_revoked",
+    )
+    .await;
     s.stop().await;
 }

@@ -131,7 +131,8 @@ pub async fn prove_address(
         .prove_address(&proof, |n| {
             let sessions = if n == 1 { "session" } else { "sessions" };
             let detail = format!(
-                "address proven by mail: the password and {n} {sessions} set up before were ended"
+                "address proven by mail: the password, second factors and {n} {sessions} set up \
+                 before were ended"
             );
             event(
                 Some(user_id),

@@ -205,7 +205,8 @@ impl Store {
     /// Proves an address, in one transaction. The first proof of an address whose account
     /// was made without one (someone registered it with a password) ends what was set up
     /// until then, unless `keep_credentials`: every session is revoked (reason
-    /// `address_proven`) and the password replaced by `no_password`, recorded as
+    /// `address_proven`), the second factors removed and the password replaced by
+    /// `no_password`, recorded as
     /// `event(sessions ended)`. `None` (nothing changed) when the token is no longer live.
     pub async fn prove_address(
         &self,
@@ -235,6 +236,8 @@ impl Store {
                 .await?;
             proven.ended =
                 super::sessions::revoke_all_in(&mut tx, p.user_id, "address_proven", p.now).await?;
+            // A second factor set up while the address was unproven is not the owner's either.
+            super::mfa::reset_in(&mut tx, p.user_id).await?;
             events.push(event(proven.ended.len()));
         }
         let events: Vec<&NewEvent> = events.iter().collect();
