@@ -450,6 +450,48 @@ async fn new_recovery_codes_replace_the_old_and_an_admin_resets_the_factors() {
     assert_eq!(r.status(), 204);
     let t = s.login(&email, "correct horse", "dev-1").await;
     assert_eq!(claims(&t.access)["amr"], json!(["pwd"]));
+    // A disabled account with a second factor is refused at the first step.
+    let r = send(
+        &s,
+        Method::POST,
+        "/auth/mfa/totp/enroll",
+        Some(&t.access),
+        json!({}),
+        "dev-1",
+    )
+    .await;
+    let e = json_ok(r, 200).await;
+    let secret = base32_decode(e["secret"].as_str().unwrap());
+    let body = json!({"factor_id": e["factor_id"], "code": code(&secret, 0)});
+    json_ok(
+        send(
+            &s,
+            Method::POST,
+            "/auth/mfa/totp/confirm",
+            Some(&t.access),
+            body,
+            "dev-1",
+        )
+        .await,
+        200,
+    )
+    .await;
+    let r = s
+        .req(Method::PATCH, &format!("/admin/users/{uid}"))
+        .bearer_auth(&admin)
+        .json(&json!({"disabled_until": "forever"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s
+        .post(
+            "/auth/login",
+            json!({"email": email, "password": "correct horse"}),
+            Some("dev-1"),
+        )
+        .await;
+    expect_error(r, 403, "user_disabled").await;
     s.stop().await;
 }
 

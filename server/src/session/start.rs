@@ -77,6 +77,11 @@ pub async fn begin(
     how: Start,
     now: i64,
 ) -> ApiResult<SignedIn> {
+    if crate::rules::account::is_disabled(user.disabled_until, now) {
+        // Said here too, so that a disabled account is not asked for its second factor.
+        state.metrics.login("failure");
+        return Err(super::issue::disabled());
+    }
     if how.aal >= 2 || !state.store.has_second_factor(&user.id).await? {
         return Ok(SignedIn::Session(Box::new(
             start(state, user, c, how, now).await?,
