@@ -31,6 +31,8 @@ pub enum ErrorCode {
     InsufficientScope,
     MfaTokenInvalid,
     StepUpRequired,
+    PasskeyInvalid,
+    PasskeysUnavailable,
     NotFound,
     Forbidden,
     Unavailable,
@@ -50,7 +52,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for exhaustive round-trip checks and documentation.
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 39] = [
         Self::ValidationFailed,
         Self::EmailTaken,
         Self::RegistrationClosed,
@@ -74,6 +76,8 @@ impl ErrorCode {
         Self::InsufficientScope,
         Self::MfaTokenInvalid,
         Self::StepUpRequired,
+        Self::PasskeyInvalid,
+        Self::PasskeysUnavailable,
         Self::NotFound,
         Self::Forbidden,
         Self::Unavailable,
@@ -116,6 +120,8 @@ impl ErrorCode {
             Self::InsufficientScope => "insufficient_scope",
             Self::MfaTokenInvalid => "mfa_token_invalid",
             Self::StepUpRequired => "step_up_required",
+            Self::PasskeyInvalid => "passkey_invalid",
+            Self::PasskeysUnavailable => "passkeys_unavailable",
             Self::NotFound => "not_found",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",

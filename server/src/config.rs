@@ -84,6 +84,22 @@ pub struct Config {
     #[arg(long, env = "BATON_STEP_UP_TTL", default_value = "10m", value_parser = duration)]
     pub step_up_ttl: Duration,
 
+    /// The WebAuthn relying party id passkeys are made for: the app's registrable domain, e.g.
+    /// `example.com` for pages on `app.example.com` (not an IP address). Default: the host of
+    /// `BATON_PUBLIC_URL`. Neither set: the passkey endpoints answer 503 `passkeys_unavailable`.
+    #[arg(long, env = "BATON_WEBAUTHN_RP_ID")]
+    pub webauthn_rp_id: Option<String>,
+
+    /// The name passkey prompts show for this relying party.
+    #[arg(long, env = "BATON_WEBAUTHN_RP_NAME", default_value = "Baton")]
+    pub webauthn_rp_name: String,
+
+    /// The origins of the pages that create and use passkeys, comma-separated (e.g.
+    /// `https://app.example.com,https://www.example.com`); each on the relying party id or a
+    /// subdomain of it. Default: the origin of `BATON_PUBLIC_URL`.
+    #[arg(long, env = "BATON_WEBAUTHN_ORIGINS")]
+    pub webauthn_origins: Option<String>,
+
     /// Whether anyone may register.
     #[arg(long, env = "BATON_REGISTRATION", default_value = "open")]
     pub registration: Registration,

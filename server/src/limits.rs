@@ -33,6 +33,13 @@ pub const OTP_PER_ADDRESS: (i64, Duration) = (10, Duration::from_secs(600));
 pub const OTP_PER_IP: (i64, Duration) = (20, Duration::from_secs(600));
 /// Code and link verifications per IP per ten minutes (a code also dies after 5 tries).
 pub const OTP_VERIFY_PER_IP: (i64, Duration) = (30, Duration::from_secs(600));
+/// Passkey sign-in ceremonies started per IP per ten minutes (a page with passkey autofill
+/// starts one per visit).
+pub const PASSKEY_OPTIONS_PER_IP: (i64, Duration) = (60, Duration::from_secs(600));
+/// Passkey answers (sign-in, second factor) checked per IP per ten minutes.
+pub const PASSKEY_VERIFY_PER_IP: (i64, Duration) = (30, Duration::from_secs(600));
+/// Passkey registrations started or finished per account per ten minutes.
+pub const PASSKEY_REGISTER_PER_USER: (i64, Duration) = (30, Duration::from_secs(600));
 /// Refused DPoP proofs per session per ten minutes that are recorded as audit events; further
 /// refusals are counted in metrics only, so a thief's flood cannot flood the owner's log.
 pub const DPOP_REFUSALS_RECORDED: (i64, Duration) = (5, Duration::from_secs(600));

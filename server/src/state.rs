@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::crypto::keys::Keys;
 use crate::crypto::password::PasswordHasher;
+use crate::crypto::webauthn::RelyingParty;
 use crate::limits::Limits;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
@@ -47,4 +48,6 @@ pub struct Shared {
     pub dpop_replay: Arc<ReplayCache>,
     /// `BATON_SMTP_URL`'s mailer; `None`: the email endpoints answer 503.
     pub mailer: Option<Mailer>,
+    /// The WebAuthn relying party (`BATON_WEBAUTHN_*`); `None`: the passkey endpoints answer 503.
+    pub passkeys: Option<RelyingParty>,
 }

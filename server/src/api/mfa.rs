@@ -58,21 +58,30 @@ pub struct Factors {
     pub recovery_codes_left: i64,
 }
 
-/// A second factor: a TOTP code or a recovery code, one of them.
+/// A second factor, one of: a TOTP code, a recovery code, or a passkey's answer to a sign-in
+/// ceremony (`challenge_id` of `POST /auth/passkeys/login/options` with `credential`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecondBody {
     totp: Option<String>,
     recovery_code: Option<String>,
+    challenge_id: Option<String>,
+    /// `AuthenticationResponseJSON`.
+    #[schema(value_type = Option<Object>)]
+    credential: Option<serde_json::Value>,
 }
 
 impl SecondBody {
     fn second(self) -> ApiResult<Second> {
-        match (self.totp, self.recovery_code) {
-            (Some(t), None) => Ok(Second::Totp(t)),
-            (None, Some(r)) => Ok(Second::RecoveryCode(r)),
+        match (self.totp, self.recovery_code, self.challenge_id, self.credential) {
+            (Some(t), None, None, None) => Ok(Second::Totp(t)),
+            (None, Some(r), None, None) => Ok(Second::RecoveryCode(r)),
+            (None, None, Some(challenge_id), Some(credential)) => Ok(Second::Passkey {
+                challenge_id,
+                credential,
+            }),
             _ => Err(ApiError::validation(
-                "send one second factor: `totp` or `recovery_code`",
+                "send one second factor: `totp`, `recovery_code`, or a passkey's                  `challenge_id` and `credential`",
             )),
         }
     }
@@ -127,6 +136,10 @@ pub struct VerifyBody {
     mfa_token: String,
     totp: Option<String>,
     recovery_code: Option<String>,
+    /// With `credential`: a passkey as the second factor.
+    challenge_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    credential: Option<serde_json::Value>,
     /// Ignored: the first step's choice holds (clients may send the fields of every sign-in).
     #[serde(default)]
     #[allow(dead_code)]
@@ -140,7 +153,7 @@ pub struct VerifyBody {
 #[utoipa::path(post, path = "/auth/mfa/verify", tag = "mfa", request_body = VerifyBody,
     params(("DPoP" = Option<String>, Header, description = "a proof of the sign-in's DPoP key, when it had one")),
     responses((status = 200, body = baton_core::TokenResponse),
-        (status = 401, description = "invalid_code (a wrong second factor), mfa_token_invalid, dpop_proof_invalid", body = baton_core::ErrorBody),
+        (status = 401, description = "invalid_code (a wrong second factor), passkey_invalid (a refused passkey), mfa_token_invalid, dpop_proof_invalid", body = baton_core::ErrorBody),
         (status = 403, description = "user_disabled", body = baton_core::ErrorBody),
         (status = 422, description = "validation_failed", body = baton_core::ErrorBody),
         (status = 429, description = "account_locked, rate_limited", body = baton_core::ErrorBody)))]
@@ -153,6 +166,8 @@ pub async fn verify(
     let second = SecondBody {
         totp: body.totp,
         recovery_code: body.recovery_code,
+        challenge_id: body.challenge_id,
+        credential: body.credential,
     }
     .second()?;
     let issued = totp::verify(&state, &c, &headers, &body.mfa_token, second).await?;

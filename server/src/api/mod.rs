@@ -13,6 +13,7 @@ pub mod introspect;
 pub mod login;
 pub mod mfa;
 pub mod ops;
+pub mod passkeys;
 pub mod recovery;
 pub mod reply;
 pub mod revocations;
@@ -41,4 +42,5 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(ops::routes())
         .merge(admin::routes())
         .merge(mfa::routes())
+        .merge(passkeys::routes())
 }

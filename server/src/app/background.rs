@@ -112,7 +112,8 @@ pub async fn purge(state: &AppState) {
         let a = state.store.purge_events(audit_cutoff).await?;
         // Codes and mailed tokens are worthless once expired; they only hold addresses.
         let m = state.store.purge_mail_tokens(now).await?
-            + state.store.purge_mfa_challenges(now).await?;
+            + state.store.purge_mfa_challenges(now).await?
+            + state.store.purge_passkey_ceremonies(now).await?;
         Ok::<_, sqlx::Error>((s, a, m))
     };
     match purged.await {

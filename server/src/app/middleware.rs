@@ -153,6 +153,7 @@ fn endpoint_label(path: Option<&MatchedPath>) -> Option<&'static str> {
         "/auth/email/change/confirm" => "email_change_confirm",
         p if p.starts_with("/admin/") => "admin",
         p if p.starts_with("/auth/mfa/") => "mfa",
+        p if p.starts_with("/auth/passkeys") => "passkeys",
         "/api/ping" => "ping",
         "/.well-known/jwks.json" => "jwks",
         "/.well-known/openid-configuration" => "discovery",

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::crypto::keys::Keys;
 use crate::crypto::keystore;
 use crate::crypto::password::PasswordHasher;
+use crate::crypto::webauthn::RelyingParty;
 use crate::limits::Limits;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
@@ -73,12 +74,14 @@ impl AppState {
         at_start(|| revoked.sync(&store)).await?;
         let password = Arc::new(PasswordHasher::new(config.hash_queue as usize));
         let mailer = Mailer::from_config(&config)?;
+        let passkeys = RelyingParty::from_config(&config).map_err(|e| anyhow::anyhow!(e))?;
         Ok(Self::from_parts(crate::state::Shared {
             password,
             limits: Arc::new(Limits::new(&config)),
             session_cache: Arc::default(),
             dpop_replay: Arc::new(ReplayCache::new(&store)),
             mailer,
+            passkeys,
             rotator: Rotator::spawn(store.clone()),
             config: Arc::new(config),
             store,

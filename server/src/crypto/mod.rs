@@ -4,3 +4,4 @@
 pub mod keys;
 pub mod keystore;
 pub mod password;
+pub mod webauthn;

@@ -4,5 +4,6 @@ pub mod account;
 pub mod codes;
 pub mod email;
 pub mod lockout;
+pub mod passkey;
 pub mod spent;
 pub mod totp;

@@ -64,7 +64,7 @@ pub enum SignedIn {
 pub struct SecondFactor {
     /// Single use, for 5 minutes, only from the browser (and DPoP key) that signed in.
     pub mfa_token: String,
-    /// What may prove it: `totp`, `recovery_code`.
+    /// What may prove it: `totp`, `recovery_code`, and `passkey` when the account has one.
     pub methods: Vec<&'static str>,
 }
 
@@ -117,9 +117,13 @@ pub async fn begin(
         &detail,
     )
     .await;
+    let mut methods = vec!["totp", "recovery_code"];
+    if state.store.has_passkey(&user.id).await? {
+        methods.push("passkey");
+    }
     Ok(SignedIn::SecondFactor(SecondFactor {
         mfa_token: token,
-        methods: vec!["totp", "recovery_code"],
+        methods,
     }))
 }
 

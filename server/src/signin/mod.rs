@@ -8,6 +8,7 @@ pub mod account;
 pub mod admin;
 pub mod email_code;
 pub mod mail;
+pub mod passkey;
 pub mod password;
 pub mod profile;
 pub mod recovery;

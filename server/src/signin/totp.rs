@@ -32,6 +32,11 @@ pub struct Enrolled {
 pub enum Second {
     Totp(String),
     RecoveryCode(String),
+    /// An answer to a passkey sign-in ceremony (`POST /auth/passkeys/login/options`).
+    Passkey {
+        challenge_id: String,
+        credential: serde_json::Value,
+    },
 }
 
 fn sealed_name(factor_id: &str) -> String {
@@ -190,7 +195,8 @@ pub async fn confirm(
     Ok(codes)
 }
 
-/// Checks a second factor of `user_id` under the lockout; its `amr` (`otp`, `recovery`), or 401
+/// Checks a second factor of `user_id` under the lockout; its `amr` (`otp`, `recovery`,
+/// `webauthn`), or 401
 /// `invalid_code` (429 `account_locked` once five in a row were wrong). Runs in a task of its
 /// own: a request given up meanwhile neither leaves the attempt counted nor a code half-spent.
 pub async fn prove(
@@ -240,6 +246,7 @@ async fn prove_now(
             return Err(ApiError::too_many(ErrorCode::AccountLocked, wait));
         }
     }
+    let mut refusal = None;
     let proven = match &second {
         Second::Totp(code) => check_totp(state, user_id, code, now).await?,
         Second::RecoveryCode(code) => {
@@ -264,6 +271,19 @@ async fn prove_now(
             used.then_some("recovery")
                 .ok_or("wrong or used recovery code")
         }
+        Second::Passkey {
+            challenge_id,
+            credential,
+        } => match crate::signin::passkey::prove(state, c, user_id, challenge_id, credential).await
+        {
+            Ok(()) => Ok("webauthn"),
+            // A refused passkey (audited there) counts like a wrong code, and says why.
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                refusal = Some(e);
+                Err("a passkey was refused")
+            }
+            Err(e) => return Err(e),
+        },
     };
     match proven {
         Ok(amr) => {
@@ -285,6 +305,7 @@ async fn prove_now(
         }
         Err(why) => {
             audit(state, Some(user_id), "mfa_refused", "warning", None, c, why).await;
+            let refusal = refusal.unwrap_or_else(|| invalid_code("wrong second factor"));
             if counted {
                 let whom = if source.ends_with(lockout::UNTRUSTED) {
                     "second factors from unknown devices"
@@ -294,7 +315,7 @@ async fn prove_now(
                 let what = ("wrong second factors", whom);
                 throttle::lock_if_reached(state, user_id, &source, c, now, what).await?;
             }
-            Err(invalid_code("wrong second factor"))
+            Err(refusal)
         }
     }
 }
@@ -392,7 +413,8 @@ pub async fn step_up(
     session_id: &str,
     second: Second,
 ) -> ApiResult<Issued> {
-    if !state.store.has_second_factor(user_id).await? {
+    let by_passkey = matches!(second, Second::Passkey { .. });
+    if !by_passkey && !state.store.has_second_factor(user_id).await? {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidRequest,

@@ -309,7 +309,7 @@ impl Store {
     }
 
     /// Erases an account, all or nothing: every session ends (reason `account_deleted`), the
-    /// address, password hash, roles, metadata and second factors are gone (the row stays, emptied, so the
+    /// address, password hash, roles, metadata, second factors and passkeys are gone (the row stays, emptied, so the
     /// account's sessions stay known as revoked), with its codes, tokens, lockout counters and
     /// the addresses and devices of its sessions and audit events; the events keep the user id.
     /// The ended sessions' ids, recorded with `event(n)`; `None` when there is no such account.
@@ -346,6 +346,7 @@ impl Store {
         .await?;
         let ended = super::sessions::revoke_all_in(&mut tx, user_id, DELETED, now).await?;
         super::mfa::reset_in(&mut tx, user_id).await?;
+        super::passkeys::delete_all_in(&mut tx, user_id).await?;
         for sql in [
             "UPDATE sessions SET device_id = NULL, user_agent = NULL, ip = NULL, \
              rotated_by_device = NULL WHERE user_id = $1",

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod limits;
 pub mod mail_tokens;
 pub mod mfa;
+pub mod passkeys;
 pub mod revocation;
 pub mod rotator;
 pub mod session_cache;

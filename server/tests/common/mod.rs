@@ -2,6 +2,7 @@
 //! (a fresh database per server on the cluster named by `BATON_TEST_POSTGRES_URL`).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod authenticator;
 pub mod proof;
 pub mod smtp;
 
