@@ -1,6 +1,7 @@
 // The Baton demo: everything here uses the public baton-auth API, as an application would.
 import { Baton, isBatonError } from "baton-auth";
 import "baton-auth/mfa";
+import "baton-auth/passkeys";
 import { drawQr } from "/qr.js";
 
 const $ = (id) => document.getElementById(id);
@@ -39,6 +40,8 @@ function logEvent(name, detail) {
 }
 
 async function start(transport) {
+  if (autofill) autofill.abort();
+  autofill = null;
   if (demo.baton) demo.baton.dispose();
   const baton = await Baton.create({
     baseUrl: location.origin,
@@ -88,6 +91,9 @@ function render() {
   $("landing").hidden = !!session;
   $("app").hidden = !session;
   if (session) {
+    // Signed in some other way: the passkey request in the email field ends.
+    if (autofill) autofill.abort();
+    autofill = null;
     // The sign-in form starts afresh after this session ends.
     $("code-step").hidden = true;
     $("code").value = "";
@@ -105,6 +111,8 @@ function render() {
     $("api-result").textContent = "No calls yet.";
     $("sessions-list").replaceChildren();
     $("audit-list").replaceChildren();
+    $("passkey-list").replaceChildren();
+    armAutofill();
   }
 }
 
@@ -201,8 +209,92 @@ async function loadLists() {
       ? `On: sign-in asks for a code of your authenticator app (${plural(m.recovery_codes_left, "recovery code")} left).`
       : "Off: add a code from an authenticator app to every sign-in.";
     $("btn-mfa-setup").hidden = on;
+    await loadPasskeys();
   } catch (e) {
     logEvent("error", e);
+  }
+}
+
+// Passkeys: the user's list, adding one, removing one.
+async function loadPasskeys() {
+  if (!Baton.passkeysSupported() || /^[\d.]+$|^\[/.test(location.hostname)) {
+    $("passkey-status").textContent = Baton.passkeysSupported()
+      ? `Passkeys belong to a host name, not an IP address: open http://localhost:${location.port}/ to try them.`
+      : "This browser has no passkeys.";
+    $("btn-passkey-add").hidden = true;
+    return;
+  }
+  $("btn-passkey-add").hidden = false;
+  let list;
+  try {
+    list = await demo.baton.listPasskeys();
+  } catch (e) {
+    $("passkey-status").textContent = describe(e);
+    return;
+  }
+  $("passkey-status").textContent = list.length
+    ? `${plural(list.length, "passkey")}: each signs in without a password or email, at level 2.`
+    : "None yet: add one, then sign in without a password.";
+  $("passkey-list").replaceChildren(
+    ...list.map((p) => {
+      const li = document.createElement("li");
+      const label = document.createElement("span");
+      label.textContent = `${p.name} · added ${fmtTime(p.created_at)}${p.last_used_at ? ` · last used ${fmtTime(p.last_used_at)}` : ""}`;
+      const remove = Object.assign(document.createElement("button"), { className: "link", textContent: "remove" });
+      remove.dataset.passkey = p.id;
+      remove.addEventListener("click", async () => {
+        await demo.baton.removePasskey(p.id).catch((e) => ($("passkey-error").textContent = describe(e)));
+        loadPasskeys();
+      });
+      li.append(label, remove);
+      return li;
+    }),
+  );
+}
+
+async function addPasskey() {
+  $("passkey-error").textContent = "";
+  try {
+    await demo.baton.registerPasskey({ name: deviceName(navigator.userAgent) });
+    loadPasskeys();
+  } catch (e) {
+    $("passkey-error").textContent = describe(e);
+  }
+}
+
+// Signed out: the browser offers passkeys in the email field (autofill), until one is picked
+// or the button asks with a dialog.
+// Passkeys belong to a host name: a page on an IP address (127.0.0.1) cannot use them.
+let autofill = null;
+let passkeysOff = /^[\d.]+$|^\[/.test(location.hostname);
+function armAutofill() {
+  if (passkeysOff || autofill || !demo.baton || demo.baton.session || !Baton.passkeysSupported()) return;
+  autofill = new AbortController();
+  const { signal } = autofill;
+  demo.baton
+    .signInWithPasskey({ autofill: true, signal, rememberMe: $("remember").checked })
+    .then(
+      () => signedIn(null),
+      (e) => {
+        // A server without passkeys says so once; the page stops asking.
+        // Nothing picked (or no passkey here) is no error worth showing.
+        if (e && e.code === "passkeys_unavailable") passkeysOff = true;
+        else if (!signal.aborted && !(e && e.name === "NotAllowedError")) logEvent("error", e);
+      },
+    )
+    .finally(() => autofill && autofill.signal === signal && (autofill = null));
+}
+
+async function passkeySignIn() {
+  $("auth-error").textContent = "";
+  if (autofill) autofill.abort();
+  autofill = null;
+  try {
+    await demo.baton.signInWithPasskey({ rememberMe: $("remember").checked });
+    signedIn(null);
+  } catch (e) {
+    $("auth-error").textContent = describe(e);
+    armAutofill();
   }
 }
 
@@ -409,6 +501,8 @@ $("btn-code").addEventListener("click", emailCode);
 $("btn-verify-mfa").addEventListener("click", verifyMfa);
 $("btn-mfa-setup").addEventListener("click", mfaSetup);
 $("btn-mfa-confirm").addEventListener("click", mfaConfirm);
+$("btn-passkey").addEventListener("click", passkeySignIn);
+$("btn-passkey-add").addEventListener("click", addPasskey);
 $("btn-verify-code").addEventListener("click", verifyCode);
 $("auth-form").addEventListener("submit", (e) => {
   e.preventDefault();

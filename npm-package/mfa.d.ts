@@ -2,8 +2,11 @@
 import "baton-auth";
 import type { Session } from "baton-auth";
 
-/** A second factor: a code of the authenticator app, or one of the recovery codes. */
-export type SecondFactor = { totp: string } | { recoveryCode: string };
+/**
+ * A second factor: a code of the authenticator app, one of the recovery codes, or a passkey
+ * (`await baton.passkeyFactor()` of baton-auth/passkeys).
+ */
+export type SecondFactor = { totp: string } | { recoveryCode: string } | { passkey: { challenge_id: string; credential: unknown } };
 
 export interface TotpEnrollment {
   factorId: string;

@@ -5,11 +5,13 @@ import { send } from "./authed.js";
 
 const MFA = Symbol.for("baton-auth.mfa");
 const ENROLLING = Symbol("enrolling");
-// `{ totp }` or `{ recoveryCode }` as the server takes it.
+// `{ totp }`, `{ recoveryCode }` or `{ passkey }` (baton-auth/passkeys' `passkeyFactor()`) as
+// the server takes it.
 function second(f) {
   if (f && typeof f.totp === "string") return { totp: f.totp };
   if (f && typeof f.recoveryCode === "string") return { recovery_code: f.recoveryCode };
-  throw new BatonError("invalid_options", "give { totp } or { recoveryCode }");
+  if (f && f.passkey && f.passkey.challenge_id) return f.passkey;
+  throw new BatonError("invalid_options", "give { totp }, { recoveryCode } or { passkey }");
 }
 
 Object.assign(Baton.prototype, {

@@ -2,16 +2,7 @@
 // tests/smtp/sink.py): the code typed in, and the link of the mail opening the page.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
-import { startServer, launchBrowser, uniqueEmail, screenshot, smtpSink } from "./harness.mjs";
-
-const freePort = () =>
-  new Promise((ok) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
+import { startServer, launchBrowser, uniqueEmail, screenshot, smtpSink, freePort } from "./harness.mjs";
 
 test("21. sign-in by email: the mailed code, then the mailed link, in the demo page", async () => {
   const smtp = await smtpSink();

@@ -87,7 +87,9 @@ import { createElement } from "react";
 import { createVerifier, VerifyError, type AccessClaims } from "baton-auth/server";
 import "baton-auth/account";
 import "baton-auth/mfa";
+import "baton-auth/passkeys";
 import type { Account } from "baton-auth/account";
+import type { Passkey } from "baton-auth/passkeys";
 
 export async function api(request: Request): Promise<string> {
   const verifier = createVerifier({ issuer: "https://auth.example.com", introspectionSecret: "s".repeat(32) });
@@ -116,8 +118,20 @@ export async function main(): Promise<string | null> {
   const enrolled = await baton.enrollTotp();
   const codes: string[] = await baton.confirmTotp("123456", enrolled.factorId);
   void codes;
-  // @ts-expect-error a second factor is { totp } or { recoveryCode }
+  // @ts-expect-error a second factor is { totp }, { recoveryCode } or { passkey }
   await baton.verifyMfa({ code: "123456" });
+  if (Baton.passkeysSupported()) {
+    const added: Passkey = await baton.registerPasskey({ name: "Laptop" });
+    const list: Passkey[] = await baton.listPasskeys();
+    void list;
+    await baton.renamePasskey(added.id, "Work laptop");
+    const bySkey: Session = await baton.signInWithPasskey({ rememberMe: true, autofill: true });
+    void bySkey;
+    await baton.stepUp(await baton.passkeyFactor());
+    await baton.removePasskey(added.id);
+    // @ts-expect-error the name is a string
+    await baton.registerPasskey({ name: 1 });
+  }
   const off: () => void = baton.on("change", (d) => void d.session?.email);
   off();
   try {

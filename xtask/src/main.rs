@@ -94,6 +94,9 @@ const ACCOUNT_BUDGET: u64 = 2 * 1024;
 /// The most `baton-auth/mfa` (dist/mfa.js, on top of the core) may weigh, gzip -9.
 const MFA_BUDGET: u64 = 2 * 1024;
 
+/// The most `baton-auth/passkeys` (dist/passkeys.js, on top of the core) may weigh, gzip -9.
+const PASSKEYS_BUDGET: u64 = 2 * 1024;
+
 /// The most `baton-auth/server` (npm-package/server.js, for backends) may weigh, gzip -9.
 const SERVER_BUDGET: u64 = 8 * 1024;
 
@@ -158,13 +161,14 @@ fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
     minify::js(&bin, &pkg.join("react.js"), &dist.join("react.js"))?;
     minify::js(&bin, &pkg.join("account.js"), &dist.join("account.js"))?;
     minify::js(&bin, &pkg.join("mfa.js"), &dist.join("mfa.js"))?;
+    minify::js(&bin, &pkg.join("passkeys.js"), &dist.join("passkeys.js"))?;
     minify::js(&bin, &pkg.join("authed.js"), &dist.join("authed.js"))?;
     // The package carries the licenses it is offered under.
     for license in ["LICENSE-MIT", "LICENSE-APACHE"] {
         std::fs::copy(root.join(license), pkg.join(license))?;
     }
     // Each entry point is weighed by itself, so an app pays only for what it imports.
-    let (mut total, mut react, mut account, mut mfa) = (0, 0, 0, 0);
+    let (mut total, mut react, mut account, mut mfa, mut passkeys) = (0, 0, 0, 0, 0);
     for path in util::files_under(&dist)? {
         let f = path.strip_prefix(&dist)?.display().to_string();
         let (raw, gz) = (std::fs::metadata(&path)?.len(), util::gzip_size(&path)?);
@@ -172,10 +176,12 @@ fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
             "react.js" => react += gz,
             "account.js" => account += gz,
             "mfa.js" => mfa += gz,
-            // Shared by the two: each pays for it.
+            "passkeys.js" => passkeys += gz,
+            // Shared by the three: each pays for it.
             "authed.js" => {
                 account += gz;
                 mfa += gz;
+                passkeys += gz;
             }
             "index.js" | "baton_client_bg.wasm" => total += gz,
             _ => bail!("dist/{f} belongs to no entry point: give it one and a budget"),
@@ -208,6 +214,15 @@ fn build_wasm(tc: &setup::WasmToolchain) -> Result<()> {
     );
     if mfa > MFA_BUDGET {
         bail!("baton-auth/mfa is {mfa} bytes gzipped, over its budget of {MFA_BUDGET}");
+    }
+    println!(
+        "  baton-auth/passkeys (passkeys.js on top): {passkeys} bytes gzipped (budget {:.0} KB)",
+        PASSKEYS_BUDGET as f64 / 1024.0
+    );
+    if passkeys > PASSKEYS_BUDGET {
+        bail!(
+            "baton-auth/passkeys is {passkeys} bytes gzipped, over its budget of {PASSKEYS_BUDGET}"
+        );
     }
     if react > REACT_BUDGET {
         bail!("baton-auth/react is {react} bytes gzipped, over its budget of {REACT_BUDGET}");
@@ -310,6 +325,9 @@ accepts Baton's tokens) on the next port. Ctrl-C stops both.
 Mail (sign-in codes and links, password resets) goes to a mailbox of the demo's own on
 loopback and is printed in this terminal, unless BATON_SMTP_URL is set.
 
+Passkeys: browsers offer them on a host name only, so on loopback the demo sets them up for
+http://localhost:PORT/ (the same server); open that address to try them.
+
 Environment: BATON_ACCESS_TTL (default 30s here, so refreshes show), BATON_RATE_LIMITS (on;
 see docs/operations.md for relaxing limits in development), and any other BATON_* setting.
 ";
@@ -354,6 +372,9 @@ fn demo(args: &[String]) -> Result<()> {
         addr.to_string()
     };
     let page = format!("http://{host}");
+    // Browsers refuse passkeys on an IP address: on loopback they work at localhost.
+    let named = (addr.ip().is_loopback() || addr.ip().is_unspecified())
+        .then(|| format!("http://localhost:{}", addr.port()));
     util::step(&format!(
         "starting baton-server on {page}/ with ./baton.db, and the orders service on port {}; \
          open {page}/ (Ctrl-C stops)",
@@ -374,6 +395,15 @@ fn demo(args: &[String]) -> Result<()> {
         util::step(&format!(
             "mail (sign-in codes and links) goes to the demo mailbox on {mailbox} and is printed \
              here; set BATON_SMTP_URL to send real mail"
+        ));
+    }
+    if let Some(named) = &named {
+        if std::env::var_os("BATON_WEBAUTHN_RP_ID").is_none() {
+            server.env("BATON_WEBAUTHN_RP_ID", "localhost");
+            server.env("BATON_WEBAUTHN_ORIGINS", named);
+        }
+        util::step(&format!(
+            "passkeys: open {named}/ (browsers offer them on a host name, not on {page})"
         ));
     }
     let server = server
@@ -402,7 +432,12 @@ fn demo(args: &[String]) -> Result<()> {
             .env("BATON_URL", &page)
             .env("BATON_INTROSPECTION_TOKEN", &secret)
             .env("DEMO_API_BIND", api_addr.to_string())
-            .env("DEMO_API_ORIGINS", &page),
+            .env(
+                "DEMO_API_ORIGINS",
+                named
+                    .as_ref()
+                    .map_or(page.clone(), |n| format!("{page},{n}")),
+            ),
     )?;
     let status = server.wait()?;
     let _ = orders.kill();
