@@ -542,6 +542,65 @@ async fn every_documented_operation_answers_as_documented() {
     d.check("delete", "/admin/users/{id}/mfa", r).await;
     let r = call(Method::DELETE, &one, None, admin).await.unwrap();
     d.check("delete", "/admin/users/{id}", r).await;
+    // Passkeys, with the software authenticator of the tests.
+    let pk_creds = json!({"email": "openapi-passkey@example.com", "password": "correct horse"});
+    post("/auth/register", pk_creds.clone(), None)
+        .await
+        .unwrap();
+    let pt: Value = post("/auth/login", pk_creds, None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pk = Some(pt["access_token"].as_str().unwrap());
+    let mut auth = common::authenticator::Authenticator::es256("http://baton.test", "baton.test");
+    let c = post(
+        "/auth/passkeys/register/options",
+        json!({"name": "Key"}),
+        pk,
+    )
+    .await
+    .unwrap();
+    let c = d.check("post", "/auth/passkeys/register/options", c).await;
+    let body = json!({"challenge_id": c["challenge_id"], "credential": auth.create(&c["options"])});
+    let r = post("/auth/passkeys/register/verify", body.clone(), pk)
+        .await
+        .unwrap();
+    let added = d.check("post", "/auth/passkeys/register/verify", r).await;
+    let r = post("/auth/passkeys/register/verify", body, pk)
+        .await
+        .unwrap();
+    d.check("post", "/auth/passkeys/register/verify", r).await;
+    let r = post("/auth/passkeys/login/options", json!({}), None)
+        .await
+        .unwrap();
+    let c = d.check("post", "/auth/passkeys/login/options", r).await;
+    let body = json!({"challenge_id": c["challenge_id"], "credential": auth.get(&c["options"])});
+    let r = post("/auth/passkeys/login/verify", body.clone(), None)
+        .await
+        .unwrap();
+    d.check("post", "/auth/passkeys/login/verify", r).await;
+    let r = post("/auth/passkeys/login/verify", body, None)
+        .await
+        .unwrap();
+    d.check("post", "/auth/passkeys/login/verify", r).await;
+    let r = get("/auth/passkeys", pk).await.unwrap();
+    d.check("get", "/auth/passkeys", r).await;
+    let one_pk = format!(
+        "/auth/passkeys/{}",
+        added["passkey"]["id"].as_str().unwrap()
+    );
+    for name in ["Laptop", ""] {
+        let r = call(Method::PATCH, &one_pk, Some(json!({ "name": name })), pk)
+            .await
+            .unwrap();
+        d.check("patch", "/auth/passkeys/{id}", r).await;
+    }
+    for _ in 0..2 {
+        let r = call(Method::DELETE, &one_pk, None, pk).await.unwrap();
+        d.check("delete", "/auth/passkeys/{id}", r).await;
+    }
     d.check(
         "post",
         "/auth/logout-all",
