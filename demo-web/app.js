@@ -285,6 +285,19 @@ function armAutofill() {
     .finally(() => autofill && autofill.signal === signal && (autofill = null));
 }
 
+// The second step with a passkey instead of a code.
+async function mfaPasskey() {
+  $("auth-error").textContent = "";
+  if (autofill) autofill.abort();
+  autofill = null;
+  try {
+    await demo.baton.verifyMfa(await demo.baton.passkeyFactor());
+    signedIn(null);
+  } catch (e) {
+    $("auth-error").textContent = describe(e);
+  }
+}
+
 async function passkeySignIn() {
   $("auth-error").textContent = "";
   if (autofill) autofill.abort();
@@ -331,6 +344,7 @@ async function mfaConfirm() {
 function signedIn(result) {
   const wait = !!(result && result.mfaRequired);
   $("mfa-step").hidden = !wait;
+  $("btn-mfa-passkey").hidden = !(wait && result.methods.includes("passkey") && Baton.passkeysSupported());
   if (wait) $("mfa-code").focus();
   render();
 }
@@ -502,6 +516,7 @@ $("btn-verify-mfa").addEventListener("click", verifyMfa);
 $("btn-mfa-setup").addEventListener("click", mfaSetup);
 $("btn-mfa-confirm").addEventListener("click", mfaConfirm);
 $("btn-passkey").addEventListener("click", passkeySignIn);
+$("btn-mfa-passkey").addEventListener("click", mfaPasskey);
 $("btn-passkey-add").addEventListener("click", addPasskey);
 $("btn-verify-code").addEventListener("click", verifyCode);
 $("auth-form").addEventListener("submit", (e) => {

@@ -4,7 +4,7 @@
 // sign-in refused.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, launchBrowser, uniqueEmail, screenshot, smtpSink, freePort } from "./harness.mjs";
+import { startServer, launchBrowser, uniqueEmail, screenshot, smtpSink, freePort, signIn, totp } from "./harness.mjs";
 
 let browser;
 let server;
@@ -104,5 +104,38 @@ test("32. passkeys in Chromium: sign up by code, add a passkey, sign in with it 
   await page.waitForFunction(() => document.getElementById("auth-error").textContent.startsWith("passkey_invalid"));
   assert.equal(await page.evaluate(() => document.body.dataset.state), "signed-out");
   await screenshot(page, "demo-passkey-removed-refused");
+  await context.close();
+});
+
+test("32. a passkey as the second step of a password sign-in, in the demo page", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+  });
+  await page.goto(`${origin}/`);
+  const email = uniqueEmail("passkey-mfa");
+  await signIn(page, email);
+  const enrolled = await page.evaluate(() => window.__demo.baton.enrollTotp());
+  await page.evaluate((code) => window.__demo.baton.confirmTotp(code), totp(enrolled.secret, 0));
+  await page.click("#btn-passkey-add");
+  await page.waitForFunction(() => document.querySelectorAll("#passkey-list li").length === 1);
+
+  // The user does not pick the passkey offered in the email field; they type the password.
+  await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: false });
+  await page.click("#btn-logout");
+  await page.waitForFunction(() => document.body.dataset.state === "signed-out");
+  await page.fill("#email", email);
+  await page.fill("#password", "correct horse battery");
+  await page.click("#btn-login");
+  await page.waitForSelector("#btn-mfa-passkey:not([hidden])");
+  await cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled: true });
+  await page.click("#btn-mfa-passkey");
+  await page.waitForFunction(() => document.body.dataset.state === "signed-in", null, { timeout: 15000 });
+  const claims = await claimsOf(page);
+  assert.deepEqual(claims.amr, ["pwd", "webauthn"]);
+  assert.equal(claims.aal, 2);
   await context.close();
 });
