@@ -10,25 +10,6 @@ use common::*;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-fn base32_decode(s: &str) -> Vec<u8> {
-    let (mut out, mut buffer, mut bits) = (Vec::new(), 0u32, 0);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("not base32: {s}"),
-        };
-        buffer = (buffer << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            out.push((buffer >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    out
-}
-
 /// The code of `secret` `offset` steps from now.
 fn code(secret: &[u8], offset: i64) -> String {
     let step = totp::step_of(baton_server::now_ms()) + offset;
@@ -77,7 +58,7 @@ async fn enrolled(s: &Server) -> (String, Tokens, Vec<u8>, Vec<String>, i64) {
         200,
     )
     .await;
-    let secret = base32_decode(e["secret"].as_str().unwrap());
+    let secret = base32(e["secret"].as_str().unwrap());
     assert_eq!(secret.len(), 20);
     let url = e["otpauth_url"].as_str().unwrap();
     assert!(
@@ -461,7 +442,7 @@ async fn new_recovery_codes_replace_the_old_and_an_admin_resets_the_factors() {
     )
     .await;
     let e = json_ok(r, 200).await;
-    let secret = base32_decode(e["secret"].as_str().unwrap());
+    let secret = base32(e["secret"].as_str().unwrap());
     let body = json!({"factor_id": e["factor_id"], "code": code(&secret, 0)});
     json_ok(
         send(

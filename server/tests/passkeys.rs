@@ -605,25 +605,6 @@ async fn a_passkey_is_a_second_factor_and_steps_up() {
     assert_eq!(claims(up["access_token"].as_str().unwrap())["aal"], 2);
     s.stop().await;
 }
-
-fn base32(s: &str) -> Vec<u8> {
-    let (mut out, mut buffer, mut bits) = (Vec::new(), 0u32, 0);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("not base32: {s}"),
-        };
-        buffer = (buffer << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            out.push((buffer >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasing_an_account_or_proving_its_address_ends_its_passkeys() {
     let s = Server::start(&[]).await;
