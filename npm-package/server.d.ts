@@ -69,3 +69,41 @@ export declare class Verifier {
 }
 
 export declare function createVerifier(options: VerifierOptions): Verifier;
+
+/** Who is signed in, as `BatonServer.session` reads it from the request's cookies. */
+export interface ServerSession {
+  user: { id: string; roles: string[]; emailVerified: boolean };
+  /** A Bearer access token, valid for at least `refreshMargin` seconds. */
+  accessToken: string;
+  /** `Date.now()` milliseconds. */
+  expiresAt: number;
+}
+
+export interface BatonServerOptions extends Partial<Omit<VerifierOptions, "baseUrl">> {
+  /** Where baton-server listens, as the app's server reaches it. */
+  baseUrl: string;
+  /** The app's path for Baton's endpoints (default `/auth/`, Baton's own). */
+  prefix?: string;
+  /** Seconds of life under which an access token is refreshed first (default 30). */
+  refreshMargin?: number;
+  /** Mark cookies `Secure` (default: yes, unless the request is to plain-HTTP localhost). */
+  secure?: boolean;
+}
+
+export declare class BatonServer {
+  constructor(options: BatonServerOptions);
+  /**
+   * Forwards a request under the prefix to Baton (cookies made the app's, DPoP proofs not
+   * passed on); other requests resolve to `null`.
+   */
+  proxy(request: Request, options?: { clientIp?: string }): Promise<Response | null>;
+  /**
+   * The session of the request's cookies, refreshed when its access token is about to expire;
+   * `headers` holds the Set-Cookie lines to add to the app's response (empty without a refresh).
+   */
+  session(request: Request): Promise<{ session: ServerSession | null; headers: Headers }>;
+  /** Stops the revocation polling. */
+  close(): void;
+}
+
+export declare function createBatonServer(options: BatonServerOptions): BatonServer;

@@ -383,3 +383,219 @@ function normalizeUrl(u) {
     return null;
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// createBatonServer: server-rendered apps. The app serves Baton's endpoints on its own origin
+// (`proxy`), so the browser's cookies are first-party and reach the app's server renders too;
+// `session` tells any server code who is signed in, refreshing when needed.
+//
+// Cookies on the app's origin, all HttpOnly (no script reads them), SameSite=Lax, Path=/, and
+// Secure unless the app is on plain-HTTP localhost:
+//   baton_refresh  the refresh token (Baton's own cookie, its path widened to the app)
+//   baton_access   the access token, for server renders (until it expires)
+//   baton_device   the browser's device id, so a refresh by the server is the browser's
+// SSR sessions are Bearer sessions: a key the browser holds cannot sign for the server, so the
+// proxy does not pass DPoP proofs on, and the cookies' rules protect the tokens instead.
+
+const COOKIE = { refresh: "baton_refresh", access: "baton_access", device: "baton_device" };
+// Request headers the proxy passes to Baton (the rest of the app's request stays with the app).
+const PASSED = ["accept", "authorization", "content-type", "idempotency-key", "origin", "user-agent", "x-device-id", "x-forwarded-for"];
+const DEVICE_ID = /^[A-Za-z0-9_-]{16,128}$/;
+
+function parseCookies(header) {
+  const out = {};
+  for (const part of (header ?? "").split(";")) {
+    const i = part.indexOf("=");
+    if (i > 0) out[part.slice(0, i).trim()] ??= decodeURIComponent(part.slice(i + 1).trim());
+  }
+  return out;
+}
+
+export function createBatonServer(options) {
+  return new BatonServer(options);
+}
+
+export class BatonServer {
+  constructor(options = {}) {
+    if (typeof options.baseUrl !== "string" || !/^https?:\/\//.test(options.baseUrl)) {
+      throw new TypeError("createBatonServer needs `baseUrl`, where baton-server listens");
+    }
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.prefix = options.prefix ?? "/auth/";
+    this.margin = options.refreshMargin ?? 30;
+    this.secure = options.secure;
+    this.fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.verifierOptions = options;
+    this.inflight = new Map(); // refresh token -> the refresh in flight
+  }
+
+  /** Stops the verifier's revocation polling. */
+  close() {
+    this.verifierP?.then((v) => v.close(), () => {});
+  }
+
+  // The verifier of access tokens, its issuer read from Baton's discovery document when not given.
+  verifier() {
+    this.verifierP ??= (async () => {
+      let issuer = this.verifierOptions.issuer;
+      if (!issuer) {
+        const res = await this.fetch(`${this.baseUrl}/.well-known/openid-configuration`);
+        if (!res.ok) throw unavailable(`Baton at ${this.baseUrl} answered ${res.status}`);
+        issuer = (await res.json()).issuer;
+      }
+      return new Verifier({ ...this.verifierOptions, issuer, baseUrl: this.baseUrl, fetch: this.fetch });
+    })();
+    this.verifierP.catch(() => (this.verifierP = null));
+    return this.verifierP;
+  }
+
+  cookie(request, name, value, maxAge) {
+    const url = new URL(request.url);
+    const local = url.protocol === "http:" && ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname);
+    const secure = this.secure ?? !local;
+    let c = `${name}=${encodeURIComponent(value)}; Path=/; HttpOnly; SameSite=Lax`;
+    if (maxAge !== undefined) c += `; Max-Age=${Math.max(0, Math.floor(maxAge))}`;
+    return secure ? `${c}; Secure` : c;
+  }
+
+  // Baton's refresh cookie, as the app's: its path widened to the app, SameSite=Lax, its
+  // lifetime (a browser-session cookie, or Max-Age) kept.
+  rewrite(request, setCookie) {
+    const m = /^baton_refresh=([^;]*)/.exec(setCookie);
+    if (!m) return null;
+    const age = /;\s*Max-Age=(\d+)/i.exec(setCookie);
+    return this.cookie(request, COOKIE.refresh, decodeURIComponent(m[1]), age ? Number(age[1]) : undefined);
+  }
+
+  // The cookies that go with a token response (or with its absence, `cleared`).
+  tokenCookies(request, headers, body, device) {
+    if (body && typeof body.access_token === "string") {
+      headers.append("set-cookie", this.cookie(request, COOKIE.access, body.access_token, body.expires_in));
+      if (device) headers.append("set-cookie", this.cookie(request, COOKIE.device, device, 400 * 86400));
+    }
+  }
+
+  cleared(request, headers) {
+    for (const name of [COOKIE.access, COOKIE.refresh]) headers.append("set-cookie", this.cookie(request, name, "", 0));
+  }
+
+  /**
+   * Forwards a request under `prefix` (default `/auth/`) to Baton and answers with Baton's
+   * answer, its cookies made the app's. Other requests resolve to `null`.
+   */
+  async proxy(request, { clientIp } = {}) {
+    const url = new URL(request.url);
+    if (!url.pathname.startsWith(this.prefix)) return null;
+    const headers = new Headers();
+    for (const h of PASSED) {
+      const v = request.headers.get(h);
+      if (v !== null) headers.set(h, v);
+    }
+    if (clientIp) headers.set("x-forwarded-for", [headers.get("x-forwarded-for"), clientIp].filter(Boolean).join(", "));
+    const jar = parseCookies(request.headers.get("cookie"));
+    // Only Baton's own cookie goes to Baton: the app's other cookies are none of its business.
+    if (jar[COOKIE.refresh]) headers.set("cookie", `${COOKIE.refresh}=${encodeURIComponent(jar[COOKIE.refresh])}`);
+    const method = request.method;
+    const body = method === "GET" || method === "HEAD" ? undefined : await request.arrayBuffer();
+    // Baton's path: the app's prefix (default `/auth/`) stands for Baton's `/auth/`.
+    const path = `/auth/${url.pathname.slice(this.prefix.length)}`;
+    const res = await this.fetch(this.baseUrl + path + url.search, { method, headers, body, redirect: "manual" });
+    const out = new Headers();
+    for (const [k, v] of res.headers) {
+      if (k === "set-cookie" || k === "content-length" || k === "content-encoding" || k === "transfer-encoding" || k === "connection") continue;
+      out.set(k, v);
+    }
+    for (const c of res.headers.getSetCookie?.() ?? []) {
+      const mine = this.rewrite(request, c);
+      if (mine) out.append("set-cookie", mine);
+    }
+    const bytes = await res.arrayBuffer();
+    const type = res.headers.get("content-type") ?? "";
+    if (res.ok && type.includes("json") && bytes.byteLength) {
+      let parsed = null;
+      try {
+        parsed = JSON.parse(text.decode(bytes));
+      } catch {}
+      const device = request.headers.get("x-device-id");
+      this.tokenCookies(request, out, parsed, device && DEVICE_ID.test(device) ? device : undefined);
+    }
+    // Signed out (here or by a refused refresh): the server renders forget the session too.
+    if ((res.ok && (path === "/auth/logout" || path === "/auth/logout-all")) || (path === "/auth/refresh" && res.status === 401)) {
+      out.append("set-cookie", this.cookie(request, COOKIE.access, "", 0));
+    }
+    const empty = method === "HEAD" || res.status === 204 || res.status === 304 || !bytes.byteLength;
+    return new Response(empty ? null : bytes, { status: res.status, statusText: res.statusText, headers: out });
+  }
+
+  /**
+   * Who is signed in on this request: `{ session, headers }`. `session` is `{ user: { id,
+   * roles, emailVerified }, accessToken, expiresAt }` or `null`; `headers` holds the Set-Cookie
+   * lines the app must add to its response (when a refresh happened), empty otherwise.
+   */
+  async session(request) {
+    const headers = new Headers();
+    const jar = parseCookies(request.headers.get("cookie"));
+    const verifier = await this.verifier();
+    const access = jar[COOKIE.access];
+    if (access) {
+      try {
+        const claims = await verifier.verify({ method: "GET", url: this.baseUrl, authorization: `Bearer ${access}` });
+        if (claims.exp - Date.now() / 1000 > this.margin) return { session: sessionOf(claims, access), headers };
+      } catch (e) {
+        if (!(e instanceof VerifyError) || e.status === 503) throw e;
+        if (e.code === "token_revoked") {
+          this.cleared(request, headers);
+          return { session: null, headers };
+        }
+      }
+    }
+    const refresh = jar[COOKIE.refresh];
+    const device = jar[COOKIE.device];
+    // Without the browser's device id a refresh here would not be the browser's (and a server
+    // with strict device binding would end the session): the browser refreshes instead.
+    if (!refresh || !device || !DEVICE_ID.test(device)) return { session: null, headers };
+    const answer = await this.refresh(refresh, device);
+    if (!answer.ok) {
+      if (answer.status === 401) this.cleared(request, headers);
+      return { session: null, headers };
+    }
+    for (const c of answer.cookies) {
+      const mine = this.rewrite(request, c);
+      if (mine) headers.append("set-cookie", mine);
+    }
+    this.tokenCookies(request, headers, answer.body, device);
+    const claims = await verifier.verify({ method: "GET", url: this.baseUrl, authorization: `Bearer ${answer.body.access_token}` });
+    return { session: sessionOf(claims, answer.body.access_token), headers };
+  }
+
+  // One refresh per refresh token in this process, however many renders ask at once. Other
+  // processes asking with the same token get the same successor from Baton (the reuse grace,
+  // and the Idempotency-Key every holder of this token computes alike).
+  refresh(token, device) {
+    let p = this.inflight.get(token);
+    if (!p) {
+      p = (async () => {
+        const key = b64u.encode(await crypto.subtle.digest("SHA-256", utf8.encode(`baton-ssr:${token}`)));
+        const res = await this.fetch(`${this.baseUrl}/auth/refresh`, {
+          method: "POST",
+          headers: { cookie: `${COOKIE.refresh}=${encodeURIComponent(token)}`, "x-device-id": device, "idempotency-key": key, accept: "application/json" },
+        });
+        const body = await res.json().catch(() => null);
+        if (res.status >= 500 || res.status === 429) throw unavailable(`Baton answered the refresh with ${res.status}`);
+        return { ok: res.ok, status: res.status, body, cookies: res.headers.getSetCookie?.() ?? [] };
+      })();
+      this.inflight.set(token, p);
+      const done = () => setTimeout(() => this.inflight.get(token) === p && this.inflight.delete(token), 2000).unref?.();
+      p.then(done, done);
+    }
+    return p;
+  }
+}
+
+function sessionOf(claims, accessToken) {
+  return {
+    user: { id: claims.sub, roles: claims.roles ?? [], emailVerified: Boolean(claims.email_verified) },
+    accessToken,
+    expiresAt: claims.exp * 1000,
+  };
+}
