@@ -101,7 +101,7 @@ export declare class BatonServer {
    * The session of the request's cookies, refreshed when its access token is about to expire;
    * `headers` holds the Set-Cookie lines to add to the app's response (empty without a refresh).
    */
-  session(request: Request): Promise<{ session: ServerSession | null; headers: Headers }>;
+  session(request: Request, options?: { refresh?: boolean }): Promise<{ session: ServerSession | null; headers: Headers }>;
   /** Stops the revocation polling. */
   close(): void;
 }

@@ -530,9 +530,11 @@ export class BatonServer {
   /**
    * Who is signed in on this request: `{ session, headers }`. `session` is `{ user: { id,
    * roles, emailVerified }, accessToken, expiresAt }` or `null`; `headers` holds the Set-Cookie
-   * lines the app must add to its response (when a refresh happened), empty otherwise.
+   * lines the app must add to its response (when a refresh happened), empty otherwise. With
+   * `{ refresh: false }` (code that cannot set cookies, such as a React server component) a
+   * token about to expire is still the session, and an expired one is none.
    */
-  async session(request) {
+  async session(request, { refresh: mayRefresh = true } = {}) {
     const headers = new Headers();
     const jar = parseCookies(request.headers.get("cookie"));
     const verifier = await this.verifier();
@@ -540,7 +542,7 @@ export class BatonServer {
     if (access) {
       try {
         const claims = await verifier.verify({ method: "GET", url: this.baseUrl, authorization: `Bearer ${access}` });
-        if (claims.exp - Date.now() / 1000 > this.margin) return { session: sessionOf(claims, access), headers };
+        if (!mayRefresh || claims.exp - Date.now() / 1000 > this.margin) return { session: sessionOf(claims, access), headers };
       } catch (e) {
         if (!(e instanceof VerifyError) || e.status === 503) throw e;
         if (e.code === "token_revoked") {
@@ -553,7 +555,7 @@ export class BatonServer {
     const device = jar[COOKIE.device];
     // Without the browser's device id a refresh here would not be the browser's (and a server
     // with strict device binding would end the session): the browser refreshes instead.
-    if (!refresh || !device || !DEVICE_ID.test(device)) return { session: null, headers };
+    if (!mayRefresh || !refresh || !device || !DEVICE_ID.test(device)) return { session: null, headers };
     const answer = await this.refresh(refresh, device);
     if (!answer.ok) {
       if (answer.status === 401) this.cleared(request, headers);
