@@ -4,7 +4,8 @@ import type { BatonServerOptions, ServerSession } from "baton-auth/server";
 /**
  * The middleware (`middleware.js`, or `proxy.js` on Next 16): serves Baton's endpoints under
  * `/auth/` on the app's origin and refreshes an expiring session before the page renders.
- * `baseUrl` defaults to `process.env.BATON_URL`.
+ * `baseUrl`, `introspectionSecret` and `refreshMargin` default to the environment's
+ * `BATON_URL`, `BATON_INTROSPECTION_TOKEN` and `BATON_REFRESH_MARGIN`.
  */
 export declare function batonMiddleware(options?: Partial<BatonServerOptions>): (request: Request) => Promise<Response>;
 

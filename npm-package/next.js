@@ -1,7 +1,7 @@
 // baton-auth/next: Baton in a Next.js App Router app, over baton-auth/server.
 //
-//   // middleware.js (proxy.js on Next 16)
-//   export default batonMiddleware({ baseUrl: process.env.BATON_URL });
+//   // proxy.js (middleware.js before Next 16)
+//   export const proxy = batonMiddleware(); // BATON_URL, BATON_INTROSPECTION_TOKEN, BATON_REFRESH_MARGIN
 //   // a server component
 //   const session = await getSession();
 //
@@ -16,9 +16,12 @@ const servers = new Map();
 function server(options = {}) {
   const baseUrl = options.baseUrl ?? globalThis.process?.env?.BATON_URL;
   if (!baseUrl) throw new TypeError("baton-auth/next needs `baseUrl` (or BATON_URL): where baton-server listens");
-  const introspectionSecret = options.introspectionSecret ?? globalThis.process?.env?.BATON_INTROSPECTION_TOKEN;
-  const key = JSON.stringify({ ...options, baseUrl, introspectionSecret });
-  if (!servers.has(key)) servers.set(key, createBatonServer({ ...options, baseUrl, introspectionSecret }));
+  const env = globalThis.process?.env ?? {};
+  const introspectionSecret = options.introspectionSecret ?? env.BATON_INTROSPECTION_TOKEN;
+  const margin = options.refreshMargin ?? (env.BATON_REFRESH_MARGIN ? Number(env.BATON_REFRESH_MARGIN) : undefined);
+  const all = { ...options, baseUrl, introspectionSecret, refreshMargin: margin };
+  const key = JSON.stringify(all);
+  if (!servers.has(key)) servers.set(key, createBatonServer(all));
   return servers.get(key);
 }
 

@@ -84,7 +84,8 @@ test("a strict TypeScript app type-checks against every entry point", () => {
     `import { Baton, BatonError, isBatonError, type Session } from "baton-auth";
 import { BatonProvider, useBaton, useSession } from "baton-auth/react";
 import { createElement } from "react";
-import { createVerifier, VerifyError, type AccessClaims } from "baton-auth/server";
+import { createVerifier, createBatonServer, VerifyError, type AccessClaims, type ServerSession } from "baton-auth/server";
+import { batonMiddleware, getSession } from "baton-auth/next";
 import "baton-auth/account";
 import "baton-auth/mfa";
 import "baton-auth/passkeys";
@@ -102,6 +103,19 @@ export async function api(request: Request): Promise<string> {
   } finally {
     verifier.close();
   }
+}
+
+export async function render(request: Request): Promise<Response> {
+  const auth = createBatonServer({ baseUrl: "http://127.0.0.1:8080", introspectionSecret: "s".repeat(32) });
+  const proxied: Response | null = await auth.proxy(request, { clientIp: "203.0.113.9" });
+  if (proxied) return proxied;
+  const { session, headers } = await auth.session(request);
+  const s: ServerSession | null = session ?? (await getSession());
+  const middleware: (r: Request) => Promise<Response> = batonMiddleware({ refreshMargin: 10 });
+  void middleware;
+  // @ts-expect-error baseUrl is required
+  createBatonServer({});
+  return new Response(s ? s.user.id : "signed out", { headers });
 }
 
 export async function main(): Promise<string | null> {

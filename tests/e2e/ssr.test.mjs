@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { startServer, uniqueEmail, unpackedPackage } from "./harness.mjs";
+import { startSsrExpress } from "../verify/ssr-express.mjs";
+import { app as fetchApp } from "../verify/ssr-fetch.mjs";
 
 const APP = "http://localhost:3999"; // the app's origin (never listened on: Requests are built here)
 const DEVICE = "ssr-test-device-0123456789";
@@ -77,6 +79,11 @@ test("33. SSR: sign-in through the proxy sets HttpOnly first-party cookies; the 
     }
     const { session, headers } = await auth.session(page(cookies));
     assert.equal(session.user.id, body.user.id);
+    // The same, as a Request-to-Response app (docs/ssr.md).
+    const handle = fetchApp(auth);
+    assert.equal(await (await handle(page(cookies))).text(), `<p>Signed in as ${body.user.id}</p>`);
+    assert.equal(await (await handle(new Request(`${APP}/`))).text(), "<p>Signed out</p>");
+    assert.equal((await handle(new Request(`${APP}/auth/me`))).status, 401);
     assert.equal(session.accessToken, body.access_token);
     assert.equal([...headers].length, 0, "no refresh, no cookies");
     // Through the proxy, the access token reaches Baton's other endpoints too.
@@ -180,3 +187,26 @@ async function nullWithin(auth, cookies) {
   assert.equal(s, null);
   assert.ok(Date.now() - started < 2000, `null after ${Date.now() - started} ms`);
 }
+
+test("33. SSR in Express (docs/ssr.md): sign-in through the app's /auth, a page rendered with the session", async () => {
+  const server2 = await import(join(unpackedPackage(), "server.js"));
+  const app = await startSsrExpress({ baton: server.url, secret: SECRET, server: server2 });
+  try {
+    const email = uniqueEmail("ssr-express");
+    const cookies = jar();
+    const post = (path, body) =>
+      fetch(app.url + path, { method: "POST", headers: { "content-type": "application/json", origin: APP, "x-device-id": DEVICE }, body: JSON.stringify(body) });
+    assert.equal((await post("/auth/register", { email, password: "correct horse battery" })).status, 201);
+    const login = await post("/auth/login", { email, password: "correct horse battery", refresh_transport: "cookie" });
+    assert.equal(login.status, 200);
+    const user = (await login.json()).user;
+    cookies.take(login.headers);
+    assert.ok(cookies.get("baton_refresh") && cookies.get("baton_access"));
+    const page = await fetch(`${app.url}/account`, { headers: { cookie: cookies.header() } });
+    assert.equal(await page.text(), `<p>Signed in as ${user.id}</p>`);
+    const nobody = await fetch(`${app.url}/account`);
+    assert.match(await nobody.text(), /Sign in/);
+  } finally {
+    app.close();
+  }
+});
