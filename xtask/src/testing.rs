@@ -154,8 +154,7 @@ pub(crate) fn test() -> Result<()> {
     let tgz = npm_pack()?;
     let built = started.elapsed();
 
-    util::step("the suites, in three lanes at once");
-    let (e2e_side, e2e_main) = e2e_files()?;
+    util::step("the suites, in two lanes at once");
     let logs = util::target().join("test-logs");
     std::fs::create_dir_all(&logs)?;
     let root = util::root();
@@ -207,20 +206,27 @@ pub(crate) fn test() -> Result<()> {
         ),
         (
             "end-to-end in Chromium",
-            Box::new(|log: &Path| e2e(&env, &tgz, &e2e_main, log)),
+            Box::new(|log: &Path| {
+                run_logged(
+                    Command::new("node")
+                        .args(["--test", "--test-concurrency=1", "e2e/"])
+                        .current_dir(root.join("tests"))
+                        .env("BATON_SERVER_BIN", &server_bin)
+                        .env(
+                            "BATON_DEMO_API_BIN",
+                            util::target().join("debug/examples/demo-api"),
+                        )
+                        .env("BATON_PACKAGE_TGZ", &tgz)
+                        .env("CHROMIUM", &env.chromium),
+                    log,
+                )
+            }),
         ),
     ];
-    // Scenarios that wait more than they compute (the docs' examples, a Next.js build and
-    // server, the package's checks) run beside the others: each starts servers of its own.
-    let side: Vec<Suite<'_>> = vec![(
-        "end-to-end: docs, package, server-rendered apps",
-        Box::new(|log: &Path| e2e(&env, &tgz, &e2e_side, log)),
-    )];
-    let suites = servers.len() + browsers.len() + side.len();
+    let suites = servers.len() + browsers.len();
     std::thread::scope(|s| {
         s.spawn(|| lane(servers, &logs, &outcomes));
         s.spawn(|| lane(browsers, &logs, &outcomes));
-        s.spawn(|| lane(side, &logs, &outcomes));
     });
 
     let outcomes = outcomes
@@ -282,46 +288,6 @@ fn wasm_tests(env: &setup::Env, log: &Path) -> Result<()> {
     .env("WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION", "1")
     .env("BATON_TEST_SERVER", &srv.url);
     run_logged(&mut cmd, log)
-}
-
-/// The end-to-end files of the side lane (by name), and the others.
-const E2E_SIDE: [&str; 4] = ["docs", "next", "package", "ssr"];
-
-fn e2e_files() -> Result<(Vec<String>, Vec<String>)> {
-    let mut files: Vec<String> = std::fs::read_dir(util::root().join("tests/e2e"))?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|f| f.ends_with(".test.mjs"))
-        .collect();
-    files.sort();
-    let (side, main): (Vec<String>, Vec<String>) = files
-        .into_iter()
-        .partition(|f| E2E_SIDE.contains(&f.trim_end_matches(".test.mjs")));
-    if side.len() != E2E_SIDE.len() {
-        bail!("tests/e2e lacks one of {E2E_SIDE:?}");
-    }
-    let path = |fs: Vec<String>| fs.into_iter().map(|f| format!("e2e/{f}")).collect();
-    Ok((path(side), path(main)))
-}
-
-/// `node --test` over these end-to-end files, one file at a time.
-fn e2e(env: &setup::Env, tgz: &Path, files: &[String], log: &Path) -> Result<()> {
-    run_logged(
-        Command::new("node")
-            .args(["--test", "--test-concurrency=1"])
-            .args(files)
-            .current_dir(util::root().join("tests"))
-            .env(
-                "BATON_SERVER_BIN",
-                util::target().join("debug/baton-server"),
-            )
-            .env(
-                "BATON_DEMO_API_BIN",
-                util::target().join("debug/examples/demo-api"),
-            )
-            .env("BATON_PACKAGE_TGZ", tgz)
-            .env("CHROMIUM", &env.chromium),
-        log,
-    )
 }
 
 #[cfg(test)]
