@@ -33,7 +33,10 @@ function json(c) {
 async function assertion(baton, o = {}) {
   if (!Baton.passkeysSupported()) throw new BatonError("invalid_options", "this browser has no passkeys (WebAuthn)");
   for (;;) {
-    const res = await fetch(url(baton, "/auth/passkeys/login/options"), { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+    // The ceremony is bound to this browser's device id, which the sign-in sends too.
+    const headers = { "Content-Type": "application/json" };
+    if (typeof baton.deviceId === "string") headers["X-Device-ID"] = baton.deviceId;
+    const res = await fetch(url(baton, "/auth/passkeys/login/options"), { method: "POST", headers, body: "{}" });
     const { challenge_id, options } = await answer(res);
     const ac = new AbortController();
     const stop = () => ac.abort(o.signal.reason);

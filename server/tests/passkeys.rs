@@ -276,6 +276,20 @@ async fn answers_that_are_not_the_ceremony_s_are_refused() {
     let answer = auth.get(&options);
     json_ok(login_verify(&s, &id, answer.clone()).await, 200).await;
     expect_error(login_verify(&s, &id, answer).await, 401, "passkey_invalid").await;
+    // A ceremony is answered only by the browser that asked for it (its device id); someone
+    // else's answer does not spend it.
+    let (id, options) = login_options(&s).await;
+    let answer = auth.get(&options);
+    let body = json!({"challenge_id": id, "credential": answer});
+    let elsewhere = s
+        .req(Method::POST, "/auth/passkeys/login/verify")
+        .header("x-device-id", "dev-other")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    expect_error(elsewhere, 401, "passkey_invalid").await;
+    json_ok(login_verify(&s, &id, body["credential"].clone()).await, 200).await;
     // A challenge of an unknown ceremony, or an expired one.
     let (_, options) = login_options(&s).await;
     expect_error(

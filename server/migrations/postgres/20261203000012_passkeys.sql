@@ -12,12 +12,14 @@ CREATE TABLE passkeys (
     last_used_at    BIGINT
 );
 CREATE INDEX passkeys_user ON passkeys (user_id);
--- Ceremonies in progress: a registration (of `user_id`) or a sign-in, with the library's state
--- (the challenge), single use, for five minutes.
+-- Ceremonies in progress: a registration (of `user_id`) or a sign-in (for the `requester` that
+-- asked: its device id, else its address), with the library's state (the challenge), single
+-- use, for five minutes.
 CREATE TABLE passkey_challenges (
     id              TEXT PRIMARY KEY,
     kind            TEXT NOT NULL,
     user_id         TEXT REFERENCES users(id) ON DELETE CASCADE,
+    requester       TEXT,
     state           TEXT NOT NULL,
     name            TEXT,
     created_at      BIGINT NOT NULL,

@@ -53,6 +53,7 @@ async fn new_ceremony(
     state: &AppState,
     kind: &str,
     user_id: Option<&str>,
+    requester: Option<String>,
     name: Option<String>,
     (options, kept): (serde_json::Value, String),
 ) -> ApiResult<Ceremony> {
@@ -61,6 +62,7 @@ async fn new_ceremony(
         id: crate::crypto::keys::random_nonce(),
         kind: kind.to_owned(),
         user_id: user_id.map(str::to_owned),
+        requester,
         state: kept,
         name,
         expires_at: now + rules::CEREMONY_TTL_MS,
@@ -104,7 +106,7 @@ pub async fn register_options(
     let made = rp
         .register_options(user_id.as_bytes(), &user.email, &exclude)
         .map_err(library_failed)?;
-    new_ceremony(state, REGISTER, Some(user_id), name, made).await
+    new_ceremony(state, REGISTER, Some(user_id), None, name, made).await
 }
 
 fn full() -> ApiError {
@@ -136,7 +138,7 @@ pub async fn register_verify(
     let now = now_ms();
     let ceremony = state
         .store
-        .take_passkey_ceremony(challenge_id, REGISTER, now)
+        .take_passkey_ceremony(challenge_id, REGISTER, &c.requester(), now)
         .await?
         .filter(|r| r.user_id.as_deref() == Some(user_id) && rules::live(r.expires_at, now))
         .ok_or_else(|| unknown_ceremony(StatusCode::BAD_REQUEST))?;
@@ -198,7 +200,8 @@ pub async fn register_verify(
 }
 
 /// Starts a usernameless sign-in (or a passkey as a second factor): options with no
-/// `allowCredentials`, user verification required.
+/// `allowCredentials`, user verification required; only the requester (device id, else client
+/// address) may answer it.
 pub async fn login_options(state: &AppState, c: &Caller) -> ApiResult<Ceremony> {
     let rp = relying(state)?;
     let key = format!("passkey_options_ip:{}", c.ip);
@@ -214,7 +217,8 @@ pub async fn login_options(state: &AppState, c: &Caller) -> ApiResult<Ceremony> 
     )
     .await?;
     let made = rp.login_options().map_err(library_failed)?;
-    new_ceremony(state, LOGIN, None, None, made).await
+    // Only the browser that asked (its device id, else its address) may answer it.
+    new_ceremony(state, LOGIN, None, Some(c.requester()), None, made).await
 }
 
 /// A checked assertion: whose passkey answered.
@@ -251,7 +255,7 @@ async fn check(
     let now = now_ms();
     let ceremony = state
         .store
-        .take_passkey_ceremony(challenge_id, LOGIN, now)
+        .take_passkey_ceremony(challenge_id, LOGIN, &c.requester(), now)
         .await?
         .filter(|r| rules::live(r.expires_at, now))
         .ok_or_else(|| unknown_ceremony(StatusCode::UNAUTHORIZED))?;

@@ -27,6 +27,8 @@ pub struct CeremonyRow {
     pub kind: String,
     /// The user a registration is for; `None` for a sign-in (usernameless).
     pub user_id: Option<String>,
+    /// Who asked for a sign-in ceremony (device id, else client address): only they may answer.
+    pub requester: Option<String>,
     /// The library's state (the challenge, the policy), JSON.
     pub state: String,
     /// The name a registration asked for.
@@ -68,12 +70,13 @@ impl Store {
         now: i64,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO passkey_challenges (id, kind, user_id, state, name, created_at, \
-             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO passkey_challenges (id, kind, user_id, requester, state, name, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&c.id)
         .bind(&c.kind)
         .bind(&c.user_id)
+        .bind(&c.requester)
         .bind(&c.state)
         .bind(&c.name)
         .bind(now)
@@ -83,22 +86,27 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the live ceremony `id` of `kind`: marked used in the statement that finds it, so
-    /// two answers to one challenge cannot both be checked. `None` when unknown, used or dead.
+    /// Takes the live ceremony `id` of `kind` asked for by `requester` (or by anyone, for a
+    /// ceremony bound to no requester): marked used in the statement that finds it, so two
+    /// answers to one challenge cannot both be checked, and someone else's answer does not
+    /// spend it. `None` when unknown, used, dead or another requester's.
     pub async fn take_passkey_ceremony(
         &self,
         id: &str,
         kind: &str,
+        requester: &str,
         now: i64,
     ) -> Result<Option<CeremonyRow>, sqlx::Error> {
         let row = sqlx::query(
             "UPDATE passkey_challenges SET used_at = $1 \
              WHERE id = $2 AND kind = $3 AND used_at IS NULL AND expires_at > $1 \
-             RETURNING id, kind, user_id, state, name, expires_at",
+             AND (requester IS NULL OR requester = $4) \
+             RETURNING id, kind, user_id, requester, state, name, expires_at",
         )
         .bind(now)
         .bind(id)
         .bind(kind)
+        .bind(requester)
         .fetch_optional(&self.writer)
         .await?;
         row.map(|r| {
@@ -106,6 +114,7 @@ impl Store {
                 id: r.try_get("id")?,
                 kind: r.try_get("kind")?,
                 user_id: r.try_get("user_id")?,
+                requester: r.try_get("requester")?,
                 state: r.try_get("state")?,
                 name: r.try_get("name")?,
                 expires_at: r.try_get("expires_at")?,
