@@ -106,7 +106,7 @@ test("33. SSR: sign-in through the proxy sets HttpOnly first-party cookies; the 
   }
 });
 
-test("33. SSR: twenty renders at once after expiry, and two server processes: one rotation, every render signed in", async () => {
+test("33. SSR: twenty renders at once after expiry, two server processes, a render beside the browser's own refresh: one rotation each time, no theft", async () => {
   const auth = createBatonServer({ baseUrl: server.url, introspectionSecret: SECRET, refreshMargin: 1 });
   try {
     const { cookies } = await signedIn(auth);
@@ -141,6 +141,19 @@ test("33. SSR: twenty renders at once after expiry, and two server processes: on
     const [a, b] = await Promise.all([run(), run()]);
     assert.equal(a.signedIn + b.signedIn, 20);
     assert.equal(a.refresh.split(";")[0], b.refresh.split(";")[0], "the same successor");
+    assert.equal((await rotations()) - before, 1);
+
+    // The browser's own refresh through the proxy (baton-auth with the cookie transport) at the
+    // same moment as a server render's: one rotation, both answered, no theft.
+    cookies.take(new Headers([["set-cookie", a.refresh]]));
+    await new Promise((r) => setTimeout(r, 3500));
+    before = await rotations();
+    const browserRefresh = auth.proxy(
+      new Request(`${APP}/auth/refresh`, { method: "POST", headers: { origin: APP, "x-device-id": DEVICE, cookie: cookies.header() } }),
+    );
+    const [fromBrowser, render] = await Promise.all([browserRefresh, auth.session(page(cookies))]);
+    assert.equal(fromBrowser.status, 200);
+    assert.ok(render.session, "the render is signed in");
     assert.equal((await rotations()) - before, 1);
     assert.equal(await metric("auth_refresh_reuse_detected_total"), 0);
   } finally {
