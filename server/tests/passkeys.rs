@@ -40,21 +40,23 @@ async fn json_ok(r: Response, status: u16) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
+/// A registration ceremony for the user of `access`: `{challenge_id, options}`.
+async fn register_options(s: &Server, access: &str, body: Value) -> Value {
+    let r = send(
+        s,
+        Method::POST,
+        "/auth/passkeys/register/options",
+        Some(access),
+        body,
+    )
+    .await;
+    json_ok(r, 200).await
+}
+
 /// Registers `auth` for the user of `access`: the passkey JSON.
 async fn register(s: &Server, access: &str, auth: &mut Authenticator, name: Option<&str>) -> Value {
     let body = name.map_or(json!({}), |n| json!({ "name": n }));
-    let c = json_ok(
-        send(
-            s,
-            Method::POST,
-            "/auth/passkeys/register/options",
-            Some(access),
-            body,
-        )
-        .await,
-        200,
-    )
-    .await;
+    let c = register_options(s, access, body).await;
     let credential = auth.create(&c["options"]);
     let body = json!({"challenge_id": c["challenge_id"], "credential": credential});
     let r = send(
@@ -108,18 +110,7 @@ async fn passkeys_register_and_sign_in_without_a_username() {
         (Authenticator::rs256(ORIGIN, RP_ID).without_counter(), -257),
     ] {
         let (email, t) = s.user("dev-1").await;
-        let c = json_ok(
-            send(
-                &s,
-                Method::POST,
-                "/auth/passkeys/register/options",
-                Some(&t.access),
-                json!({"name": "Laptop"}),
-            )
-            .await,
-            200,
-        )
-        .await;
+        let c = register_options(&s, &t.access, json!({"name": "Laptop"})).await;
         let o = &c["options"];
         assert_eq!(o["rp"], json!({"id": RP_ID, "name": "Baton"}), "{o}");
         assert_eq!(o["user"]["name"], email.as_str());
@@ -152,18 +143,7 @@ async fn passkeys_register_and_sign_in_without_a_username() {
         assert_eq!(p["name"], "Laptop");
         assert!(p["last_used_at"].is_null());
         // The next registration excludes it.
-        let c = json_ok(
-            send(
-                &s,
-                Method::POST,
-                "/auth/passkeys/register/options",
-                Some(&t.access),
-                json!({}),
-            )
-            .await,
-            200,
-        )
-        .await;
+        let c = register_options(&s, &t.access, json!({})).await;
         assert_eq!(
             c["options"]["excludeCredentials"][0]["id"],
             auth.id().as_str()
@@ -386,18 +366,7 @@ async fn answers_that_are_not_the_ceremony_s_are_refused() {
     json_ok(sign_in(&s, &mut theirs).await, 200).await;
 
     // Registration: a replayed challenge, no user verification, another origin.
-    let c = json_ok(
-        send(
-            &s,
-            Method::POST,
-            "/auth/passkeys/register/options",
-            Some(&t.access),
-            json!({}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let c = register_options(&s, &t.access, json!({})).await;
     let mut bad = Authenticator::es256(ORIGIN, RP_ID);
     bad.uv = false;
     let body = json!({"challenge_id": c["challenge_id"], "credential": bad.create(&c["options"])});
@@ -419,18 +388,7 @@ async fn answers_that_are_not_the_ceremony_s_are_refused() {
     )
     .await;
     expect_error(r, 400, "passkey_invalid").await;
-    let c = json_ok(
-        send(
-            &s,
-            Method::POST,
-            "/auth/passkeys/register/options",
-            Some(&t.access),
-            json!({}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let c = register_options(&s, &t.access, json!({})).await;
     let mut elsewhere = Authenticator::es256("http://evil.test", RP_ID);
     let body =
         json!({"challenge_id": c["challenge_id"], "credential": elsewhere.create(&c["options"])});
@@ -444,18 +402,7 @@ async fn answers_that_are_not_the_ceremony_s_are_refused() {
     .await;
     expect_error(r, 400, "passkey_invalid").await;
     // Another user's registration ceremony is not this user's.
-    let c = json_ok(
-        send(
-            &s,
-            Method::POST,
-            "/auth/passkeys/register/options",
-            Some(&t2.access),
-            json!({}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let c = register_options(&s, &t2.access, json!({})).await;
     let mut mine = Authenticator::es256(ORIGIN, RP_ID);
     let body = json!({"challenge_id": c["challenge_id"], "credential": mine.create(&c["options"])});
     let r = send(

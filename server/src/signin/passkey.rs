@@ -79,6 +79,18 @@ fn library_failed(e: Refused) -> ApiError {
     ApiError::internal()
 }
 
+/// Counts a registration step (options or answer) against the account's limit.
+async fn limit_registration(state: &AppState, c: &Caller, user_id: &str) -> ApiResult<()> {
+    let key = format!("passkey_register:{user_id}");
+    let subject = Subject {
+        user_id: Some(user_id),
+        session_id: None,
+    };
+    let rule = crate::limits::PASSKEY_REGISTER_PER_USER;
+    throttle::limit(state, &key, rule, "passkey_register", c, subject).await?;
+    Ok(())
+}
+
 /// Starts adding a passkey to the signed-in user's account.
 pub async fn register_options(
     state: &AppState,
@@ -88,13 +100,7 @@ pub async fn register_options(
 ) -> ApiResult<Ceremony> {
     let rp = relying(state)?;
     let user = crate::signin::profile::account(state, user_id).await?;
-    let key = format!("passkey_register:{user_id}");
-    let subject = Subject {
-        user_id: Some(user_id),
-        session_id: None,
-    };
-    let rule = crate::limits::PASSKEY_REGISTER_PER_USER;
-    throttle::limit(state, &key, rule, "passkey_register", c, subject).await?;
+    limit_registration(state, c, user_id).await?;
     let have = state.store.passkeys(user_id).await?;
     if have.len() as i64 >= rules::MAX_PASSKEYS {
         return Err(full());
@@ -128,13 +134,7 @@ pub async fn register_verify(
     name: Option<String>,
 ) -> ApiResult<PasskeyRow> {
     let rp = relying(state)?;
-    let key = format!("passkey_register:{user_id}");
-    let subject = Subject {
-        user_id: Some(user_id),
-        session_id: None,
-    };
-    let rule = crate::limits::PASSKEY_REGISTER_PER_USER;
-    throttle::limit(state, &key, rule, "passkey_register", c, subject).await?;
+    limit_registration(state, c, user_id).await?;
     let now = now_ms();
     let ceremony = state
         .store
@@ -398,15 +398,10 @@ pub async fn rename(
     name: &str,
 ) -> ApiResult<PasskeyRow> {
     let name = rules::name(Some(name), 0).map_err(ApiError::validation)?;
-    if !state.store.rename_passkey(user_id, id, &name).await? {
-        return Err(ApiError::not_found());
-    }
     state
         .store
-        .passkeys(user_id)
+        .rename_passkey(user_id, id, &name)
         .await?
-        .into_iter()
-        .find(|p| p.id == id)
         .ok_or_else(ApiError::not_found)
 }
 

@@ -253,20 +253,25 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Renames the user's passkey; `false` when the user has no such passkey.
+    /// Renames the user's passkey: the passkey as it is now, `None` when the user has no such
+    /// passkey.
     pub async fn rename_passkey(
         &self,
         user_id: &str,
         id: &str,
         name: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query("UPDATE passkeys SET name = $1 WHERE id = $2 AND user_id = $3")
-            .bind(name)
-            .bind(id)
-            .bind(user_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+    ) -> Result<Option<PasskeyRow>, sqlx::Error> {
+        sqlx::query(&format!(
+            "UPDATE passkeys SET name = $1 WHERE id = $2 AND user_id = $3 RETURNING {COLUMNS}"
+        ))
+        .bind(name)
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.writer)
+        .await?
+        .as_ref()
+        .map(passkey_row)
+        .transpose()
     }
 
     /// Removes the user's passkey with its event; `false` when the user has no such passkey.
