@@ -33,6 +33,7 @@ pub enum ErrorCode {
     StepUpRequired,
     PasskeyInvalid,
     PasskeysUnavailable,
+    RedirectNotAllowed,
     NotFound,
     Forbidden,
     Unavailable,
@@ -52,7 +53,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for exhaustive round-trip checks and documentation.
-    pub const ALL: [ErrorCode; 39] = [
+    pub const ALL: [ErrorCode; 40] = [
         Self::ValidationFailed,
         Self::EmailTaken,
         Self::RegistrationClosed,
@@ -78,6 +79,7 @@ impl ErrorCode {
         Self::StepUpRequired,
         Self::PasskeyInvalid,
         Self::PasskeysUnavailable,
+        Self::RedirectNotAllowed,
         Self::NotFound,
         Self::Forbidden,
         Self::Unavailable,
@@ -122,6 +124,7 @@ impl ErrorCode {
             Self::StepUpRequired => "step_up_required",
             Self::PasskeyInvalid => "passkey_invalid",
             Self::PasskeysUnavailable => "passkeys_unavailable",
+            Self::RedirectNotAllowed => "redirect_not_allowed",
             Self::NotFound => "not_found",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",

@@ -9,7 +9,8 @@
 //! - `session`: start, refresh (the rotation rules), end;
 //! - `audit`, `throttle`, `dpop`: what requests record, count and prove;
 //! - `state`: `AppState`'s fields;
-//! - `crypto`, `mail`, `limits`: keys and passwords, SMTP, the rate-limit windows;
+//! - `crypto`, `mail`, `idp`, `limits`: keys and passwords, SMTP, identity providers' HTTP,
+//!   the rate-limit windows;
 //! - `store`: every SQL statement, one file per table;
 //! - `rules`: pure policy, the clock passed in;
 //! - `config`, `error`, `clock`, `logs`, `metrics`: the foundation.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod crypto;
 pub mod dpop;
 pub mod error;
+pub mod idp;
 pub mod limits;
 pub mod logs;
 pub mod mail;

@@ -40,6 +40,10 @@ pub const PASSKEY_OPTIONS_PER_IP: (i64, Duration) = (60, Duration::from_secs(600
 pub const PASSKEY_VERIFY_PER_IP: (i64, Duration) = (30, Duration::from_secs(600));
 /// Passkey registrations started or finished per account per ten minutes.
 pub const PASSKEY_REGISTER_PER_USER: (i64, Duration) = (30, Duration::from_secs(600));
+/// Identity-provider flows started (sign-in or link) per IP per ten minutes.
+pub const OAUTH_START_PER_IP: (i64, Duration) = (30, Duration::from_secs(600));
+/// Provider callbacks and one-time code exchanges per IP per ten minutes.
+pub const OAUTH_FINISH_PER_IP: (i64, Duration) = (30, Duration::from_secs(600));
 /// Refused DPoP proofs per session per ten minutes that are recorded as audit events; further
 /// refusals are counted in metrics only, so a thief's flood cannot flood the owner's log.
 pub const DPOP_REFUSALS_RECORDED: (i64, Duration) = (5, Duration::from_secs(600));

@@ -30,6 +30,8 @@ pub struct Metrics {
     dpop: Mutex<BTreeMap<&'static str, u64>>,
     dpop_records: Mutex<BTreeMap<&'static str, u64>>,
     email: Mutex<BTreeMap<&'static str, u64>>,
+    /// Sign-ins through identity providers: (provider, outcome).
+    oauth: Mutex<BTreeMap<(String, &'static str), u64>>,
     duration: Mutex<BTreeMap<&'static str, Histogram>>,
     active_sessions: AtomicI64,
 }
@@ -63,6 +65,12 @@ impl Metrics {
     }
     pub fn email(&self, step: &'static str) {
         bump(&self.email, step);
+    }
+    /// A step of a sign-in through `provider` (a name of the providers file): `started`,
+    /// `signed_in`, `linked`, `refused`, `exchanged`.
+    pub fn oauth(&self, provider: &str, outcome: &'static str) {
+        let mut m = self.oauth.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((provider.to_owned(), outcome)).or_default() += 1;
     }
     pub fn dpop(&self, result: &'static str) {
         bump(&self.dpop, result);
@@ -183,6 +191,19 @@ impl Metrics {
             "written",
             &self.dpop_records,
         );
+        let _ = writeln!(
+            out,
+            "# HELP auth_oauth_total Sign-in steps through identity providers, by provider and \
+             outcome (started, signed_in, linked, refused, exchanged).\n\
+             # TYPE auth_oauth_total counter"
+        );
+        for ((provider, outcome), n) in self.oauth.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        {
+            let _ = writeln!(
+                out,
+                "auth_oauth_total{{provider=\"{provider}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP auth_duration_seconds Request handling time by endpoint.\n\

@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::crypto::keys::Keys;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::webauthn::RelyingParty;
+use crate::idp::Providers;
 use crate::limits::Limits;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
@@ -50,4 +51,8 @@ pub struct Shared {
     pub mailer: Option<Mailer>,
     /// The WebAuthn relying party (`BATON_WEBAUTHN_*`); `None`: the passkey endpoints answer 503.
     pub passkeys: Option<RelyingParty>,
+    /// The identity providers of `BATON_PROVIDERS_FILE` (none: `/auth/oauth/*` answers 404).
+    pub providers: Providers,
+    /// `BATON_REDIRECT_ALLOWLIST`: where a provider sign-in may return.
+    pub redirects: Vec<crate::rules::oauth::Allowed>,
 }

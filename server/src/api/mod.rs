@@ -12,6 +12,7 @@ pub mod extract;
 pub mod introspect;
 pub mod login;
 pub mod mfa;
+pub mod oauth;
 pub mod ops;
 pub mod passkeys;
 pub mod recovery;
@@ -43,4 +44,5 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(admin::routes())
         .merge(mfa::routes())
         .merge(passkeys::routes())
+        .merge(oauth::routes())
 }

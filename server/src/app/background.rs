@@ -113,7 +113,8 @@ pub async fn purge(state: &AppState) {
         // Codes and mailed tokens are worthless once expired; they only hold addresses.
         let m = state.store.purge_mail_tokens(now).await?
             + state.store.purge_mfa_challenges(now).await?
-            + state.store.purge_passkey_ceremonies(now).await?;
+            + state.store.purge_passkey_ceremonies(now).await?
+            + state.store.purge_oauth(now).await?;
         Ok::<_, sqlx::Error>((s, a, m))
     };
     match purged.await {

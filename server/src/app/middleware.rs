@@ -154,6 +154,7 @@ fn endpoint_label(path: Option<&MatchedPath>) -> Option<&'static str> {
         p if p.starts_with("/admin/") => "admin",
         p if p.starts_with("/auth/mfa/") => "mfa",
         p if p.starts_with("/auth/passkeys") => "passkeys",
+        p if p.starts_with("/auth/oauth/") || p.starts_with("/auth/identities") => "oauth",
         "/api/ping" => "ping",
         "/.well-known/jwks.json" => "jwks",
         "/.well-known/openid-configuration" => "discovery",

@@ -16,6 +16,7 @@ use crate::crypto::keys::Keys;
 use crate::crypto::keystore;
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::webauthn::RelyingParty;
+use crate::idp::Providers;
 use crate::limits::Limits;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
@@ -75,6 +76,7 @@ impl AppState {
         let password = Arc::new(PasswordHasher::new(config.hash_queue as usize));
         let mailer = Mailer::from_config(&config)?;
         let passkeys = RelyingParty::from_config(&config).map_err(|e| anyhow::anyhow!(e))?;
+        let (providers, redirects) = identity_providers(&config)?;
         Ok(Self::from_parts(crate::state::Shared {
             password,
             limits: Arc::new(Limits::new(&config)),
@@ -82,6 +84,8 @@ impl AppState {
             dpop_replay: Arc::new(ReplayCache::new(&store)),
             mailer,
             passkeys,
+            providers,
+            redirects,
             rotator: Rotator::spawn(store.clone()),
             config: Arc::new(config),
             store,
@@ -90,6 +94,27 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
         }))
     }
+}
+
+/// The providers file and the return pages, checked together: providers without any page to
+/// return to could never finish a sign-in.
+fn identity_providers(
+    config: &Config,
+) -> anyhow::Result<(Providers, Vec<crate::rules::oauth::Allowed>)> {
+    let specs = match &config.providers_file {
+        Some(path) => crate::idp::file::load(path).map_err(|e| anyhow::anyhow!(e))?,
+        None => Vec::new(),
+    };
+    let redirects =
+        crate::rules::oauth::allowlist(config.redirect_allowlist.as_deref().unwrap_or(""))
+            .map_err(|e| anyhow::anyhow!("BATON_REDIRECT_ALLOWLIST: {e}"))?;
+    if !specs.is_empty() && redirects.is_empty() {
+        anyhow::bail!(
+            "BATON_PROVIDERS_FILE is set: set BATON_REDIRECT_ALLOWLIST too (the app pages a \
+             provider sign-in may return to, e.g. https://app.example.com/signed-in)"
+        );
+    }
+    Ok((Providers::new(specs)?, redirects))
 }
 
 /// `baton-server migrate`: applies the pending migrations; returns how many ran.

@@ -4,6 +4,7 @@ pub mod account;
 pub mod codes;
 pub mod email;
 pub mod lockout;
+pub mod oauth;
 pub mod passkey;
 pub mod spent;
 pub mod totp;

@@ -91,8 +91,19 @@ pub async fn register_by_mail(
     email: &str,
     c: &Caller,
 ) -> ApiResult<(UserRow, bool)> {
+    register_without_password(state, email, c, "account created by an emailed sign-in").await
+}
+
+/// The account of an address first seen by a sign-in that proves it (mail, an identity
+/// provider that vouches for it), without a password; `detail` says how. True when this call
+/// made it (false: a parallel request did).
+pub async fn register_without_password(
+    state: &AppState,
+    email: &str,
+    c: &Caller,
+    detail: &str,
+) -> ApiResult<(UserRow, bool)> {
     let hash = NO_PASSWORD.to_owned();
-    let detail = "account created by an emailed sign-in";
     if let Some(user) = create(state, email, hash, c, detail).await? {
         return Ok((user, true));
     }

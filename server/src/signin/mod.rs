@@ -1,4 +1,5 @@
-//! The ways to prove who you are, one file each (`password`, `email_code`, `recovery`), every
+//! The ways to prove who you are, one file each (`password`, `email_code`, `recovery`, `passkey`,
+//! `oauth`, `totp`), every
 //! one ending in `session::start::start`; `account` creates and verifies accounts for them,
 //! `mail` is what the methods proven by mail share. No method imports another. Beside them,
 //! what is done to accounts once they exist: by their owners (`profile`, which proves the
@@ -8,6 +9,7 @@ pub mod account;
 pub mod admin;
 pub mod email_code;
 pub mod mail;
+pub mod oauth;
 pub mod passkey;
 pub mod password;
 pub mod profile;

@@ -347,6 +347,7 @@ impl Store {
         let ended = super::sessions::revoke_all_in(&mut tx, user_id, DELETED, now).await?;
         super::mfa::reset_in(&mut tx, user_id).await?;
         super::passkeys::delete_all_in(&mut tx, user_id).await?;
+        super::identities::delete_all_in(&mut tx, user_id).await?;
         for sql in [
             "UPDATE sessions SET device_id = NULL, user_agent = NULL, ip = NULL, \
              rotated_by_device = NULL WHERE user_id = $1",

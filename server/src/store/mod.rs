@@ -14,6 +14,7 @@ pub(crate) mod batch;
 pub mod dpop_proofs;
 pub mod event;
 pub mod events_file;
+pub mod identities;
 pub mod keys;
 pub mod limits;
 pub mod mail_tokens;

@@ -236,10 +236,11 @@ impl Store {
                 .await?;
             proven.ended =
                 super::sessions::revoke_all_in(&mut tx, p.user_id, "address_proven", p.now).await?;
-            // Second factors and passkeys set up while the address was unproven are not the owner's
-            // either.
+            // Second factors, passkeys and linked identities set up while the address was
+            // unproven are not the owner's either.
             super::mfa::reset_in(&mut tx, p.user_id).await?;
             super::passkeys::delete_all_in(&mut tx, p.user_id).await?;
+            super::identities::delete_all_in(&mut tx, p.user_id).await?;
             events.push(event(proven.ended.len()));
         }
         let events: Vec<&NewEvent> = events.iter().collect();
