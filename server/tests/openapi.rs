@@ -148,9 +148,28 @@ fn check_object(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_operation_answers_as_documented() {
+    // An identity provider: the GitHub stand-in of tests/oauth.rs.
+    let gh = common::github::Github::start().await;
+    let providers = std::env::temp_dir().join(format!(
+        "baton-openapi-{}.toml",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(
+        &providers,
+        format!(
+            "[providers.gh]\nkind = \"github\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nbase_url = \"{}\"\n",
+            common::github::CLIENT_ID,
+            common::github::CLIENT_SECRET,
+            gh.url
+        ),
+    )
+    .unwrap();
+    let providers_file = providers.display().to_string();
     // Email sign-in set up, with nothing listening for SMTP: requests are answered before the
     // mail is sent (see tests/email.rs for the mails).
     let s = Server::start(&[
+        ("providers-file", &providers_file),
+        ("redirect-allowlist", "http://app.test/done"),
         (
             "introspection-token",
             "openapi-introspection-secret-32-bytes",
@@ -601,6 +620,83 @@ async fn every_documented_operation_answers_as_documented() {
         let r = call(Method::DELETE, &one_pk, None, pk).await.unwrap();
         d.check("delete", "/auth/passkeys/{id}", r).await;
     }
+    // Identity providers: a whole flow, its refusals, the identities.
+    {
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        gh.sign_in_as(Some(common::github::GithubUser {
+            id: 900,
+            emails: vec![("openapi-gh@example.com".into(), true, true)],
+        }));
+        let r = get("/auth/oauth/providers", None).await.unwrap();
+        d.check("get", "/auth/oauth/providers", r).await;
+        let start = |to: &str| {
+            let to: String = url::form_urlencoded::byte_serialize(to.as_bytes()).collect();
+            browser
+                .get(format!("{}/auth/oauth/gh/start?redirect_to={to}", s.url))
+                .send()
+        };
+        let r = start("http://evil.test/done").await.unwrap();
+        d.check("get", "/auth/oauth/{provider}/start", r).await;
+        let r = start("http://app.test/done").await.unwrap();
+        let header = |r: &Response, h: &str| r.headers()[h].to_str().unwrap().to_owned();
+        let cookie = header(&r, "set-cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let to_provider = header(&r, "location");
+        d.check("get", "/auth/oauth/{provider}/start", r).await;
+        let r = browser.get(to_provider).send().await.unwrap();
+        let callback = header(&r, "location").replace("http://baton.test", &s.url);
+        let r = browser
+            .get(&callback)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        let app = header(&r, "location");
+        d.check("get", "/auth/oauth/{provider}/callback", r).await;
+        let forged = format!("{}/auth/oauth/gh/callback?code=x&state=never-issued", s.url);
+        let r = browser.get(forged).send().await.unwrap();
+        d.check("get", "/auth/oauth/{provider}/callback", r).await;
+        let code = app.split("baton_code=").nth(1).unwrap().to_owned();
+        let exchange = || {
+            s.req(Method::POST, "/auth/oauth/exchange")
+                .header("cookie", &cookie)
+                .json(&json!({"code": code}))
+                .send()
+        };
+        let t = d
+            .check("post", "/auth/oauth/exchange", exchange().await.unwrap())
+            .await;
+        d.check("post", "/auth/oauth/exchange", exchange().await.unwrap())
+            .await;
+        let gt = Some(t["access_token"].as_str().unwrap());
+        let r = get("/auth/identities", gt).await.unwrap();
+        d.check("get", "/auth/identities", r).await;
+        for to in ["http://app.test/done", "http://evil.test/"] {
+            let r = post(
+                "/auth/identities/gh/link/start",
+                json!({"redirect_to": to}),
+                gt,
+            )
+            .await
+            .unwrap();
+            d.check("post", "/auth/identities/{provider}/link/start", r)
+                .await;
+        }
+        // Mail is set up here and the address is proven: unlinking leaves the emailed code.
+        for _ in 0..2 {
+            let r = call(Method::DELETE, "/auth/identities/gh", None, gt)
+                .await
+                .unwrap();
+            d.check("delete", "/auth/identities/{provider}", r).await;
+        }
+    }
+    let _ = std::fs::remove_file(&providers);
     d.check(
         "post",
         "/auth/logout-all",
