@@ -31,7 +31,8 @@ export async function call(url, body, bearer, device, key, cookie, ms) {
       method: "POST",
       headers,
       body: body == null ? undefined : JSON.stringify(body),
-      credentials: cookie ? "include" : "same-origin",
+      // A provider sign-in's code is bound to the browser cookie of its flow.
+      credentials: cookie || url.includes("/oauth/") ? "include" : "same-origin",
     }),
     ms,
   );
