@@ -2,6 +2,7 @@
 import { Baton, isBatonError } from "baton-auth";
 import "baton-auth/mfa";
 import "baton-auth/passkeys";
+import "baton-auth/oauth";
 import { drawQr } from "/qr.js";
 
 const $ = (id) => document.getElementById(id);
@@ -544,8 +545,34 @@ $("btn-sessions").addEventListener("click", loadLists);
 $("btn-audit").addEventListener("click", loadLists);
 
 $("transport").value = prefs.transport || "body";
+// Identity providers: a button for each, and the return from one (its one-time code traded
+// for the session, or its refusal shown).
+async function showProviders() {
+  const list = await demo.baton.identityProviders().catch(() => []);
+  $("providers").replaceChildren(
+    ...list.map((p) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.id = `btn-idp-${p.name}`;
+      b.textContent = `Sign in with ${p.display_name}`;
+      b.addEventListener("click", () => demo.baton.signInWith(p.name, { redirectTo: location.origin + location.pathname }));
+      return b;
+    }),
+  );
+  $("providers").hidden = !list.length;
+}
+
+async function followProvider() {
+  try {
+    const r = await demo.baton.handleRedirect({ rememberMe: $("remember").checked });
+    if (r && !r.linked) signedIn(r);
+  } catch (e) {
+    $("auth-error").textContent = describe(e);
+  }
+}
+
 start(prefs.transport || "body")
-  .then(followLink)
+  .then(() => Promise.all([followLink(), followProvider(), showProviders()]))
   .catch((e) => {
     document.body.dataset.state = "error";
     $("landing").hidden = false;
