@@ -89,8 +89,10 @@ import { batonMiddleware, getSession } from "baton-auth/next";
 import "baton-auth/account";
 import "baton-auth/mfa";
 import "baton-auth/passkeys";
+import "baton-auth/oauth";
 import type { Account } from "baton-auth/account";
 import type { Passkey } from "baton-auth/passkeys";
+import type { Identity, IdentityProvider } from "baton-auth/oauth";
 
 export async function api(request: Request): Promise<string> {
   const verifier = createVerifier({ issuer: "https://auth.example.com", introspectionSecret: "s".repeat(32) });
@@ -146,6 +148,17 @@ export async function main(): Promise<string | null> {
     // @ts-expect-error the name is a string
     await baton.registerPasskey({ name: 1 });
   }
+  const providers: IdentityProvider[] = await baton.identityProviders();
+  if (providers.length) baton.signInWith(providers[0].name, { redirectTo: "https://app.example.com/back" });
+  const back = await baton.handleRedirect({ rememberMe: true });
+  if (back && "mfaRequired" in back) await baton.verifyMfa({ totp: "123456" });
+  else if (back && "linked" in back) { const linked: string = back.linked; void linked; }
+  const ids: Identity[] = await baton.listIdentities();
+  await baton.linkIdentity("github");
+  if (ids.length > 1) await baton.unlinkIdentity(ids[0].provider);
+  // @ts-expect-error signInWith navigates: it returns nothing to await
+  const nothing: Promise<void> = baton.signInWith("github");
+  void nothing;
   const off: () => void = baton.on("change", (d) => void d.session?.email);
   off();
   try {

@@ -238,6 +238,15 @@ display_name = "GitHub"
     }
 
     #[test]
+    fn the_documented_example_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/examples");
+        let list = load(&dir.join("providers.toml")).unwrap();
+        let names: Vec<&str> = list.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["github", "google"]);
+        assert_eq!(list[1].client_secret, "example-google-secret");
+    }
+
+    #[test]
     fn bad_files_name_the_line_and_reason() {
         let cases = [
             ("[providers.a]\nkind = \"oidc\"\nclient_id = \"x\"\nclient_secret = \"y\"\n", "line 1", "issuer is missing"),
