@@ -534,3 +534,54 @@ async fn a_bad_providers_file_stops_the_start_with_its_line() {
         .to_string();
     assert!(e.contains("BATON_REDIRECT_ALLOWLIST"), "{e}");
 }
+
+#[tokio::test]
+async fn an_account_with_a_second_factor_is_asked_for_it_after_the_provider() {
+    use baton_server::rules::totp;
+    let st = setup(&[]).await;
+    st.gh
+        .sign_in_as(Some(user(111, "two-step@example.com", true)));
+    let t = signed_in(&st, &mut Browser::new()).await;
+    let post = |path: &'static str, body: Value| {
+        let s = &st.s;
+        let access = t.access.clone();
+        async move {
+            let r = s.post_auth(path, body, &access).await;
+            assert_eq!(r.status(), 200, "{path}");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let e = post("/auth/mfa/totp/enroll", json!({})).await;
+    let secret = base32(e["secret"].as_str().unwrap());
+    let code = |offset: i64| {
+        let step = totp::step_of(baton_server::now_ms()) + offset;
+        format!("{:06}", totp::code_at(&secret, step))
+    };
+    post(
+        "/auth/mfa/totp/confirm",
+        json!({"factor_id": e["factor_id"], "code": code(0)}),
+    )
+    .await;
+    // The provider's sign-in is the first factor: no session yet, the second is asked for.
+    let mut b = Browser::new();
+    let app = flow(&st, &mut b).await;
+    let r = exchange(&st, &b, &param(&app, "baton_code").unwrap()).await;
+    assert_eq!(r.status(), 200);
+    let wait: Value = r.json().await.unwrap();
+    assert_eq!(wait["mfa_required"], true, "{wait}");
+    assert!(wait.get("access_token").is_none());
+    let r = b
+        .post(
+            &st.s,
+            "/auth/mfa/verify",
+            json!({"mfa_token": wait["mfa_token"], "totp": code(1)}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let done = Tokens::from_json(r.json().await.unwrap());
+    let c = claims(&done.access);
+    assert_eq!(c["amr"], json!(["fed", "otp"]));
+    assert_eq!(c["aal"], 2);
+    st.s.stop().await;
+}

@@ -156,6 +156,17 @@ impl Server {
         r.text().await.unwrap()
     }
 
+    /// `POST path` with `body` as the holder of the access token `token`.
+    pub async fn post_auth(&self, path: &str, body: Value, token: &str) -> Response {
+        self.req(Method::POST, path)
+            .header("x-device-id", "dev-1")
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get_auth(&self, path: &str, token: &str) -> Response {
         self.req(Method::GET, path)
             .bearer_auth(token)
