@@ -420,6 +420,46 @@ fn demo(args: &[String]) -> Result<()> {
             "passkeys: open {named}/ (browsers offer them on a host name, not on {page})"
         ));
     }
+    // "Sign in with the demo provider": a local OpenID provider, unless providers are set up.
+    let idp = if std::env::var_os("BATON_PROVIDERS_FILE").is_none() {
+        let port = addr.port().checked_add(2).context("no port for the demo provider")?;
+        let idp_secret = util::random_hex(16)?;
+        let mut idp = children.spawn(
+            std::process::Command::new("node")
+                .arg(root.join("tests/verify/demo-idp.mjs"))
+                .arg(port.to_string())
+                .arg(format!("{page}/auth/oauth/demo/callback"))
+                .env("DEMO_IDP_SECRET", &idp_secret)
+                .stdout(std::process::Stdio::piped()),
+        )?;
+        let mut first = String::new();
+        let mut out = std::io::BufReader::new(idp.stdout.take().context("provider stdout")?);
+        std::io::BufRead::read_line(&mut out, &mut first)?;
+        let issuer = first
+            .trim()
+            .strip_prefix("issuer ")
+            .with_context(|| format!("the demo provider did not start (it said {first:?})"))?
+            .to_owned();
+        let file = util::target().join("demo-providers.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[providers.demo]\nkind = \"oidc\"\nissuer = \"{issuer}\"\nclient_id = \"baton-demo\"\n\
+                 client_secret = \"{idp_secret}\"\nscopes = [\"openid\", \"email\"]\n\
+                 display_name = \"the demo provider\"\n"
+            ),
+        )?;
+        server
+            .env("BATON_PROVIDERS_FILE", &file)
+            .env("BATON_REDIRECT_ALLOWLIST", format!("{page}/"));
+        util::step(&format!(
+            "identity provider: \"Sign in with the demo provider\" on {page}/ (oidc-provider at \
+             {issuer}; any name signs in)"
+        ));
+        Some(idp)
+    } else {
+        None
+    };
     let server = server
         .env("BATON_BIND", addr.to_string())
         .env("BATON_COOKIE_SECURE", "false")
@@ -456,6 +496,10 @@ fn demo(args: &[String]) -> Result<()> {
     let status = server.wait()?;
     let _ = orders.kill();
     let _ = orders.wait();
+    if let Some(mut idp) = idp {
+        let _ = idp.kill();
+        let _ = idp.wait();
+    }
     if !status.success() {
         bail!("baton-server exited with {status}");
     }
