@@ -197,3 +197,31 @@ test("36. provider sign-ins refused: ID token nonce, issuer, audience, expiry; s
   assert.match(await viaButton(page, "eve"), /^email_unverified/);
   await context.close();
 });
+
+test("37. a signed-in user links a provider from baton-auth/oauth, signs in with it, and unlinks it", async () => {
+  const context = await browser.newContext();
+  const page = await openDemo(context);
+  const email = `linker-${Date.now()}@example.com`;
+  await page.fill("#email", email);
+  await page.fill("#password", "correct horse battery");
+  await page.click("#btn-register");
+  await page.waitForFunction(() => document.body.dataset.state === "signed-in");
+  const sub = (await claimsOf(page)).sub;
+  // The provider's address need not be the account's: the user is signed in on both sides.
+  await page.evaluate(() => window.__demo.baton.linkIdentity("idp", { redirectTo: `${location.origin}/` }));
+  await throughProvider(page, "linker");
+  await page.waitForFunction(() => document.body.dataset.state === "signed-in" && location.search === "");
+  const ids = await page.evaluate(() => window.__demo.baton.listIdentities());
+  assert.deepEqual(ids.map((i) => [i.provider, i.subject, i.email]), [["idp", "linker", "linker@idp.test"]]);
+  // Signed out, the provider signs in this same account.
+  await page.click("#btn-logout");
+  await page.waitForFunction(() => document.body.dataset.state === "signed-out");
+  await page.waitForSelector("#btn-idp-idp");
+  await page.click("#btn-idp-idp");
+  await page.waitForFunction(() => document.body.dataset.state === "signed-in", null, { timeout: 15000 });
+  assert.equal((await claimsOf(page)).sub, sub);
+  // The password remains, so the identity may go; then it no longer signs in here.
+  await page.evaluate(() => window.__demo.baton.unlinkIdentity("idp"));
+  assert.deepEqual(await page.evaluate(() => window.__demo.baton.listIdentities()), []);
+  await context.close();
+});
