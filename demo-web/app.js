@@ -555,7 +555,12 @@ async function showProviders() {
       b.type = "button";
       b.id = `btn-idp-${p.name}`;
       b.textContent = `Sign in with ${p.display_name}`;
-      b.addEventListener("click", () => demo.baton.signInWith(p.name, { redirectTo: location.origin + location.pathname }));
+      // The provider returns to the server's own address (its redirect URI): at localhost
+      // (where passkeys work) the button opens the page at 127.0.0.1 instead.
+      if (location.hostname === "localhost") {
+        b.textContent += " (at 127.0.0.1)";
+        b.addEventListener("click", () => location.assign(`${location.protocol}//127.0.0.1:${location.port}${location.pathname}`));
+      } else b.addEventListener("click", () => demo.baton.signInWith(p.name, { redirectTo: location.origin + location.pathname }));
       return b;
     }),
   );
