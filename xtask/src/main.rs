@@ -422,7 +422,10 @@ fn demo(args: &[String]) -> Result<()> {
     }
     // "Sign in with the demo provider": a local OpenID provider, unless providers are set up.
     let idp = if std::env::var_os("BATON_PROVIDERS_FILE").is_none() {
-        let port = addr.port().checked_add(2).context("no port for the demo provider")?;
+        let port = addr
+            .port()
+            .checked_add(2)
+            .context("no port for the demo provider")?;
         let idp_secret = util::random_hex(16)?;
         let mut idp = children.spawn(
             std::process::Command::new("node")
