@@ -163,10 +163,8 @@ impl ReplayCache {
     /// be forgotten), for a caller that writes it in a transaction of its own (the rotation's);
     /// `None` on SQLite, where `first_use` costs no write.
     pub fn shared_row(&self, proof: &Proof) -> Option<(String, i64)> {
-        self.is_shared().then(|| {
-            let hex = proof_id(proof).iter().map(|b| format!("{b:02x}")).collect();
-            (hex, expires_at(proof))
-        })
+        self.is_shared()
+            .then(|| (hex(&proof_id(proof)), expires_at(proof)))
     }
 
     /// Whether proofs are recorded in the table every instance shares (PostgreSQL).
@@ -240,6 +238,17 @@ fn expires_at(proof: &Proof) -> i64 {
     (proof.iat + WINDOW_S + 1) * 1000
 }
 
+/// Lower-case hex, in one allocation (a proof's id is written once per DPoP request).
+fn hex(bytes: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
 /// A proof's identity in the replay memory: its key and `jti`, hashed.
 fn proof_id(proof: &Proof) -> [u8; 32] {
     Sha256::new()
@@ -248,4 +257,19 @@ fn proof_id(proof: &Proof) -> [u8; 32] {
         .chain_update(proof.jti.as_bytes())
         .finalize()
         .into()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn proof_ids_are_lower_case_hex() {
+        let mut id = [0u8; 32];
+        id[0] = 0xab;
+        id[31] = 0x0f;
+        let h = super::hex(&id);
+        assert_eq!(h.len(), 64);
+        assert!(h.starts_with("ab00") && h.ends_with("000f"), "{h}");
+        let spelled: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(h, spelled);
+    }
 }
