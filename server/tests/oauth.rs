@@ -585,3 +585,21 @@ async fn an_account_with_a_second_factor_is_asked_for_it_after_the_provider() {
     assert_eq!(c["aal"], 2);
     st.s.stop().await;
 }
+
+#[tokio::test]
+async fn every_start_sends_the_browser_cookie_again_so_it_outlives_the_newest_flow() {
+    let st = setup(&[]).await;
+    let mut b = Browser::new();
+    let start = format!(
+        "{}/auth/oauth/gh/start?redirect_to={}",
+        st.s.url,
+        urlencode(APP)
+    );
+    b.get(&start).await;
+    let first = b.cookie.clone().unwrap();
+    let again = b.get(&start).await;
+    let v = again.headers()["set-cookie"].to_str().unwrap();
+    assert!(v.starts_with(&format!("baton_oauth={first};")), "{v}");
+    assert!(v.contains("Max-Age=900"), "{v}");
+    st.s.stop().await;
+}

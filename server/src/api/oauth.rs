@@ -67,8 +67,8 @@ pub struct StartQuery {
     redirect_to: String,
 }
 
-/// 302 to `location`, never cached, with the browser cookie when one is new.
-fn found(state: &AppState, location: &str, new_browser: Option<&str>) -> Response {
+/// 302 to `location`, never cached, with the browser cookie when one is given.
+fn found(state: &AppState, location: &str, browser: Option<&str>) -> Response {
     let mut res = StatusCode::FOUND.into_response();
     let h = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(location) {
@@ -76,7 +76,7 @@ fn found(state: &AppState, location: &str, new_browser: Option<&str>) -> Respons
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    if let Some(b) = new_browser {
+    if let Some(b) = browser {
         h.insert(header::SET_COOKIE, browser_cookie(state, b));
     }
     res
@@ -111,7 +111,7 @@ pub async fn start(
 ) -> ApiResult<Response> {
     let cookie = cookie_value(&headers, BROWSER_COOKIE);
     let s = oauth::start(&state, &c, &provider, &q.redirect_to, cookie, None).await?;
-    Ok(found(&state, &s.location, s.new_browser.as_deref()))
+    Ok(found(&state, &s.location, Some(&s.browser)))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -246,17 +246,12 @@ pub async fn link_start(
 ) -> ApiResult<Response> {
     let cookie = cookie_value(&headers, BROWSER_COOKIE);
     let user = Some(auth.claims.sub.as_str());
-    let Started {
-        location,
-        new_browser,
-    } = oauth::start(&state, &c, &provider, &body.redirect_to, cookie, user).await?;
+    let Started { location, browser } =
+        oauth::start(&state, &c, &provider, &body.redirect_to, cookie, user).await?;
     let mut res = Json(LinkJson { url: location }).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(b) = new_browser {
-        res.headers_mut()
-            .insert(header::SET_COOKIE, browser_cookie(&state, &b));
-    }
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::SET_COOKIE, browser_cookie(&state, &browser));
     Ok(res)
 }
 

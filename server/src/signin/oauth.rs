@@ -33,11 +33,12 @@ pub const BROWSER_COOKIE: &str = "baton_oauth";
 /// How long the browser cookie lives (a flow, then its code), seconds.
 pub const BROWSER_COOKIE_MAX_AGE: u64 = 15 * 60;
 
-/// Where to send the browser, and the browser cookie to set (a new browser's).
+/// Where to send the browser, and the browser cookie to set (sent again with every start, so
+/// it outlives the newest flow and its code).
 #[derive(Debug)]
 pub struct Started {
     pub location: String,
-    pub new_browser: Option<String>,
+    pub browser: String,
 }
 
 /// The end of a callback: where the browser goes (the app's page, with `baton_code`,
@@ -123,12 +124,9 @@ pub async fn start(
         crate::limits::OAUTH_START_PER_IP,
     )
     .await?;
-    let (browser, new_browser) = match browser_of(cookie) {
-        Some(b) => (b.to_owned(), None),
-        None => {
-            let b = crate::crypto::keys::random_nonce();
-            (b.clone(), Some(b))
-        }
+    let browser = match browser_of(cookie) {
+        Some(b) => b.to_owned(),
+        None => crate::crypto::keys::random_nonce(),
     };
     let flow_state = crate::crypto::keys::random_nonce();
     let (verifier, nonce) = derived(state, &flow_state);
@@ -172,10 +170,7 @@ pub async fn start(
             )
         }
     };
-    Ok(Started {
-        location,
-        new_browser,
-    })
+    Ok(Started { location, browser })
 }
 
 /// Records a refused flow (`oauth_refused`, the reason) and counts it.
