@@ -548,9 +548,11 @@ async fn a_register_flood_of_abandoned_requests_keeps_memory_bounded() {
     futures::future::join_all(workers).await;
     let peak = server.peak_rss_kib();
     eprintln!("register flood: peak RSS {peak} KiB (at start {before} KiB)");
-    // argon2id takes 19 MiB a hash: unbounded hashing reaches gigabytes here.
+    // argon2id takes 19 MiB a hash: unbounded hashing reaches gigabytes here. Bounded, the
+    // growth is the hashing threads' buffers and what the allocator keeps of freed ones:
+    // about 150 MiB alone, up to about 210 MiB while other suites load the machine.
     assert!(
-        peak < before + 192 * 1024,
+        peak < before + 256 * 1024,
         "peak RSS {peak} KiB (at start {before} KiB)"
     );
     // Still serving once the flood stops (a queue still draining answers 503, Retry-After).
