@@ -97,6 +97,12 @@ impl Browser {
             r = r.header("cookie", format!("baton_oauth={c}"));
         }
         let res = r.send().await.unwrap();
+        self.keep_cookie(&res);
+        res
+    }
+
+    /// Keeps the `baton_oauth` cookie an answer sets, checking its attributes.
+    fn keep_cookie(&mut self, res: &Response) {
         if let Some(v) = res.headers().get("set-cookie") {
             let v = v.to_str().unwrap();
             assert!(v.contains("HttpOnly") && v.contains("SameSite=Lax"), "{v}");
@@ -108,7 +114,22 @@ impl Browser {
                     .to_owned(),
             );
         }
-        res
+    }
+
+    /// A link flow of the signed-in `access` through the provider: the app's page it ends on.
+    async fn link(&mut self, st: &Setup, access: &str) -> String {
+        let body = json!({"redirect_to": APP});
+        let r = self
+            .post(&st.s, "/auth/identities/gh/link/start", body, Some(access))
+            .await;
+        assert_eq!(r.status(), 200);
+        self.keep_cookie(&r);
+        let url = r.json::<Value>().await.unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let cb = location(&self.get(&url).await).replace(PUBLIC, &st.s.url);
+        location(&self.get(&cb).await)
     }
 
     async fn post(&self, s: &Server, path: &str, body: Value, access: Option<&str>) -> Response {
@@ -414,64 +435,17 @@ async fn redirects_outside_the_allow_list_and_unknown_providers_are_refused() {
 async fn a_signed_in_user_links_and_unlinks_identities() {
     let st = setup(&[]).await;
     let (_, t) = st.s.user("dev-1").await;
-    let mut b = Browser::new();
-    let r = b
-        .post(
-            &st.s,
-            "/auth/identities/gh/link/start",
-            json!({"redirect_to": APP}),
-            Some(&t.access),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    b.cookie = Some(
-        cookie
-            .split(';')
-            .next()
-            .unwrap()
-            .trim_start_matches("baton_oauth=")
-            .to_owned(),
-    );
-    let url = r.json::<Value>().await.unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     // Linking needs no matching address: the user is signed in on both sides.
     st.gh
         .sign_in_as(Some(user(109, "elsewhere@example.com", false)));
-    let cb = location(&b.get(&url).await).replace(PUBLIC, &st.s.url);
-    let app = location(&b.get(&cb).await);
+    let app = Browser::new().link(&st, &t.access).await;
     assert_eq!(param(&app, "baton_linked").as_deref(), Some("gh"), "{app}");
     // The identity now signs in this account.
     let again = signed_in(&st, &mut Browser::new()).await;
     assert_eq!(claims(&again.access)["sub"], claims(&t.access)["sub"]);
     // Another account cannot link the same identity.
     let (_, t2) = st.s.user("dev-1").await;
-    let mut b2 = Browser::new();
-    let r = b2
-        .post(
-            &st.s,
-            "/auth/identities/gh/link/start",
-            json!({"redirect_to": APP}),
-            Some(&t2.access),
-        )
-        .await;
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    b2.cookie = Some(
-        cookie
-            .split(';')
-            .next()
-            .unwrap()
-            .trim_start_matches("baton_oauth=")
-            .to_owned(),
-    );
-    let url = r.json::<Value>().await.unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let cb = location(&b2.get(&url).await).replace(PUBLIC, &st.s.url);
-    let app = location(&b2.get(&cb).await);
+    let app = Browser::new().link(&st, &t2.access).await;
     assert_eq!(
         param(&app, "baton_error").as_deref(),
         Some("identity_taken")

@@ -274,7 +274,6 @@ pub async fn callback(
     let upstream = match state.providers.finish(p, &cb).await {
         Ok(u) => u,
         Err(why) => {
-            tracing::warn!(provider = %p.spec.name, reason = %why, "a provider sign-in was refused");
             refused(state, c, user, &p.spec.name, Refusal::ProviderError, &why).await;
             return Ok(back(Refusal::ProviderError));
         }
