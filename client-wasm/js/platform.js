@@ -76,23 +76,36 @@ export async function send(request, token, device, ms) {
 
 // ---- DPoP (RFC 9449) ---------------------------------------------------------------------
 // Whether an access token is DPoP-bound: its claims name a key (`cnf`).
+// Read once per token: every call with it asks.
+let boundAs = [];
 function bound(token) {
-  try {
-    return !!JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).cnf;
-  } catch {}
+  if (boundAs[0] !== token) {
+    boundAs = [token];
+    try {
+      boundAs[1] = !!JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).cnf;
+    } catch {}
+  }
+  return boundAs[1];
 }
 
 // The baseUrls whose instances asked for DPoP; the server clock minus ours (ms, from Date).
 const dpopOn = new Set();
-let skew = 0, keyP, pageKey, dbP, ath = [];
+let skew = 0, keyP, pageKey, dbP, ath = [], jtiBase, jtiCount = 0;
 
-const bytes = (s) => new TextEncoder().encode(s);
-const b64u = (b) => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const utf8 = new TextEncoder(),
+  bytes = (s) => utf8.encode(s);
+// base64url of a buffer's bytes, or of a string's UTF-8; by the browser's own encoder where
+// there is one (per request, the spread to a string took more than the rest of a proof but
+// its signature).
+const b64u = (b) =>
+  (b = typeof b == "string" ? bytes(b) : new Uint8Array(b)).toBase64
+    ? b.toBase64({ alphabet: "base64url", omitPadding: true })
+    : btoa(String.fromCharCode(...b)).replace(/[+/=]/g, (c) => (c == "+" ? "-" : c == "/" ? "_" : ""));
 
 // The origin's DPoP key pair, kept in IndexedDB (see `kv`) so every tab uses the same one, and
 // made there (non-extractable P-256) when there is none: a new pair is stored only if the store
 // still has none, so of racing tabs the first to store its key wins and the others use it. `fresh` reads it again (before each call to the server), so a deleted key ends
-// the session rather than living on in memory. Without IndexedDB, a key for this page only. Resolves to [private key, public JWK], or undefined when
+// the session rather than living on in memory. Without IndexedDB, a key for this page only. Resolves to [private key, the proofs' encoded header], or undefined when
 // WebCrypto fails.
 function dpopKey(fresh) {
   if (fresh || !keyP)
@@ -115,7 +128,8 @@ function dpopKey(fresh) {
       // Only the public members: WebCrypto's export adds `ext` and `key_ops: []`, which JOSE
       // libraries honour (an empty `key_ops` allows no use, and the proof fails to verify).
       const { kty, crv, x, y } = await crypto.subtle.exportKey("jwk", pair.publicKey);
-      return [pair.privateKey, { kty, crv, x, y }];
+      // The proofs' header, the same for every proof of the key: encoded once.
+      return [pair.privateKey, b64u(JSON.stringify({ typ: "dpop+jwt", alg: "ES256", jwk: { kty, crv, x, y } }))];
     })().catch(() => {});
   return keyP;
 }
@@ -142,11 +156,12 @@ function kv(op) {
 
 // A DPoP proof of key `k` for a request (method, URL), with the hash of the access token sent
 // with it; iat on the server's clock.
-async function proof([key, jwk], htm, url, token) {
-  const c = { jti: randomId(), htm, htu: url.split(/[?#]/)[0], iat: Math.floor((Date.now() + skew) / 1000) };
+async function proof([key, head], htm, url, token) {
+  // jti: this page's random id and a count, unique without a random draw per request.
+  const c = { jti: (jtiBase ||= randomId() + ".") + ++jtiCount, htm, htu: /^[^?#]*/.exec(url)[0], iat: Math.floor((Date.now() + skew) / 1000) };
   // ath: hashed once per token (each WebCrypto call is a round trip to another thread).
   if (token) c.ath = ath[0] === token ? ath[1] : (ath = [token, b64u(await crypto.subtle.digest("SHA-256", bytes(token)))])[1];
-  const input = [{ typ: "dpop+jwt", alg: "ES256", jwk }, c].map((o) => b64u(bytes(JSON.stringify(o)))).join(".");
+  const input = head + "." + b64u(JSON.stringify(c));
   return input + "." + b64u(await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, key, bytes(input)));
 }
 

@@ -390,27 +390,46 @@ async fn refresh_load(
     total
 }
 
-async fn ping_load(
-    c: &Client,
-    url: &str,
-    access: &str,
-    conc: usize,
-    secs: f64,
-    meter: &Meter,
-) -> Stats {
+/// `/api/ping` with each user's access token, one task per user; a DPoP-bound user's proofs
+/// (GET, the token's hash) are made before the clock starts, as for refreshes.
+async fn ping_load(c: &Client, url: &str, users: Vec<User>, secs: f64, meter: &Meter) -> Stats {
+    let per_user = (15_000.0 * secs / users.len() as f64).ceil() as usize;
+    let users: Vec<_> = users
+        .into_iter()
+        .map(|(access, _, device, key)| {
+            let proofs: Vec<String> = key.as_ref().map_or_else(Vec::new, |k| {
+                (0..per_user)
+                    .map(|_| k.proof(&ping_claims(&access)))
+                    .collect()
+            });
+            (access, device, key, proofs)
+        })
+        .collect();
     let before = meter.sample().await;
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
-    let tasks: Vec<_> = (0..conc)
-        .map(|_| {
+    let tasks: Vec<_> = users
+        .into_iter()
+        .map(|(access, device, key, mut proofs)| {
             let c = c.clone();
             let url = format!("{url}/api/ping");
-            let access = access.to_owned();
             tokio::spawn(async move {
                 let mut s = Stats::default();
                 while Instant::now() < deadline {
+                    let proof = key.as_ref().map(|k| {
+                        proofs
+                            .pop()
+                            .unwrap_or_else(|| k.proof(&ping_claims(&access)))
+                    });
                     let t = Instant::now();
-                    match c.get(&url).bearer_auth(&access).send().await {
+                    let r = c.get(&url).header("x-device-id", &device);
+                    let r = match proof {
+                        Some(p) => r
+                            .header("authorization", format!("DPoP {access}"))
+                            .header("dpop", p),
+                        None => r.bearer_auth(&access),
+                    };
+                    match r.send().await {
                         Ok(r) if r.status() == 200 => {
                             let _ = r.bytes().await;
                             s.lat.push(t.elapsed().as_micros() as u32);
@@ -429,6 +448,15 @@ async fn ping_load(
     total.elapsed = started.elapsed();
     total.cpu = Some(meter.between(&before, &meter.sample().await));
     total
+}
+
+fn ping_claims(access: &str) -> Claims<'_> {
+    Claims {
+        method: "GET",
+        url: "http://baton.bench/api/ping",
+        access_token: Some(access),
+        ..Claims::default()
+    }
 }
 
 async fn login_load(
@@ -528,12 +556,16 @@ async fn suite(label: &str, database_url: &str, pg: Option<(&str, &str)>, secs: 
                 .row(&name);
         }
     }
-    let name = "/api/ping (token verification), 64 concurrent";
-    if wanted(name) {
-        let (access, _, _, _) = sessions(&c, &url, 1, "ping").await.remove(0);
-        ping_load(&c, &url, &access, 64, secs, &meter)
-            .await
-            .row(name);
+    // 64 sessions of one user, each with its own token (and key).
+    for dpop in [false, true] {
+        let name = match dpop {
+            false => "/api/ping (token verification), 64 concurrent",
+            true => "/api/ping with DPoP (token and proof verification), 64 concurrent",
+        };
+        if wanted(name) {
+            let users = users(&c, &url, 64, if dpop { "pingd" } else { "ping" }, dpop).await;
+            ping_load(&c, &url, users, secs, &meter).await.row(name);
+        }
     }
     if std::env::var("BATON_BENCH_ONLY").is_ok() {
         return;

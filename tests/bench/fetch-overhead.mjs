@@ -1,84 +1,177 @@
 // Per-call overhead of baton.fetch over plain fetch, in headless Chromium against a local
 // baton-server (the packed package, same origin). Prints figures; asserts nothing.
-import { startServer, launchBrowser, signIn, uniqueEmail } from "../e2e/harness.mjs";
+//
+// The variants run interleaved in one page, round after round (plain fetch, a Bearer session,
+// a DPoP-bound session, and with BATON_BENCH_BASELINE_TGZ a DPoP session of another build of
+// the package), each round in a new order, and the figures are medians over the rounds of each
+// round's own differences: a shared machine's load drifts by more than the costs measured
+// here, and a difference taken inside one round cancels it.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, extname } from "node:path";
+import { startServer, launchBrowser, uniqueEmail } from "../e2e/harness.mjs";
 
-const N = Number(process.env.BATON_BENCH_CALLS || 3000);
+const ROUNDS = Number(process.env.BATON_BENCH_ROUNDS || 20);
+const PER_ROUND = Number(process.env.BATON_BENCH_CALLS || 3000) / ROUNDS;
+const baselineTgz = process.env.BATON_BENCH_BASELINE_TGZ;
+
 const server = await startServer({ BATON_RATE_LIMITS: "off" });
 const browser = await launchBrowser();
-// Runs `n` sequential calls of `f` in the page; mean, p50 and p99 in ms.
-const timing = `async (f, n) => {
-  const t = [];
-  for (let i = 0; i < n; i++) {
-    const s = performance.now();
-    const res = await f();
-    if (res && res.arrayBuffer) await res.arrayBuffer();
-    t.push(performance.now() - s);
-  }
-  t.sort((a, b) => a - b);
-  return { mean: t.reduce((a, b) => a + b, 0) / n, p50: t[n >> 1], p99: t[Math.floor(n * 0.99)] };
-}`;
+
+// Another build of the package, served to the page at /bench-base/ while it loads.
+async function routeBaseline(page) {
+  const dir = mkdtempSync(join(tmpdir(), "baton-bench-base-"));
+  execFileSync("tar", ["-xzf", baselineTgz, "-C", dir]);
+  const types = { ".js": "text/javascript", ".wasm": "application/wasm" };
+  await page.route(`${server.url}/bench-base/**`, (route) => {
+    const file = join(dir, "package", new URL(route.request().url()).pathname.slice("/bench-base/".length));
+    if (!existsSync(file)) return route.fulfill({ status: 404 });
+    return route.fulfill({ status: 200, contentType: types[extname(file)] || "application/octet-stream", body: readFileSync(file) });
+  });
+}
 
 try {
-  // A Bearer session (`dpop: false`): the wrapper's own cost against plain fetch.
-  const bearer = await browser.newPage();
-  await bearer.goto(`${server.url}/?dpop=off`);
-  await signIn(bearer, uniqueEmail("bench"));
-  const r = await bearer.evaluate(
-    async ([n, timing]) => {
-      const run = eval(timing);
-      const b = window.__demo.baton;
-      const token = await b.getAccessToken();
-      const plain = () => fetch("/api/ping", { headers: { Authorization: `Bearer ${token}`, "X-Device-ID": b.deviceId } });
-      const wrapped = () => b.fetch("/api/ping");
-      await run(plain, n); // warm-up
-      await run(wrapped, n);
-      const p = await run(plain, n);
-      const w = await run(wrapped, n);
-      // The client's own work, without the network: getAccessToken on a fresh token.
+  const page = await browser.newPage();
+  await page.goto(`${server.url}/healthz`);
+  if (baselineTgz) await routeBaseline(page);
+  const figures = await page.evaluate(
+    async ([email, rounds, perRound, baseline]) => {
+      const password = "correct horse battery";
+      const reg = await fetch("/auth/register", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ email, password }),
+      });
+      if (!reg.ok) throw new Error(`register: ${reg.status}`);
+      // Each session in a module instance of its own (a query makes another instance), so the
+      // DPoP switch of one does not reach the others.
+      const session = async (module, options) => {
+        const { Baton } = await import(module);
+        const b = await Baton.create({ baseUrl: location.origin, crossTab: false, ...options });
+        await b.login(email, password);
+        return b;
+      };
+      const bearer = await session("/pkg/dist/index.js?bearer", { dpop: false, storageKey: "bench:bearer" });
+      const bound = await session("/pkg/dist/index.js?dpop", { storageKey: "bench:dpop" });
+      const base = baseline ? await session("/bench-base/dist/index.js", { storageKey: "bench:base" }) : null;
+      if (!bound.session || !(await bound.getAccessToken()).startsWith("ey")) throw new Error("no DPoP session");
+      const token = await bearer.getAccessToken();
+      const variants = {
+        plain: () => fetch("/api/ping", { headers: { Authorization: `Bearer ${token}`, "X-Device-ID": bearer.deviceId } }),
+        bearer: () => bearer.fetch("/api/ping"),
+        dpop: () => bound.fetch("/api/ping"),
+      };
+      if (base) variants.baseline = () => base.fetch("/api/ping");
+      const names = Object.keys(variants);
+      const samples = Object.fromEntries(names.map((n) => [n, []]));
+      const means = Object.fromEntries(names.map((n) => [n, []]));
+      const run = async (name, n) => {
+        const f = variants[name];
+        let sum = 0;
+        for (let i = 0; i < n; i++) {
+          const s = performance.now();
+          const res = await f();
+          if (res.status !== 200) throw new Error(`${name}: HTTP ${res.status}`);
+          await res.arrayBuffer();
+          const t = performance.now() - s;
+          samples[name].push(t);
+          sum += t;
+        }
+        return sum / n;
+      };
+      for (const name of names) await run(name, 100); // warm-up
+      for (const name of names) samples[name].length = 0;
+      for (let r = 0; r < rounds; r++) {
+        const order = names.map((n, i) => names[(i + r) % names.length]);
+        for (const name of order) means[name].push(await run(name, perRound));
+      }
+      // The client's own work alone: the same calls with the page's fetch answering at once
+      // (no network, no server), so what remains is baton-auth's work per call and, with DPoP,
+      // the proof (WebCrypto's signature included). Each round's mean from its total time.
+      const realFetch = window.fetch;
+      const own = Object.fromEntries(names.map((n) => [n, []]));
+      window.fetch = async () => new Response('{"ok":true}', { status: 200 });
+      try {
+        for (let r = -2; r < rounds; r++) {
+          const order = names.map((n, i) => names[(i + r + 2) % names.length]);
+          for (const name of order) {
+            const f = variants[name];
+            const s = performance.now();
+            for (let i = 0; i < 500; i++) await (await f()).arrayBuffer();
+            if (r >= 0) own[name].push((performance.now() - s) / 500);
+          }
+        }
+      } finally {
+        window.fetch = realFetch;
+      }
+      // getAccessToken on a fresh token.
       const s = performance.now();
-      for (let i = 0; i < n; i++) await b.getAccessToken();
-      const tokenUs = ((performance.now() - s) / n) * 1000;
-      const refresh = await run(() => b.refresh(), Math.min(n, 300));
-      return { p, w, tokenUs, refresh };
-    },
-    [N, timing],
-  );
-  // The default, a DPoP-bound session: every call makes a proof, the server checks it.
-  const bound = await browser.newPage();
-  await bound.goto(server.url);
-  await signIn(bound, uniqueEmail("bench-dpop"));
-  const d = await bound.evaluate(
-    async ([n, timing]) => {
-      const run = eval(timing);
-      const b = window.__demo.baton;
-      const wrapped = () => b.fetch("/api/ping");
-      await run(wrapped, n); // warm-up
-      const w = await run(wrapped, n);
-      const refresh = await run(() => b.refresh(), Math.min(n, 300));
-      // What a proof costs the page: one ECDSA P-256 signature by a non-extractable key,
-      // as baton-auth makes per request (the token hash is computed once per token).
+      for (let i = 0; i < 1000; i++) await bound.getAccessToken();
+      const tokenUs = (performance.now() - s) / 1000 * 1000;
+      // What a proof's signature costs the page: one ECDSA P-256 signature by a
+      // non-extractable key, as baton-auth makes per request.
       const key = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]);
       const input = new TextEncoder().encode("x".repeat(400));
-      const sign = await run(() => crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, key.privateKey, input), n);
-      return { w, refresh, sign };
+      const sign = [];
+      for (let i = 0; i < 2000; i++) {
+        const t = performance.now();
+        await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, key.privateKey, input);
+        sign.push(performance.now() - t);
+      }
+      const refresh = {};
+      for (const [name, b] of [["bearer", bearer], ["dpop", bound]]) {
+        const t = [];
+        for (let i = 0; i < 200; i++) {
+          const s = performance.now();
+          await b.refresh();
+          t.push(performance.now() - s);
+        }
+        refresh[name] = t;
+      }
+      return { names, samples, means, own, tokenUs, sign, refresh };
     },
-    [N, timing],
+    [uniqueEmail("bench"), ROUNDS, PER_ROUND, Boolean(baselineTgz)],
   );
+  const { names, samples, means } = figures;
+  const sorted = (a) => [...a].sort((x, y) => x - y);
+  const median = (a) => sorted(a)[a.length >> 1];
+  const pct = (a, p) => sorted(a)[Math.min(a.length - 1, Math.floor(a.length * p))];
+  const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
   const us = (ms) => (ms * 1000).toFixed(0);
-  console.log(`\n### Client: baton.fetch vs plain fetch (headless Chromium, ${N} sequential /api/ping calls)\n`);
-  console.log("| | mean µs | p50 µs | p99 µs |");
+  // Median over rounds of one variant's round mean minus another's in the same round.
+  const diff = (a, b) => median(means[a].map((m, r) => m - means[b][r]));
+  const label = {
+    plain: "plain fetch",
+    bearer: "baton.fetch, Bearer session",
+    dpop: "baton.fetch, DPoP session (proof made and checked per call)",
+    baseline: "baton.fetch, DPoP session, baseline package",
+  };
+  const calls = samples.plain.length;
+  console.log(`\n### Client: baton.fetch vs plain fetch (headless Chromium, ${calls} sequential /api/ping calls per variant, ${ROUNDS} interleaved rounds)\n`);
+  console.log("| | median of round means µs | p50 µs | p99 µs |");
   console.log("|---|---|---|---|");
-  console.log(`| plain fetch | ${us(r.p.mean)} | ${us(r.p.p50)} | ${us(r.p.p99)} |`);
-  console.log(`| baton.fetch, Bearer session | ${us(r.w.mean)} | ${us(r.w.p50)} | ${us(r.w.p99)} |`);
-  console.log(`| baton.fetch, DPoP session (proof made and checked per call) | ${us(d.w.mean)} | ${us(d.w.p50)} | ${us(d.w.p99)} |`);
-  console.log(`| overhead per call, Bearer | ${us(r.w.mean - r.p.mean)} | ${us(r.w.p50 - r.p.p50)} | |`);
-  console.log(`| DPoP's cost per call (DPoP minus Bearer) | ${us(d.w.mean - r.w.mean)} | ${us(d.w.p50 - r.w.p50)} | |`);
-  console.log(`\n- getAccessToken() on a fresh token: ${r.tokenUs.toFixed(1)} µs per call`);
-  console.log(`- a DPoP proof's signature (WebCrypto ECDSA P-256, sequential): ${us(d.sign.mean)} µs mean, p99 ${us(d.sign.p99)} µs`);
+  for (const n of names) console.log(`| ${label[n]} | ${us(median(means[n]))} | ${us(pct(samples[n], 0.5))} | ${us(pct(samples[n], 0.99))} |`);
+  console.log(`| overhead per call, Bearer (Bearer minus plain, median over rounds) | ${us(diff("bearer", "plain"))} | ${us(pct(samples.bearer, 0.5) - pct(samples.plain, 0.5))} | |`);
+  console.log(`| DPoP's cost per call (DPoP minus Bearer, median over rounds) | ${us(diff("dpop", "bearer"))} | ${us(pct(samples.dpop, 0.5) - pct(samples.bearer, 0.5))} | |`);
+  if (names.includes("baseline")) {
+    console.log(`| baseline's DPoP cost per call (baseline minus Bearer) | ${us(diff("baseline", "bearer"))} | ${us(pct(samples.baseline, 0.5) - pct(samples.bearer, 0.5))} | |`);
+    console.log(`| this package minus the baseline (DPoP) | ${us(diff("dpop", "baseline"))} | | |`);
+  }
+  const ownDiff = (a, b) => median(figures.own[a].map((m, r) => m - figures.own[b][r]));
+  console.log(`\n#### The page's own work per call (fetch answering at once, ${ROUNDS} interleaved rounds of 500 calls)\n`);
+  console.log("| | median of round means µs |");
+  console.log("|---|---|");
+  for (const n of names) console.log(`| ${label[n]} | ${us(median(figures.own[n]))} |`);
+  console.log(`| Bearer minus plain | ${us(ownDiff("bearer", "plain"))} |`);
+  console.log(`| DPoP minus Bearer (the page's share of DPoP's cost) | ${us(ownDiff("dpop", "bearer"))} |`);
+  if (names.includes("baseline")) console.log(`| this package minus the baseline (DPoP) | ${us(ownDiff("dpop", "baseline"))} |`);
+  console.log(`\n- getAccessToken() on a fresh token: ${figures.tokenUs.toFixed(1)} µs per call`);
+  console.log(`- a DPoP proof's signature (WebCrypto ECDSA P-256, sequential): ${us(mean(figures.sign))} µs mean, p50 ${us(pct(figures.sign, 0.5))} µs`);
+  const r = figures.refresh;
   console.log(
-    `- baton.refresh(), sequential: Bearer ${us(r.refresh.mean)} µs mean (p99 ${us(r.refresh.p99)}), ` +
-      `DPoP ${us(d.refresh.mean)} µs mean (p99 ${us(d.refresh.p99)}); with DPoP the key is read ` +
-      `again from IndexedDB and a proof made for every refresh`,
+    `- baton.refresh(), sequential: Bearer ${us(mean(r.bearer))} µs mean (p99 ${us(pct(r.bearer, 0.99))}), ` +
+      `DPoP ${us(mean(r.dpop))} µs mean (p99 ${us(pct(r.dpop, 0.99))})`,
   );
 } finally {
   await browser.close();

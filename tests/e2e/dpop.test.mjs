@@ -205,18 +205,30 @@ test("20. Bearer sessions where DPoP is off: on the server, or with `dpop: false
 test("23. the page's DPoP proofs verify with jose's EmbeddedJWK and with PyJWT, as other backends check them", async () => {
   const server = await startServer();
   try {
-    const page = await browser.newPage();
     const proofs = [];
-    page.on("request", (r) => {
-      const p = r.headers()["dpop"];
-      if (p) proofs.push({ proof: p, method: r.method(), url: r.url().split(/[?#]/)[0] });
-    });
-    await page.goto(server.url);
-    await signIn(page, uniqueEmail("jose"));
-    await page.evaluate(async () => {
-      await window.__demo.baton.fetch("/api/ping");
-    });
-    assert.ok(proofs.length >= 2, "the sign-in and the call carried proofs");
+    // Twice: as this browser runs it, and as one without Uint8Array's own base64 encoder
+    // (Chromium before 140, Safari before 18.2), where the package encodes by itself.
+    for (const encoder of [true, false]) {
+      const page = await browser.newPage();
+      if (!encoder) await page.addInitScript(() => delete Uint8Array.prototype.toBase64);
+      const mine = [];
+      page.on("request", (r) => {
+        const p = r.headers()["dpop"];
+        if (p) mine.push({ proof: p, method: r.method(), url: r.url().split(/[?#]/)[0] });
+      });
+      await page.goto(server.url);
+      assert.equal(await page.evaluate(() => typeof Uint8Array.prototype.toBase64), encoder ? "function" : "undefined");
+      await signIn(page, uniqueEmail("jose"));
+      await page.evaluate(async () => {
+        for (const path of ["/api/ping", "/api/ping?x=1#y", "/api/ping"]) await window.__demo.baton.fetch(path);
+      });
+      assert.ok(mine.length >= 4, "the sign-in and the calls carried proofs");
+      proofs.push(...mine);
+      await page.close();
+    }
+    // Every proof has an id of its own (one page's ids share a random part and differ by a count).
+    const ids = proofs.map(({ proof }) => JSON.parse(Buffer.from(proof.split(".")[1], "base64url")).jti);
+    assert.equal(new Set(ids).size, ids.length);
     const { jwtVerify, EmbeddedJWK } = await import("jose");
     for (const { proof, method, url } of proofs) {
       const header = JSON.parse(Buffer.from(proof.split(".")[0], "base64url"));
