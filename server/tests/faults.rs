@@ -202,6 +202,26 @@ async fn hanging_up_during_any_write_leaves_no_transaction_open() {
             .status(),
         200
     );
+    // No pooled connection is left inside a transaction (a request given up while its BEGIN
+    // was on the wire): the next borrower's writes would run in it and never commit. A
+    // transaction of a request still being answered ends within moments; a left one never.
+    if s.state.store.backend == baton_server::store::Backend::Postgres {
+        let mut open = -1;
+        for _ in 0..40 {
+            open = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND state LIKE 'idle in transaction%'",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap();
+            if open == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(open, 0, "connections left inside a transaction");
+    }
     db.close().await;
     s.stop().await;
 }
@@ -700,4 +720,49 @@ async fn a_server_waits_for_a_database_that_is_still_starting() {
         .await
         .expect_err("wrong password refused");
     assert!(started.elapsed() < Duration::from_secs(5), "{err:#}");
+}
+
+/// A transaction given up while its `BEGIN` is on the wire (a client hanging up at that
+/// moment) leaves no pooled connection inside a transaction: on PostgreSQL, where the next
+/// borrower's statements would run in it and never commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_given_up_while_it_begins_leaves_no_connection_inside_it() {
+    let s = Server::start(&[]).await;
+    let store = &s.state.store;
+    if store.backend != baton_server::store::Backend::Postgres {
+        s.stop().await;
+        return;
+    }
+    let db = open_db(&s.database_url).await;
+    // Polled, left for 0.1 to 2 ms (the pool's check of the connection, then BEGIN sent),
+    // polled once more and dropped: sooner or later while BEGIN's answer is due. Checked after
+    // each one, before a later borrower could end a transaction left open.
+    let mut open = 0;
+    for i in 0..60u64 {
+        let mut begin = Box::pin(store.begin());
+        let _ = futures::poll!(&mut begin);
+        tokio::time::sleep(Duration::from_micros(100 + i * 97 % 1900)).await;
+        let _ = futures::poll!(&mut begin);
+        drop(begin);
+        // A transaction still being rolled back ends within moments; a left one stays.
+        for _ in 0..20 {
+            open = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND state LIKE 'idle in transaction%'",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap();
+            if open == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if open != 0 {
+            break;
+        }
+    }
+    assert_eq!(open, 0, "pooled connections were left inside a transaction");
+    db.close().await;
+    s.stop().await;
 }

@@ -75,7 +75,7 @@ impl Store {
         now: i64,
         event: &NewEvent,
     ) -> Result<Changed, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         // The row first (on PostgreSQL this locks it: a sign-in starting a session waits).
         let found =
             sqlx::query("UPDATE users SET changed_at = $1 WHERE id = $2 AND deleted_at IS NULL")
@@ -173,7 +173,7 @@ impl Store {
         json: &str,
         event: &NewEvent,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let done =
             sqlx::query("UPDATE users SET user_metadata = $1 WHERE id = $2 AND deleted_at IS NULL")
                 .bind(json)
@@ -199,7 +199,7 @@ impl Store {
         now: i64,
         event: impl FnOnce(usize) -> NewEvent,
     ) -> Result<Option<Vec<String>>, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let done =
             sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND deleted_at IS NULL")
                 .bind(password_hash)
@@ -261,7 +261,7 @@ impl Store {
         now: i64,
         event: impl FnOnce(&str) -> NewEvent,
     ) -> Result<EmailChanged, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let spent: Option<(String, Option<String>)> = sqlx::query_as(
             "UPDATE account_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 \
              AND used_at IS NULL AND expires_at > $1 RETURNING user_id, new_email",
@@ -320,7 +320,7 @@ impl Store {
         now: i64,
         event: impl FnOnce(usize) -> NewEvent,
     ) -> Result<Option<Vec<String>>, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let old: Option<String> = sqlx::query_scalar(
             "UPDATE users SET deleted_at = $1, changed_at = $1 \
              WHERE id = $2 AND deleted_at IS NULL RETURNING email",

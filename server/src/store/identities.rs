@@ -237,7 +237,7 @@ impl Store {
         i: &IdentityRow,
         event: &NewEvent,
     ) -> Result<Linked, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(&format!(
             "INSERT INTO identities ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
         ))
@@ -301,7 +301,7 @@ impl Store {
         may: impl FnOnce(OtherWays) -> bool,
         event: &NewEvent,
     ) -> Result<Option<bool>, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         // Serializes the account's changes (on PostgreSQL; SQLite has one writer).
         let user = sqlx::query(
             "UPDATE users SET changed_at = changed_at WHERE id = $1 \

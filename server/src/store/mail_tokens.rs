@@ -21,7 +21,7 @@ impl Store {
     /// Stores a new code; the requester's older codes of the address (and their links) die
     /// with it, in the same transaction: a newer request replaces the older code.
     pub async fn insert_email_code(&self, c: &NewEmailCode<'_>) -> Result<(), sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE email_codes SET used_at = $1 WHERE email = $2 AND requested_by = $3 \
              AND used_at IS NULL",

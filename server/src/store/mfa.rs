@@ -48,7 +48,7 @@ fn factor_row(r: &sqlx::any::AnyRow) -> Result<FactorRow, sqlx::Error> {
 impl Store {
     /// A new, unconfirmed factor; the user's other unconfirmed ones go (one enrolment at a time).
     pub async fn insert_factor(&self, f: &FactorRow) -> Result<(), sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM mfa_factors WHERE user_id = $1 AND confirmed_at IS NULL")
             .bind(&f.user_id)
             .execute(&mut *tx)
@@ -132,7 +132,7 @@ impl Store {
         now: i64,
         event: &NewEvent,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE mfa_factors SET confirmed_at = $1, last_step = $2 \
              WHERE id = $3 AND user_id = $4 AND confirmed_at IS NULL \
@@ -161,7 +161,7 @@ impl Store {
         now: i64,
         event: &NewEvent,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         replace_codes_in(&mut tx, user_id, code_hashes, now).await?;
         self.commit_with(tx, &[event]).await?;
         Ok(())
@@ -203,7 +203,7 @@ impl Store {
         factor_id: &str,
         event: &NewEvent,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query("DELETE FROM mfa_factors WHERE id = $1 AND user_id = $2")
             .bind(factor_id)
             .bind(user_id)
@@ -235,7 +235,7 @@ impl Store {
         user_id: &str,
         event: &NewEvent,
     ) -> Result<u64, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let n = reset_in(&mut tx, user_id).await?;
         self.commit_with(tx, &[event]).await?;
         Ok(n)
@@ -331,7 +331,7 @@ impl Store {
         now: i64,
         event: &NewEvent,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET step_up_until = $1 WHERE id = $2 AND user_id = $3 \
              AND revoked_at IS NULL",

@@ -383,13 +383,30 @@ impl Store {
             Backend::Sqlite => {
                 // A sqlx transaction, so even a dropped probe is rolled back; the DELETE matches
                 // no row but must take the write lock.
-                let mut tx = self.writer.begin().await?;
+                let mut tx = self.begin().await?;
                 sqlx::query("DELETE FROM rate_hits WHERE id < 0")
                     .execute(&mut *tx)
                     .await?;
                 tx.rollback().await
             }
         }
+    }
+
+    /// A transaction on the writer that a caller given up halfway cannot leave open. On
+    /// PostgreSQL, sqlx arms its rollback guard only once the server has answered `BEGIN`: a
+    /// request dropped while `BEGIN` is on the wire (a client hanging up) would hand its
+    /// connection back to the pool inside a transaction, where the next borrower's statements
+    /// would run and stay uncommitted. So the `BEGIN` runs in a task of its own, which finishes
+    /// it whatever the caller does; a transaction nobody takes is then rolled back as usual.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        if self.backend == Backend::Sqlite {
+            // sqlx rolls back a SQLite transaction dropped during its BEGIN.
+            return self.writer.begin().await;
+        }
+        let writer = self.writer.clone();
+        tokio::spawn(async move { writer.begin().await })
+            .await
+            .map_err(|_| sqlx::Error::WorkerCrashed)?
     }
 
     /// Sends every committed audit event to `BATON_EVENTS_FILE` as well.

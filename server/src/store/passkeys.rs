@@ -140,7 +140,7 @@ impl Store {
         max: i64,
         event: &NewEvent,
     ) -> Result<Added, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         // Serializes the user's additions (on PostgreSQL; SQLite has one writer).
         sqlx::query("UPDATE users SET changed_at = changed_at WHERE id = $1")
             .bind(&p.user_id)
@@ -281,7 +281,7 @@ impl Store {
         id: &str,
         event: &NewEvent,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query("DELETE FROM passkeys WHERE id = $1 AND user_id = $2")
             .bind(id)
             .bind(user_id)

@@ -59,7 +59,7 @@ impl Store {
         s: &SessionRow,
         events: &[&NewEvent],
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let may = sqlx::query(
             "UPDATE users SET last_sign_in_at = $1 WHERE id = $2 AND deleted_at IS NULL \
              AND (disabled_until IS NULL OR disabled_until <= $1)",
@@ -124,7 +124,7 @@ impl Store {
         if self.backend == Backend::Postgres {
             return self.rotate_batch_in_one_statement(all).await;
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         // The DPoP proofs first (in one order for every instance's batches), so a rotation
         // whose proof another request used already is left out, and a proof's record commits
         // with its rotation.
@@ -312,7 +312,7 @@ impl Store {
         now: i64,
         event: &NewEvent,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
              WHERE id = $3 AND revoked_at IS NULL",
@@ -341,7 +341,7 @@ impl Store {
         now: i64,
         event: impl FnOnce(usize) -> NewEvent,
     ) -> Result<Vec<String>, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let ids = revoke_all_in(&mut tx, user_id, reason, now).await?;
         let e = event(ids.len());
         insert_events(&mut tx, &[&e]).await?;

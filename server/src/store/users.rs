@@ -46,7 +46,7 @@ pub(super) const USER_COLUMNS: &str = "id, email, password_hash, created_at, ema
 impl Store {
     /// Inserts a user with its event, in one transaction; `Ok(false)` when the email is taken.
     pub async fn insert_user(&self, u: &UserRow, event: &NewEvent) -> Result<bool, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let r = sqlx::query(
             "INSERT INTO users (id, email, password_hash, created_at, failed_logins) \
              VALUES ($1, $2, $3, $4, 0)",
@@ -149,7 +149,7 @@ impl Store {
         r: &PasswordReset<'_>,
         event: impl FnOnce(usize) -> NewEvent,
     ) -> Result<Option<Vec<String>>, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         let spent =
             super::mail_tokens::spend_account_token_in(&mut tx, r.token_hash, r.purpose, r.now)
                 .await?;
@@ -213,7 +213,7 @@ impl Store {
         p: &AddressProof<'_>,
         event: impl FnOnce(usize) -> NewEvent,
     ) -> Result<Option<Proven>, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin().await?;
         if let Some((hash, purpose)) = p.token {
             let spent =
                 super::mail_tokens::spend_account_token_in(&mut tx, hash, purpose, p.now).await?;
