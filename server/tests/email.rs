@@ -485,33 +485,6 @@ async fn changed_users_are_read_page_by_page_without_losing_any() {
     s.stop().await;
 }
 
-/// A failure injected into the database of `s`: a trigger named `name` makes every `event`
-/// (`BEFORE UPDATE OF revoked_at`, `BEFORE INSERT`) on `table` fail; `on: false` removes it.
-async fn inject_failure(s: &Server, name: &str, event: &str, table: &str, on: bool) {
-    let db = open_db(&s.database_url).await;
-    let statements: Vec<String> = match (backend().as_str(), on) {
-        ("postgres", true) => vec![
-            format!(
-                "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger AS $$ \
-                 BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
-            ),
-            format!(
-                "CREATE TRIGGER {name} {event} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()"
-            ),
-        ],
-        ("postgres", false) => vec![format!("DROP TRIGGER {name} ON {table}")],
-        (_, true) => vec![format!(
-            "CREATE TRIGGER {name} {event} ON {table} \
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-        )],
-        (_, false) => vec![format!("DROP TRIGGER {name}")],
-    };
-    for sql in statements {
-        sqlx::query(&sql).execute(&db).await.unwrap();
-    }
-    db.close().await;
-}
-
 /// Every revocation of a session fails (a failure between the writes of a password reset).
 async fn fail_revocations(s: &Server, on: bool) {
     let event = "BEFORE UPDATE OF revoked_at";

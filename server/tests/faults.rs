@@ -766,3 +766,35 @@ async fn a_transaction_given_up_while_it_begins_leaves_no_connection_inside_it()
     db.close().await;
     s.stop().await;
 }
+
+/// A rotation whose event cannot be stored is not stored either (the batch's transaction, one
+/// statement on PostgreSQL, two round trips on SQLite, is rolled back whole), and the
+/// database's connection is fit for the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_whose_event_fails_is_not_stored_and_the_next_one_is() {
+    let s = Server::start(&[("rate-limits", "off")]).await;
+    let (_, t) = s.user("dev").await;
+    inject_failure(
+        &s,
+        "baton_test_refuse_events",
+        "BEFORE INSERT",
+        "audit_events",
+        true,
+    )
+    .await;
+    let r = s.refresh(&t.refresh, Some("dev")).await;
+    assert!(r.status().is_server_error(), "{}", r.status());
+    let db = open_db(&s.database_url).await;
+    assert_eq!(committed_generations(&db).await[&t.session_id], 1);
+    inject_failure(&s, "baton_test_refuse_events", "", "audit_events", false).await;
+    // The token was not spent: it rotates now, and the rotation is committed.
+    let r = s.refresh(&t.refresh, Some("dev")).await;
+    assert_eq!(r.status(), 200);
+    let next = Tokens::from_json(r.json().await.unwrap());
+    assert_eq!(token_generation(&next.refresh), 2);
+    assert_eq!(committed_generations(&db).await[&t.session_id], 2);
+    let r = s.refresh(&next.refresh, Some("dev")).await;
+    assert_eq!(r.status(), 200);
+    db.close().await;
+    s.stop().await;
+}

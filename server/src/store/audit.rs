@@ -165,25 +165,39 @@ pub(super) async fn insert_events(
     events: &[&NewEvent],
 ) -> Result<(), sqlx::Error> {
     for chunk in events.chunks(100) {
-        let rows = placeholder_rows(chunk.len(), 8, |p| format!("({})", p.join(", ")));
-        let sql = format!(
-            "INSERT INTO audit_events (user_id, at, type, severity, session_id, device_id, ip, \
-             detail) VALUES {}",
-            rows.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            q = q
-                .bind(&e.user_id)
-                .bind(e.at)
-                .bind(e.kind)
-                .bind(e.severity)
-                .bind(&e.session_id)
-                .bind(&e.device_id)
-                .bind(&e.ip)
-                .bind(&e.detail);
-        }
-        q.execute(&mut *conn).await?;
+        let sql = events_insert(chunk.len());
+        bind_events(sqlx::query(&sql), chunk)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
+}
+
+/// The statement inserting `n` events, its placeholders from `$1` (see `bind_events`).
+pub(super) fn events_insert(n: usize) -> String {
+    let rows = placeholder_rows(n, 8, |p| format!("({})", p.join(", ")));
+    format!(
+        "INSERT INTO audit_events (user_id, at, type, severity, session_id, device_id, ip, \
+         detail) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+/// Binds `events` to the placeholders of `events_insert`.
+pub(super) fn bind_events<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    events: &[&'q NewEvent],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for e in events {
+        q = q
+            .bind(&e.user_id)
+            .bind(e.at)
+            .bind(e.kind)
+            .bind(e.severity)
+            .bind(&e.session_id)
+            .bind(&e.device_id)
+            .bind(&e.ip)
+            .bind(&e.detail);
+    }
+    q
 }

@@ -124,33 +124,12 @@ impl Store {
         if self.backend == Backend::Postgres {
             return self.rotate_batch_in_one_statement(all).await;
         }
-        let mut tx = self.begin().await?;
-        // The DPoP proofs first (in one order for every instance's batches), so a rotation
-        // whose proof another request used already is left out, and a proof's record commits
-        // with its rotation.
-        let mut proofs: Vec<(String, i64)> = all.iter().filter_map(|r| r.proof.clone()).collect();
-        proofs.sort();
-        proofs.dedup_by(|a, b| a.0 == b.0);
-        let new = super::dpop_proofs::proofs_first_use(&mut *tx, &proofs).await?;
-        let mut claimed = HashSet::new();
-        let replayed: HashSet<String> = all
-            .iter()
-            .filter(|r| {
-                r.proof
-                    .as_ref()
-                    .is_some_and(|(id, _)| !(new.contains(id) && claimed.insert(id)))
-            })
-            .map(|r| r.session_id.clone())
-            .collect();
-        let batch: Vec<&OwnedRotation> = all
-            .iter()
-            .filter(|r| !replayed.contains(&r.session_id))
-            .collect();
+        // SQLite remembers DPoP proofs in the process (`ReplayCache`): none come here.
+        let batch: Vec<&OwnedRotation> = all.iter().filter(|r| r.proof.is_none()).collect();
         if batch.is_empty() {
-            tx.commit().await?;
             return Ok(Rotations {
                 rotated: HashSet::new(),
-                replayed,
+                replayed: HashSet::new(),
             });
         }
         let rows = placeholder_rows(batch.len(), 8, |p| {
@@ -163,37 +142,67 @@ impl Store {
             )
         })
         .join(" UNION ALL ");
+        // The transaction opens with the compare-and-swap and closes with the events: two
+        // round trips to SQLite's thread instead of four (begin, rotations, events, commit).
         let sql = format!(
-            "UPDATE sessions SET generation = sessions.generation + 1, rotated_at = v.now, \
-             rotated_by_device = v.dev, last_used_at = v.now, idle_expires_at = v.idle, \
-             ip = v.ip, user_agent = v.ua, rotated_by_key = v.rkey \
+            "BEGIN; UPDATE sessions SET generation = sessions.generation + 1, \
+             rotated_at = v.now, rotated_by_device = v.dev, last_used_at = v.now, \
+             idle_expires_at = v.idle, ip = v.ip, user_agent = v.ua, rotated_by_key = v.rkey \
              FROM ({rows}) AS v \
              WHERE sessions.id = v.id AND sessions.generation = v.gen \
              AND sessions.revoked_at IS NULL AND sessions.idle_expires_at > v.now \
              AND sessions.absolute_expires_at > v.now RETURNING sessions.id"
         );
-        let mut q = sqlx::query_scalar::<_, String>(&sql);
-        for r in &batch {
-            q = q
-                .bind(&r.session_id)
-                .bind(r.generation)
-                .bind(r.now)
-                .bind(&r.device_id)
-                .bind(r.idle_expires_at)
-                .bind(&r.ip)
-                .bind(&r.user_agent)
-                .bind(&r.key);
+        let mut conn = self.writer.acquire().await?;
+        let done = async {
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for r in &batch {
+                q = q
+                    .bind(&r.session_id)
+                    .bind(r.generation)
+                    .bind(r.now)
+                    .bind(&r.device_id)
+                    .bind(r.idle_expires_at)
+                    .bind(&r.ip)
+                    .bind(&r.user_agent)
+                    .bind(&r.key);
+            }
+            let rotated: HashSet<String> = q.fetch_all(&mut *conn).await?.into_iter().collect();
+            let events: Vec<&NewEvent> = batch
+                .iter()
+                .filter(|r| rotated.contains(&r.session_id))
+                .map(|r| &r.event)
+                .collect();
+            let sql = match events.len() {
+                0 => "COMMIT".to_owned(),
+                n => format!("{}; COMMIT", super::audit::events_insert(n)),
+            };
+            super::audit::bind_events(sqlx::query(&sql), &events)
+                .execute(&mut *conn)
+                .await?;
+            Ok::<_, sqlx::Error>((rotated, events))
         }
-        let rotated: HashSet<String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
-        let events: Vec<&NewEvent> = batch
-            .iter()
-            .filter(|r| rotated.contains(&r.session_id))
-            .map(|r| &r.event)
-            .collect();
-        insert_events(&mut tx, &events).await?;
-        tx.commit().await?;
-        self.published(&events);
-        Ok(Rotations { rotated, replayed })
+        .await;
+        match done {
+            Ok((rotated, events)) => {
+                self.published(&events);
+                Ok(Rotations {
+                    rotated,
+                    replayed: HashSet::new(),
+                })
+            }
+            Err(e) => {
+                // Nothing of the batch stays: the transaction is rolled back, and a connection
+                // that could not say so is closed rather than handed out inside it.
+                match sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                    Err(r) if !self.memory && !r.to_string().contains("no transaction") => {
+                        let _ = conn.close().await;
+                    }
+                    _ => {}
+                }
+                Err(e)
+            }
+        }
     }
 
     /// `rotate_batch` on PostgreSQL: the proofs' records, the compare-and-swap and the events

@@ -444,3 +444,30 @@ pub fn base32(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// A failure injected into the database of `s`: a trigger named `name` makes every `event`
+/// (`BEFORE UPDATE OF revoked_at`, `BEFORE INSERT`) on `table` fail; `on: false` removes it.
+pub async fn inject_failure(s: &Server, name: &str, event: &str, table: &str, on: bool) {
+    let db = open_db(&s.database_url).await;
+    let statements: Vec<String> = match (backend().as_str(), on) {
+        ("postgres", true) => vec![
+            format!(
+                "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger AS $$ \
+                 BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
+            ),
+            format!(
+                "CREATE TRIGGER {name} {event} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()"
+            ),
+        ],
+        ("postgres", false) => vec![format!("DROP TRIGGER {name} ON {table}")],
+        (_, true) => vec![format!(
+            "CREATE TRIGGER {name} {event} ON {table} \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )],
+        (_, false) => vec![format!("DROP TRIGGER {name}")],
+    };
+    for sql in statements {
+        sqlx::query(&sql).execute(&db).await.unwrap();
+    }
+    db.close().await;
+}
