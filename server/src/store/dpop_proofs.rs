@@ -28,7 +28,20 @@ impl Store {
         &self,
         proofs: &[(String, i64)],
     ) -> Result<HashSet<String>, sqlx::Error> {
-        proofs_first_use(&self.writer, proofs).await
+        if proofs.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let values = placeholder_rows(proofs.len(), 2, |p| format!("({}, {})", p[0], p[1]));
+        let sql = format!(
+            "INSERT INTO dpop_proofs (id, expires_at) VALUES {} ON CONFLICT (id) DO NOTHING \
+             RETURNING id",
+            values.join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for (id, expires_at) in proofs {
+            q = q.bind(id).bind(expires_at);
+        }
+        Ok(q.fetch_all(&self.writer).await?.into_iter().collect())
     }
 
     /// DPoP proofs remembered now.
@@ -46,31 +59,6 @@ impl Store {
             .await
             .map(|r| r.rows_affected())
     }
-}
-
-/// The statement of `Store::dpop_proofs_first_use`, on any connection: the rotation batch runs
-/// it inside its own transaction (`Store::rotate_batch`).
-pub(super) async fn proofs_first_use<'c, E>(
-    on: E,
-    proofs: &[(String, i64)],
-) -> Result<HashSet<String>, sqlx::Error>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Any>,
-{
-    if proofs.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let values = placeholder_rows(proofs.len(), 2, |p| format!("({}, {})", p[0], p[1]));
-    let sql = format!(
-        "INSERT INTO dpop_proofs (id, expires_at) VALUES {} ON CONFLICT (id) DO NOTHING \
-         RETURNING id",
-        values.join(", ")
-    );
-    let mut q = sqlx::query_scalar::<_, String>(&sql);
-    for (id, expires_at) in proofs {
-        q = q.bind(id).bind(expires_at);
-    }
-    Ok(q.fetch_all(on).await?.into_iter().collect())
 }
 
 /// The proofs seen within the window. On PostgreSQL a table every instance shares; on SQLite

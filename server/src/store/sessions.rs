@@ -120,6 +120,9 @@ impl Store {
     /// a rotation is never stored without its event, nor an event without its rotation, nor
     /// (on PostgreSQL) without its DPoP proof's record. Returns the sessions that rotated and
     /// those left out because their proof was used before; each session id may appear once.
+    /// Not to be given up halfway: on SQLite the transaction spans two round trips, and a
+    /// caller dropped between them would leave the writer inside it (`Rotator` runs it in a
+    /// task of its own).
     pub async fn rotate_batch(&self, all: &[OwnedRotation]) -> Result<Rotations, sqlx::Error> {
         if self.backend == Backend::Postgres {
             return self.rotate_batch_in_one_statement(all).await;
