@@ -206,20 +206,7 @@ async fn hanging_up_during_any_write_leaves_no_transaction_open() {
     // was on the wire): the next borrower's writes would run in it and never commit. A
     // transaction of a request still being answered ends within moments; a left one never.
     if s.state.store.backend == baton_server::store::Backend::Postgres {
-        let mut open = -1;
-        for _ in 0..40 {
-            open = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND state LIKE 'idle in transaction%'",
-            )
-            .fetch_one(&db)
-            .await
-            .unwrap();
-            if open == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let open = left_in_transaction(&db, 40).await;
         assert_eq!(open, 0, "connections left inside a transaction");
     }
     db.close().await;
@@ -722,6 +709,27 @@ async fn a_server_waits_for_a_database_that_is_still_starting() {
     assert!(started.elapsed() < Duration::from_secs(5), "{err:#}");
 }
 
+/// PostgreSQL connections to the test database idle inside a transaction, asked up to `tries`
+/// times 100 ms apart until there are none: a transaction still being answered or rolled back
+/// ends within moments, one left open stays.
+async fn left_in_transaction(db: &sqlx::AnyPool, tries: usize) -> i64 {
+    let mut open = 0;
+    for _ in 0..tries {
+        open = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND state LIKE 'idle in transaction%'",
+        )
+        .fetch_one(db)
+        .await
+        .unwrap();
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    open
+}
+
 /// A transaction given up while its `BEGIN` is on the wire (a client hanging up at that
 /// moment) leaves no pooled connection inside a transaction: on PostgreSQL, where the next
 /// borrower's statements would run in it and never commit.
@@ -740,24 +748,14 @@ async fn a_transaction_given_up_while_it_begins_leaves_no_connection_inside_it()
     let mut open = 0;
     for i in 0..60u64 {
         let mut begin = Box::pin(store.begin());
-        let _ = futures::poll!(&mut begin);
-        tokio::time::sleep(Duration::from_micros(100 + i * 97 % 1900)).await;
-        let _ = futures::poll!(&mut begin);
+        // A future that finished is not polled again.
+        if futures::poll!(&mut begin).is_pending() {
+            tokio::time::sleep(Duration::from_micros(100 + i * 97 % 1900)).await;
+            let _ = futures::poll!(&mut begin);
+        }
         drop(begin);
         // A transaction still being rolled back ends within moments; a left one stays.
-        for _ in 0..20 {
-            open = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND state LIKE 'idle in transaction%'",
-            )
-            .fetch_one(&db)
-            .await
-            .unwrap();
-            if open == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        open = left_in_transaction(&db, 20).await;
         if open != 0 {
             break;
         }
