@@ -183,21 +183,22 @@ pub(super) fn events_insert(n: usize) -> String {
     )
 }
 
+/// A statement being built, its arguments bound one after the other.
+pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// Binds `events` to the placeholders of `events_insert`.
-pub(super) fn bind_events<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    events: &[&'q NewEvent],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    for e in events {
-        q = q
-            .bind(&e.user_id)
-            .bind(e.at)
-            .bind(e.kind)
-            .bind(e.severity)
-            .bind(&e.session_id)
-            .bind(&e.device_id)
-            .bind(&e.ip)
-            .bind(&e.detail);
-    }
-    q
+pub(super) fn bind_events<'q>(q: AnyQuery<'q>, events: &[&'q NewEvent]) -> AnyQuery<'q> {
+    events.iter().fold(q, |q, e| bind_event(q, e))
+}
+
+/// Binds one event's eight columns, in `events_insert`'s order.
+pub(super) fn bind_event<'q>(q: AnyQuery<'q>, e: &'q NewEvent) -> AnyQuery<'q> {
+    q.bind(&e.user_id)
+        .bind(e.at)
+        .bind(e.kind)
+        .bind(e.severity)
+        .bind(&e.session_id)
+        .bind(&e.device_id)
+        .bind(&e.ip)
+        .bind(&e.detail)
 }

@@ -158,19 +158,15 @@ impl Store {
         );
         let mut conn = self.writer.acquire().await?;
         let done = async {
-            let mut q = sqlx::query_scalar::<_, String>(&sql);
-            for r in &batch {
-                q = q
-                    .bind(&r.session_id)
-                    .bind(r.generation)
-                    .bind(r.now)
-                    .bind(&r.device_id)
-                    .bind(r.idle_expires_at)
-                    .bind(&r.ip)
-                    .bind(&r.user_agent)
-                    .bind(&r.key);
-            }
-            let rotated: HashSet<String> = q.fetch_all(&mut *conn).await?.into_iter().collect();
+            let q = batch
+                .iter()
+                .fold(sqlx::query(&sql), |q, r| bind_rotation(q, r));
+            let rotated = q
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|row| row.try_get::<String, _>(0))
+                .collect::<Result<HashSet<String>, _>>()?;
             let events: Vec<&NewEvent> = batch
                 .iter()
                 .filter(|r| rotated.contains(&r.session_id))
@@ -268,33 +264,16 @@ impl Store {
              v.e_dev, v.e_ip, v.e_detail FROM v JOIN u ON u.id = v.id) \
              SELECT 'p' AS what, id FROM p UNION ALL SELECT 'r' AS what, id FROM u"
         );
-        let mut q = sqlx::query_as::<_, (String, String)>(&sql);
-        for r in &batch {
-            let (proof, proof_exp) = r.proof.clone().unzip();
-            let e = &r.event;
-            q = q
-                .bind(&r.session_id)
-                .bind(r.generation)
-                .bind(r.now)
-                .bind(&r.device_id)
-                .bind(r.idle_expires_at)
-                .bind(&r.ip)
-                .bind(&r.user_agent)
-                .bind(&r.key)
-                .bind(proof)
-                .bind(proof_exp)
-                .bind(&e.user_id)
-                .bind(e.at)
-                .bind(e.kind)
-                .bind(e.severity)
-                .bind(&e.session_id)
-                .bind(&e.device_id)
-                .bind(&e.ip)
-                .bind(&e.detail);
-        }
+        let q = batch.iter().fold(sqlx::query(&sql), |q, r| {
+            let q = bind_rotation(q, r)
+                .bind(r.proof.as_ref().map(|(id, _)| id))
+                .bind(r.proof.as_ref().map(|(_, expires_at)| *expires_at));
+            super::audit::bind_event(q, &r.event)
+        });
         let mut new = HashSet::new();
         let mut rotated = HashSet::new();
-        for (what, id) in q.fetch_all(&self.writer).await? {
+        for row in q.fetch_all(&self.writer).await? {
+            let (what, id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
             if what == "p" {
                 new.insert(id);
             } else {
@@ -474,6 +453,22 @@ pub struct OwnedRotation {
     /// On PostgreSQL, the DPoP proof's row of the replay table (`ReplayCache::shared_row`),
     /// written in the rotation's transaction.
     pub proof: Option<(String, i64)>,
+}
+
+/// Binds a rotation's eight columns (id, generation, now, device, idle expiry, address, user
+/// agent, request key), in the order of both databases' batch statements.
+fn bind_rotation<'q>(
+    q: super::audit::AnyQuery<'q>,
+    r: &'q OwnedRotation,
+) -> super::audit::AnyQuery<'q> {
+    q.bind(&r.session_id)
+        .bind(r.generation)
+        .bind(r.now)
+        .bind(&r.device_id)
+        .bind(r.idle_expires_at)
+        .bind(&r.ip)
+        .bind(&r.user_agent)
+        .bind(&r.key)
 }
 
 fn session_row(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
