@@ -1,3 +1,8 @@
+/// mimalloc instead of the C library's allocator: a request allocates and frees many small
+/// buffers across tokio's threads, where glibc's arenas cost about 7 % of a refresh's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = baton_server::config::Config::load();
