@@ -1220,3 +1220,72 @@ async fn revocations_from_an_instance_with_a_slow_clock_are_seen() {
     assert!(took.is_some(), "revocation not seen within 1 s");
     s.stop().await;
 }
+
+/// Rotations whose compare-and-swap fails (a spent token, an ended session) share batches
+/// with rotations that succeed: whatever a batch holds, each session ends with exactly one
+/// rotation event per rotation it made, and none for a rotation that did not happen (a spent
+/// token answered within the grace window has an event of its own, not a rotation's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_rotations_that_happen_are_recorded_whatever_shares_their_batch() {
+    let s = Server::start(&[("rate-limits", "relaxed")]).await;
+    let mut current = Vec::new();
+    let mut spent = Vec::new();
+    for i in 0..9 {
+        let device = format!("dev{i}");
+        let (_, t) = s.user(&device).await;
+        let r = s.refresh(&t.refresh, Some(&device)).await;
+        assert_eq!(r.status(), 200);
+        spent.push(t.refresh.clone());
+        current.push(Tokens::from_json(r.json().await.unwrap()));
+    }
+    // Sessions 0, 3 and 6 end: their current tokens can no longer rotate.
+    for i in [0, 3, 6] {
+        let r = s
+            .req(Method::POST, "/auth/logout")
+            .bearer_auth(&current[i].access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "logout {i}");
+    }
+    for round in 0..4 {
+        let calls = (0..9).map(|i| {
+            // Sessions 1, 4 and 7 show their spent token in the first round (reuse).
+            let token = if round == 0 && i % 3 == 1 {
+                spent[i].clone()
+            } else {
+                current[i].refresh.clone()
+            };
+            let s = &s;
+            async move { (i, s.refresh(&token, Some(&format!("dev{i}"))).await) }
+        });
+        for (i, r) in futures::future::join_all(calls).await {
+            if r.status() == 200 {
+                current[i] = Tokens::from_json(r.json().await.unwrap());
+            }
+        }
+    }
+    let db = open_db(&s.database_url).await;
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id, generation FROM sessions")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 9);
+    let mut rotated = 0;
+    for (sid, generation) in rows {
+        let events: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_events WHERE session_id = $1 \
+             AND type = 'token_refreshed' AND detail = 'refresh token rotated'",
+        )
+        .bind(&sid)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        assert_eq!(events, generation - 1, "session {sid}: events vs rotations");
+        rotated += generation - 1;
+    }
+    // The three live sessions rotated in every round, the others at most in the first.
+    assert!(rotated >= 9 + 3 * 4, "{rotated} rotations");
+    db.close().await;
+    s.stop().await;
+}

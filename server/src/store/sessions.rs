@@ -120,9 +120,9 @@ impl Store {
     /// a rotation is never stored without its event, nor an event without its rotation, nor
     /// (on PostgreSQL) without its DPoP proof's record. Returns the sessions that rotated and
     /// those left out because their proof was used before; each session id may appear once.
-    /// Not to be given up halfway: on SQLite the transaction spans two round trips, and a
-    /// caller dropped between them would leave the writer inside it (`Rotator` runs it in a
-    /// task of its own).
+    /// Not to be given up halfway: on SQLite the transaction spans the statements of one query,
+    /// and a caller dropped while they run could leave the writer inside it (`Rotator` runs it
+    /// in a task of its own).
     pub async fn rotate_batch(&self, all: &[OwnedRotation]) -> Result<Rotations, sqlx::Error> {
         if self.backend == Backend::Postgres {
             return self.rotate_batch_in_one_statement(all).await;
@@ -135,7 +135,9 @@ impl Store {
                 replayed: HashSet::new(),
             });
         }
-        let rows = placeholder_rows(batch.len(), 8, |p| {
+        // Each rotation's sixteen arguments: its eight columns, then its event's eight.
+        // `$N` names the N-th argument in every statement of the query.
+        let rotations = placeholder_rows(batch.len(), 16, |p| {
             format!(
                 "SELECT CAST({} AS TEXT) AS id, CAST({} AS BIGINT) AS gen, \
                  CAST({} AS BIGINT) AS now, CAST({} AS TEXT) AS dev, \
@@ -145,43 +147,49 @@ impl Store {
             )
         })
         .join(" UNION ALL ");
-        // The transaction opens with the compare-and-swap and closes with the events: two
-        // round trips to SQLite's thread instead of four (begin, rotations, events, commit).
+        let events = placeholder_rows(batch.len(), 16, |p| {
+            format!(
+                "SELECT CAST({} AS TEXT) AS id, CAST({} AS BIGINT) AS gen, \
+                 CAST({} AS BIGINT) AS now, {} AS user_id, {} AS at, {} AS type, \
+                 {} AS severity, {} AS session_id, {} AS device_id, {} AS ip, {} AS detail",
+                p[0], p[1], p[2], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15]
+            )
+        })
+        .join(" UNION ALL ");
+        // One round trip to SQLite's thread: the events of the rotations that are about to
+        // happen go in first, chosen by the compare-and-swap's own condition (nothing else
+        // writes between the two statements), then the rotations, in one transaction.
         let sql = format!(
-            "BEGIN; UPDATE sessions SET generation = sessions.generation + 1, \
+            "BEGIN; INSERT INTO audit_events (user_id, at, type, severity, session_id, \
+             device_id, ip, detail) SELECT v.user_id, v.at, v.type, v.severity, v.session_id, \
+             v.device_id, v.ip, v.detail FROM ({events}) AS v JOIN sessions \
+             ON sessions.id = v.id AND {CAS}; \
+             UPDATE sessions SET generation = sessions.generation + 1, \
              rotated_at = v.now, rotated_by_device = v.dev, last_used_at = v.now, \
              idle_expires_at = v.idle, ip = v.ip, user_agent = v.ua, rotated_by_key = v.rkey \
-             FROM ({rows}) AS v \
-             WHERE sessions.id = v.id AND sessions.generation = v.gen \
-             AND sessions.revoked_at IS NULL AND sessions.idle_expires_at > v.now \
-             AND sessions.absolute_expires_at > v.now RETURNING sessions.id"
+             FROM ({rotations}) AS v WHERE sessions.id = v.id AND {CAS} \
+             RETURNING sessions.id; COMMIT"
         );
         let mut conn = self.writer.acquire().await?;
+        let q = batch.iter().fold(sqlx::query(&sql), |q, r| {
+            super::audit::bind_event(bind_rotation(q, r), &r.event)
+        });
         let done = async {
-            let q = batch
-                .iter()
-                .fold(sqlx::query(&sql), |q, r| bind_rotation(q, r));
-            let rotated = q
-                .fetch_all(&mut *conn)
+            q.fetch_all(&mut *conn)
                 .await?
                 .iter()
                 .map(|row| row.try_get::<String, _>(0))
-                .collect::<Result<HashSet<String>, _>>()?;
+                .collect::<Result<HashSet<String>, _>>()
+        }
+        .await;
+        let done = done.map(|rotated| {
             let events: Vec<&NewEvent> = batch
                 .iter()
                 .filter(|r| rotated.contains(&r.session_id))
                 .map(|r| &r.event)
                 .collect();
-            let sql = match events.len() {
-                0 => "COMMIT".to_owned(),
-                n => format!("{}; COMMIT", super::audit::events_insert(n)),
-            };
-            super::audit::bind_events(sqlx::query(&sql), &events)
-                .execute(&mut *conn)
-                .await?;
-            Ok::<_, sqlx::Error>((rotated, events))
-        }
-        .await;
+            (rotated, events)
+        });
         match done {
             Ok((rotated, events)) => {
                 self.published(&events);
@@ -436,6 +444,11 @@ pub struct Rotations {
     /// Left out: its DPoP proof was used before (by this instance or another).
     pub replayed: HashSet<String>,
 }
+
+/// The compare-and-swap of a rotation `v` (id, gen, now) on SQLite: the presented generation
+/// is the current one, and the session is neither revoked nor expired.
+const CAS: &str = "sessions.generation = v.gen AND sessions.revoked_at IS NULL \
+                   AND sessions.idle_expires_at > v.now AND sessions.absolute_expires_at > v.now";
 
 /// A rotation that can wait in a queue, with the event that records it.
 #[derive(Debug, Clone)]
