@@ -14,6 +14,11 @@
 //!
 //! `BATON_BENCH_ONLY=<text>` runs only the workloads whose name contains it (for a profiler
 //! attached to the server: `perf record -p <pid>`), on every database configured.
+//!
+//! `BATON_BENCH_RATE_LIMITS` (default `off`) is the server's `BATON_RATE_LIMITS`: with
+//! `relaxed`, a refresh also pays for its per-session limit, as in a deployment. The limits
+//! then bound what a run may do: at most 50 sign-ins a minute from loopback and 600 refreshes
+//! a minute per session (`BATON_BENCH_ONLY=", 16 concurrent" BATON_BENCH_SECONDS=1`).
 
 use reqwest::Client;
 use serde_json::{json, Value};
@@ -52,7 +57,10 @@ impl Server {
         let mut child = Command::new(bin)
             .env("BATON_BIND", "127.0.0.1:0")
             .env("BATON_DATABASE_URL", database_url)
-            .env("BATON_RATE_LIMITS", "off")
+            .env(
+                "BATON_RATE_LIMITS",
+                std::env::var("BATON_BENCH_RATE_LIMITS").unwrap_or_else(|_| "off".into()),
+            )
             // Every client is on loopback here; in a deployment they come from many addresses.
             .env("BATON_MAX_CONNECTIONS_PER_ADDRESS", "0")
             // One deployment URL, so instances accept each other's tokens.

@@ -152,8 +152,7 @@ impl Limits {
             return Ok(Err(refused));
         }
         let window_ms = window.as_millis() as i64;
-        let id = store.insert_hit(key, now).await?;
-        let (earlier, oldest) = store.hits_before(key, now - window_ms, id).await?;
+        let (id, earlier, oldest) = store.insert_hit(key, now, now - window_ms).await?;
         let verdict = judge(earlier, oldest, limit, window_ms, now);
         if let Err(refused) = verdict {
             store.delete_hit(id).await?;

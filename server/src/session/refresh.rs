@@ -11,7 +11,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::rules::spent::{self, Spent, SpentFacts};
 use crate::state::AppState;
 use crate::store::rotator::Rotated;
-use crate::store::{OwnedRotation, SessionRow, UserRow};
+use crate::store::{OwnedRotation, RotationLimit, SessionRow, UserRow};
 use crate::throttle::{self, Subject};
 use baton_core::ErrorCode;
 
@@ -92,15 +92,26 @@ pub async fn refresh(
         user_id: Some(&cached.user_id),
         session_id: Some(&sid_s),
     };
-    if let Err(e) = throttle::limit(state, &key, rule, "refresh_session", caller, subject).await {
-        if e.code == ErrorCode::RateLimited {
+    // Where the store counts the session's refresh limit in the rotation's own transaction
+    // (SQLite), a rotation over it does not happen and is counted below with every attempt
+    // that did not rotate; elsewhere each attempt is counted first.
+    let limit = state
+        .limits
+        .scaled(rule.0)
+        .filter(|_| state.store.counts_limits_with_rotation())
+        .map(|limit| RotationLimit {
+            key: key.clone(),
+            limit,
+            since: now - rule.1.as_millis() as i64,
+        });
+    if limit.is_some() {
+        // A refusal this instance remembers is answered before any write.
+        if let Err(e) = throttle::refused_early(state, &key, "refresh_session") {
             state.metrics.refresh("rate_limited");
+            return Err(e);
         }
-        // The proof was presented: used, even if refused.
-        if let Some(u) = &unrecorded {
-            let _ = crate::dpop::record_deferred(state, u).await;
-        }
-        return Err(e);
+    } else {
+        count_attempt(state, &key, caller, subject, unrecorded.as_ref()).await?;
     }
     let device_ok =
         state.config.device_binding == DeviceBinding::Off || cached.device_id == caller.device_id;
@@ -108,7 +119,11 @@ pub async fn refresh(
     if device_ok {
         let idle_expires_at = now + state.config.refresh_idle_ttl.as_millis() as i64;
         let row = unrecorded.as_ref().map(|u| u.row.clone());
-        let rotated = rotate(state, cached, presented, caller, now, idle_expires_at, row).await?;
+        let with = Extra {
+            proof: row,
+            limit: limit.clone(),
+        };
+        let rotated = rotate(state, cached, presented, caller, now, idle_expires_at, with).await?;
         if let (
             Some(u),
             Rotated::Yes
@@ -136,6 +151,9 @@ pub async fn refresh(
             }
             Rotated::No { .. } => {}
         }
+    }
+    if limit.is_some() {
+        count_attempt(state, &key, caller, subject, unrecorded.as_ref()).await?;
     }
     // Not rotated: the proof is recorded now if the rotation did not, and the token judged
     // on the current row.
@@ -254,7 +272,7 @@ async fn careful(
                 caller,
                 now,
                 idle_expires_at,
-                None,
+                Extra::default(),
             )
             .await?;
             if rotated == Rotated::Yes {
@@ -319,9 +337,39 @@ async fn careful(
     Err(invalid())
 }
 
-/// The rotation compare-and-swap, with its `token_refreshed` event (and `proof`, the DPoP
-/// proof's row of the replay table on PostgreSQL) stored in the same transaction (through the
-/// group commit of `Rotator`).
+/// What a rotation's transaction also writes, besides its event.
+#[derive(Debug, Default)]
+struct Extra {
+    /// The DPoP proof's row of the replay table (PostgreSQL).
+    proof: Option<(String, i64)>,
+    /// The session's refresh limit, checked and counted (SQLite).
+    limit: Option<RotationLimit>,
+}
+
+/// Counts a refresh against its session's limit; a refusal is 429, and a DPoP proof presented
+/// with it is recorded as used all the same.
+async fn count_attempt(
+    state: &AppState,
+    key: &str,
+    caller: &Caller,
+    subject: Subject<'_>,
+    unrecorded: Option<&crate::dpop::Unrecorded>,
+) -> ApiResult<()> {
+    let rule = crate::limits::REFRESH_PER_SESSION;
+    if let Err(e) = throttle::limit(state, key, rule, "refresh_session", caller, subject).await {
+        if e.code == ErrorCode::RateLimited {
+            state.metrics.refresh("rate_limited");
+        }
+        if let Some(u) = unrecorded {
+            let _ = crate::dpop::record_deferred(state, u).await;
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The rotation compare-and-swap, with its `token_refreshed` event (and what `with` holds)
+/// stored in the same transaction (through the group commit of `Rotator`).
 async fn rotate(
     state: &AppState,
     session: &SessionRow,
@@ -329,7 +377,7 @@ async fn rotate(
     caller: &Caller,
     now: i64,
     idle_expires_at: i64,
-    proof: Option<(String, i64)>,
+    with: Extra,
 ) -> ApiResult<Rotated> {
     let mut e = event(
         Some(&session.user_id),
@@ -352,7 +400,8 @@ async fn rotate(
             user_agent: caller.user_agent.clone(),
             key: caller.request_key.clone(),
             event: e,
-            proof,
+            proof: with.proof,
+            limit: with.limit,
         })
         .await
 }

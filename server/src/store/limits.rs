@@ -130,31 +130,55 @@ impl Store {
             .transpose()
     }
 
-    pub async fn insert_hit(&self, key: &str, at: i64) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("INSERT INTO rate_hits (key, at) VALUES ($1, $2) RETURNING id")
-            .bind(key)
-            .bind(at)
-            .fetch_one(&self.writer)
-            .await
-    }
-
-    /// Hits of `key` after `since` with an id below `before`: their count and the oldest time.
-    pub async fn hits_before(
+    /// Counts an attempt of `key` at `at`: its row id, and how many attempts of `key` after
+    /// `since` were counted before it (a lower id), with the oldest one's time.
+    ///
+    /// On SQLite one statement does both: its single writer runs the statements one after
+    /// the other, so every earlier attempt is committed when this one counts. On PostgreSQL
+    /// the count is a statement of its own after the insert committed: a statement sees only
+    /// what was committed when it started, so counting in the insert itself would let a burst
+    /// of concurrent attempts miss each other.
+    pub async fn insert_hit(
         &self,
         key: &str,
+        at: i64,
         since: i64,
-        before: i64,
-    ) -> Result<(i64, Option<i64>), sqlx::Error> {
+    ) -> Result<(i64, i64, Option<i64>), sqlx::Error> {
+        if self.backend == super::Backend::Sqlite {
+            let row = sqlx::query(
+                "INSERT INTO rate_hits (key, at) VALUES ($1, $2) RETURNING id, \
+                 (SELECT COUNT(*) FROM rate_hits h WHERE h.key = $1 AND h.at > $3 \
+                  AND h.id < rate_hits.id) AS n, \
+                 (SELECT MIN(h.at) FROM rate_hits h WHERE h.key = $1 AND h.at > $3 \
+                  AND h.id < rate_hits.id) AS oldest",
+            )
+            .bind(key)
+            .bind(at)
+            .bind(since)
+            .fetch_one(&self.writer)
+            .await?;
+            return Ok((
+                row.try_get("id")?,
+                row.try_get("n")?,
+                row.try_get("oldest")?,
+            ));
+        }
+        let id: i64 =
+            sqlx::query_scalar("INSERT INTO rate_hits (key, at) VALUES ($1, $2) RETURNING id")
+                .bind(key)
+                .bind(at)
+                .fetch_one(&self.writer)
+                .await?;
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM rate_hits \
              WHERE key = $1 AND at > $2 AND id < $3",
         )
         .bind(key)
         .bind(since)
-        .bind(before)
+        .bind(id)
         .fetch_one(&self.pool)
         .await?;
-        Ok((row.try_get("n")?, row.try_get("oldest")?))
+        Ok((id, row.try_get("n")?, row.try_get("oldest")?))
     }
 
     pub async fn delete_hit(&self, id: i64) -> Result<(), sqlx::Error> {

@@ -31,7 +31,7 @@ use audit::insert_events;
 pub use audit::AuditEvent;
 pub use event::NewEvent;
 pub use keys::KeyRow;
-pub use sessions::{OwnedRotation, SessionRow};
+pub use sessions::{OwnedRotation, RotationLimit, SessionRow};
 pub use users::UserRow;
 
 use sqlx::any::AnyPoolOptions;

@@ -116,6 +116,14 @@ impl Store {
         .transpose()
     }
 
+    /// Whether a rotation can count its refresh limit in its own transaction
+    /// (`OwnedRotation::limit`): on SQLite, whose single writer makes the count exact. On
+    /// PostgreSQL the attempt is counted before (`limits`), since a batch's statement sees
+    /// only the attempts committed when it started.
+    pub fn counts_limits_with_rotation(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+
     /// Many rotations (group commit) and their `token_refreshed` events in one transaction:
     /// a rotation is never stored without its event, nor an event without its rotation, nor
     /// (on PostgreSQL) without its DPoP proof's record. Returns the sessions that rotated and
@@ -124,6 +132,7 @@ impl Store {
     /// and a caller dropped while they run could leave the writer inside it (`Rotator` runs it
     /// in a task of its own).
     pub async fn rotate_batch(&self, all: &[OwnedRotation]) -> Result<Rotations, sqlx::Error> {
+        debug_assert!(self.counts_limits_with_rotation() || all.iter().all(|r| r.limit.is_none()));
         if self.backend == Backend::Postgres {
             return self.rotate_batch_in_one_statement(all).await;
         }
@@ -135,44 +144,71 @@ impl Store {
                 replayed: HashSet::new(),
             });
         }
-        // Each rotation's sixteen arguments: its eight columns, then its event's eight.
-        // `$N` names the N-th argument in every statement of the query.
-        let rotations = placeholder_rows(batch.len(), 16, |p| {
+        // Each rotation's nineteen arguments: its eight columns, its event's eight, and its
+        // limit's three (key, limit, start of the window). `$N` names the N-th argument in
+        // every statement of the query.
+        let rows = placeholder_rows(batch.len(), 19, |p| {
             format!(
                 "SELECT CAST({} AS TEXT) AS id, CAST({} AS BIGINT) AS gen, \
                  CAST({} AS BIGINT) AS now, CAST({} AS TEXT) AS dev, \
                  CAST({} AS BIGINT) AS idle, CAST({} AS TEXT) AS ip, CAST({} AS TEXT) AS ua, \
-                 CAST({} AS TEXT) AS rkey",
-                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+                 CAST({} AS TEXT) AS rkey, {} AS e_user, {} AS e_at, {} AS e_type, \
+                 {} AS e_sev, {} AS e_sid, {} AS e_dev, {} AS e_ip, {} AS e_detail, \
+                 CAST({} AS TEXT) AS hkey, CAST({} AS BIGINT) AS hlimit, \
+                 CAST({} AS BIGINT) AS hsince",
+                p[0],
+                p[1],
+                p[2],
+                p[3],
+                p[4],
+                p[5],
+                p[6],
+                p[7],
+                p[8],
+                p[9],
+                p[10],
+                p[11],
+                p[12],
+                p[13],
+                p[14],
+                p[15],
+                p[16],
+                p[17],
+                p[18]
             )
         })
         .join(" UNION ALL ");
-        let events = placeholder_rows(batch.len(), 16, |p| {
-            format!(
-                "SELECT CAST({} AS TEXT) AS id, CAST({} AS BIGINT) AS gen, \
-                 CAST({} AS BIGINT) AS now, {} AS user_id, {} AS at, {} AS type, \
-                 {} AS severity, {} AS session_id, {} AS device_id, {} AS ip, {} AS detail",
-                p[0], p[1], p[2], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15]
-            )
-        })
-        .join(" UNION ALL ");
-        // One round trip to SQLite's thread: the events of the rotations that are about to
-        // happen go in first, chosen by the compare-and-swap's own condition (nothing else
-        // writes between the two statements), then the rotations, in one transaction.
+        // One round trip to SQLite's thread, one transaction: the rotations that will happen
+        // are chosen once (compare-and-swap, and fewer than `hlimit` refreshes of the session
+        // counted since `hsince`), into a table of this connection; then their events, their
+        // counted refreshes and the rotations themselves.
         let sql = format!(
-            "BEGIN; INSERT INTO audit_events (user_id, at, type, severity, session_id, \
-             device_id, ip, detail) SELECT v.user_id, v.at, v.type, v.severity, v.session_id, \
-             v.device_id, v.ip, v.detail FROM ({events}) AS v JOIN sessions \
-             ON sessions.id = v.id AND {CAS}; \
+            "BEGIN; CREATE TEMP TABLE IF NOT EXISTS rotating (id TEXT PRIMARY KEY); \
+             DELETE FROM temp.rotating; \
+             INSERT INTO temp.rotating SELECT v.id FROM ({rows}) AS v JOIN sessions \
+             ON sessions.id = v.id AND sessions.generation = v.gen \
+             AND sessions.revoked_at IS NULL AND sessions.idle_expires_at > v.now \
+             AND sessions.absolute_expires_at > v.now \
+             AND (v.hkey IS NULL OR (SELECT COUNT(*) FROM rate_hits h \
+             WHERE h.key = v.hkey AND h.at > v.hsince) < v.hlimit); \
+             INSERT INTO audit_events (user_id, at, type, severity, session_id, device_id, ip, \
+             detail) SELECT v.e_user, v.e_at, v.e_type, v.e_sev, v.e_sid, v.e_dev, v.e_ip, \
+             v.e_detail FROM ({rows}) AS v WHERE v.id IN (SELECT id FROM temp.rotating); \
+             INSERT INTO rate_hits (key, at) SELECT v.hkey, v.now FROM ({rows}) AS v \
+             WHERE v.hkey IS NOT NULL AND v.id IN (SELECT id FROM temp.rotating); \
              UPDATE sessions SET generation = sessions.generation + 1, \
              rotated_at = v.now, rotated_by_device = v.dev, last_used_at = v.now, \
              idle_expires_at = v.idle, ip = v.ip, user_agent = v.ua, rotated_by_key = v.rkey \
-             FROM ({rotations}) AS v WHERE sessions.id = v.id AND {CAS} \
-             RETURNING sessions.id; COMMIT"
+             FROM ({rows}) AS v WHERE sessions.id = v.id \
+             AND sessions.id IN (SELECT id FROM temp.rotating) RETURNING sessions.id; COMMIT"
         );
         let mut conn = self.writer.acquire().await?;
         let q = batch.iter().fold(sqlx::query(&sql), |q, r| {
+            let limit = r.limit.as_ref();
             super::audit::bind_event(bind_rotation(q, r), &r.event)
+                .bind(limit.map(|l| &l.key))
+                .bind(limit.map(|l| l.limit))
+                .bind(limit.map(|l| l.since))
         });
         let done = async {
             q.fetch_all(&mut *conn)
@@ -445,11 +481,6 @@ pub struct Rotations {
     pub replayed: HashSet<String>,
 }
 
-/// The compare-and-swap of a rotation `v` (id, gen, now) on SQLite: the presented generation
-/// is the current one, and the session is neither revoked nor expired.
-const CAS: &str = "sessions.generation = v.gen AND sessions.revoked_at IS NULL \
-                   AND sessions.idle_expires_at > v.now AND sessions.absolute_expires_at > v.now";
-
 /// A rotation that can wait in a queue, with the event that records it.
 #[derive(Debug, Clone)]
 pub struct OwnedRotation {
@@ -466,6 +497,19 @@ pub struct OwnedRotation {
     /// On PostgreSQL, the DPoP proof's row of the replay table (`ReplayCache::shared_row`),
     /// written in the rotation's transaction.
     pub proof: Option<(String, i64)>,
+    /// On SQLite, the refresh limit this rotation counts against in its own transaction
+    /// (`Store::counts_limits_with_rotation`); a rotation over it does not happen.
+    pub limit: Option<RotationLimit>,
+}
+
+/// A sliding-window limit (`limits`) checked and counted by a rotation: it happens only while
+/// fewer than `limit` attempts of `key` are counted after `since`, and then counts one at its
+/// time.
+#[derive(Debug, Clone)]
+pub struct RotationLimit {
+    pub key: String,
+    pub limit: i64,
+    pub since: i64,
 }
 
 /// Binds a rotation's eight columns (id, generation, now, device, idle expiry, address, user
