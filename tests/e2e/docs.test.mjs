@@ -338,6 +338,8 @@ test("29. the shell examples run", async () => {
     }
   } finally {
     registry.close();
+    // The clone, its build and the database: hundreds of MB per run otherwise left in /tmp.
+    rmSync(work, { recursive: true, force: true });
   }
 });
 
