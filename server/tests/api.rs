@@ -1190,6 +1190,83 @@ async fn two_instances_share_one_database() {
     b.stop().await;
 }
 
+/// Two instances writing to one database at the same moment answer every refresh: neither
+/// refuses one because the other wrote first. (On SQLite a rotation batch read the sessions
+/// before it wrote; once the other instance had committed in between, SQLite refused the
+/// write at once, without waiting for the lock, and the refresh was answered 503.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_refreshing_at_once_answer_every_refresh() {
+    let a = Server::start(&[("rate-limits", "relaxed")]).await;
+    let b = Server::start_on(&a.database_url, &[("rate-limits", "relaxed")]).await;
+    let mut chains = Vec::new();
+    for i in 0..8 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        chains.push((s, s.user("tab").await.1.refresh));
+    }
+    let runs = chains.into_iter().map(|(s, mut token)| async move {
+        let mut answers = Vec::new();
+        for _ in 0..25 {
+            let r = s.refresh(&token, Some("tab")).await;
+            answers.push(r.status());
+            if r.status() != StatusCode::OK {
+                break;
+            }
+            token = Tokens::from_json(r.json().await.unwrap()).refresh;
+        }
+        answers
+    });
+    let answers: Vec<StatusCode> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let refused: Vec<&StatusCode> = answers.iter().filter(|s| **s != StatusCode::OK).collect();
+    assert!(refused.is_empty(), "refreshes refused: {refused:?}");
+    assert_eq!(answers.len(), 8 * 25);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A store transaction that reads before it writes still commits when another instance on the
+/// same database writes in between: on SQLite it holds the write lock from its start, so the
+/// other instance waits for it instead of making its snapshot stale (which SQLite refuses at
+/// the first write, at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_reads_first_commits_while_another_instance_writes() {
+    let a = Server::start(&[]).await;
+    let b = Server::start_on(&a.database_url, &[]).await;
+    let mut tx = a.state.store.begin().await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rate_hits")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    let other = b.state.store.clone();
+    let mut other_write = tokio::spawn(async move {
+        let mut tx = other.begin().await?;
+        sqlx::query("INSERT INTO rate_hits (key, at) VALUES ('b', 1)")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    });
+    // Give the other instance time to write first if it can.
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut other_write)
+        .await
+        .ok();
+    sqlx::query("INSERT INTO rate_hits (key, at) VALUES ('a', $1)")
+        .bind(n)
+        .execute(&mut *tx)
+        .await
+        .expect("the write after the read");
+    tx.commit().await.unwrap();
+    let other = match early {
+        Some(done) => done,
+        None => other_write.await,
+    };
+    other.unwrap().expect("the other instance's write");
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_from_an_instance_with_a_slow_clock_are_seen() {
     let s = Server::start(&[]).await;

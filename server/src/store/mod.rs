@@ -400,8 +400,11 @@ impl Store {
     /// it whatever the caller does; a transaction nobody takes is then rolled back as usual.
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         if self.backend == Backend::Sqlite {
-            // sqlx rolls back a SQLite transaction dropped during its BEGIN.
-            return self.writer.begin().await;
+            // sqlx rolls back a SQLite transaction dropped during its BEGIN. IMMEDIATE: the
+            // write lock is taken (waiting up to the busy timeout) before anything is read.
+            // A transaction that read first and wrote afterwards would be refused at once,
+            // without waiting, if another instance on the same file had committed in between.
+            return self.writer.begin_with("BEGIN IMMEDIATE").await;
         }
         let writer = self.writer.clone();
         tokio::spawn(async move { writer.begin().await })

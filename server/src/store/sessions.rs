@@ -181,9 +181,12 @@ impl Store {
         // One round trip to SQLite's thread, one transaction: the rotations that will happen
         // are chosen once (compare-and-swap, and fewer than `hlimit` refreshes of the session
         // counted since `hsince`), into a table of this connection; then their events, their
-        // counted refreshes and the rotations themselves.
+        // counted refreshes and the rotations themselves. `BEGIN IMMEDIATE` takes the write
+        // lock first, waiting for it: with another instance on the same file, a transaction
+        // that read first would be refused at once (SQLITE_BUSY) if that instance committed
+        // between its read and its first write.
         let sql = format!(
-            "BEGIN; CREATE TEMP TABLE IF NOT EXISTS rotating (id TEXT PRIMARY KEY); \
+            "BEGIN IMMEDIATE; CREATE TEMP TABLE IF NOT EXISTS rotating (id TEXT PRIMARY KEY); \
              DELETE FROM temp.rotating; \
              INSERT INTO temp.rotating SELECT v.id FROM ({rows}) AS v JOIN sessions \
              ON sessions.id = v.id AND sessions.generation = v.gen \
