@@ -392,24 +392,31 @@ impl Store {
         }
     }
 
-    /// A transaction on the writer that a caller given up halfway cannot leave open. On
-    /// PostgreSQL, sqlx arms its rollback guard only once the server has answered `BEGIN`: a
-    /// request dropped while `BEGIN` is on the wire (a client hanging up) would hand its
-    /// connection back to the pool inside a transaction, where the next borrower's statements
-    /// would run and stay uncommitted. So the `BEGIN` runs in a task of its own, which finishes
-    /// it whatever the caller does; a transaction nobody takes is then rolled back as usual.
+    /// A transaction on the writer that a caller given up halfway cannot leave open. sqlx
+    /// arms its rollback guard only once `BEGIN` is done: on PostgreSQL once the server has
+    /// answered it, on SQLite with a statement of our own only after a further check that
+    /// awaits the connection. A request dropped in between (a client hanging up) would hand
+    /// its connection back to the pool inside a transaction, where the next borrower's
+    /// statements would run and stay uncommitted (or, on SQLite, the next `BEGIN` fail). So
+    /// the `BEGIN` runs in a task of its own, which finishes it whatever the caller does; a
+    /// transaction nobody takes is then rolled back as usual.
+    ///
+    /// On SQLite the transaction is `BEGIN IMMEDIATE`: the write lock is taken (waiting up to
+    /// the busy timeout) before anything is read. A transaction that read first and wrote
+    /// afterwards would be refused at once, without waiting, if another instance on the same
+    /// file had committed in between.
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        if self.backend == Backend::Sqlite {
-            // sqlx rolls back a SQLite transaction dropped during its BEGIN. IMMEDIATE: the
-            // write lock is taken (waiting up to the busy timeout) before anything is read.
-            // A transaction that read first and wrote afterwards would be refused at once,
-            // without waiting, if another instance on the same file had committed in between.
-            return self.writer.begin_with("BEGIN IMMEDIATE").await;
-        }
         let writer = self.writer.clone();
-        tokio::spawn(async move { writer.begin().await })
-            .await
-            .map_err(|_| sqlx::Error::WorkerCrashed)?
+        let sqlite = self.backend == Backend::Sqlite;
+        tokio::spawn(async move {
+            if sqlite {
+                writer.begin_with("BEGIN IMMEDIATE").await
+            } else {
+                writer.begin().await
+            }
+        })
+        .await
+        .map_err(|_| sqlx::Error::WorkerCrashed)?
     }
 
     /// Sends every committed audit event to `BATON_EVENTS_FILE` as well.
