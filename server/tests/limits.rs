@@ -205,6 +205,26 @@ async fn sixty_refreshes_per_session_per_minute() {
     s.stop().await;
 }
 
+/// The refresh limit is the session's whichever instance answers: refreshes alternating
+/// between two instances on one database are refused after sixty, by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_limit_holds_across_instances() {
+    let a = Server::start(&[]).await;
+    let b = Server::start_on(&a.database_url, &[]).await;
+    let (_, t) = a.user("d").await;
+    let mut token = t.refresh;
+    for i in 0..60 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        let r = s.refresh(&token, Some("d")).await;
+        assert_eq!(r.status(), 200, "refresh {i}");
+        token = Tokens::from_json(r.json().await.unwrap()).refresh;
+    }
+    expect_429(a.refresh(&token, Some("d")).await, "rate_limited").await;
+    expect_429(b.refresh(&token, Some("d")).await, "rate_limited").await;
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_devices_and_suspicious_activity_are_recorded() {
     let s = Server::start(&[PROXY]).await;

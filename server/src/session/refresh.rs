@@ -92,26 +92,20 @@ pub async fn refresh(
         user_id: Some(&cached.user_id),
         session_id: Some(&sid_s),
     };
-    // Where the store counts the session's refresh limit in the rotation's own transaction
-    // (SQLite), a rotation over it does not happen and is counted below with every attempt
-    // that did not rotate; elsewhere each attempt is counted first.
-    let limit = state
-        .limits
-        .scaled(rule.0)
-        .filter(|_| state.store.counts_limits_with_rotation())
-        .map(|limit| RotationLimit {
-            key: key.clone(),
-            limit,
-            since: now - rule.1.as_millis() as i64,
-        });
+    // The store counts the session's refresh limit in the rotation's own transaction: a
+    // rotation over it does not happen and is counted below with every attempt that did not
+    // rotate.
+    let limit = state.limits.scaled(rule.0).map(|limit| RotationLimit {
+        key: key.clone(),
+        limit,
+        since: now - rule.1.as_millis() as i64,
+    });
+    // A refusal this instance remembers is answered before any write.
     if limit.is_some() {
-        // A refusal this instance remembers is answered before any write.
         if let Err(e) = throttle::refused_early(state, &key, "refresh_session") {
             state.metrics.refresh("rate_limited");
             return Err(e);
         }
-    } else {
-        count_attempt(state, &key, caller, subject, unrecorded.as_ref()).await?;
     }
     let device_ok =
         state.config.device_binding == DeviceBinding::Off || cached.device_id == caller.device_id;

@@ -116,14 +116,6 @@ impl Store {
         .transpose()
     }
 
-    /// Whether a rotation can count its refresh limit in its own transaction
-    /// (`OwnedRotation::limit`): on SQLite, whose single writer makes the count exact. On
-    /// PostgreSQL the attempt is counted before (`limits`), since a batch's statement sees
-    /// only the attempts committed when it started.
-    pub fn counts_limits_with_rotation(&self) -> bool {
-        self.backend == Backend::Sqlite
-    }
-
     /// Many rotations (group commit) and their `token_refreshed` events in one transaction:
     /// a rotation is never stored without its event, nor an event without its rotation, nor
     /// (on PostgreSQL) without its DPoP proof's record. Returns the sessions that rotated and
@@ -132,7 +124,6 @@ impl Store {
     /// and a caller dropped while they run could leave the writer inside it (`Rotator` runs it
     /// in a task of its own).
     pub async fn rotate_batch(&self, all: &[OwnedRotation]) -> Result<Rotations, sqlx::Error> {
-        debug_assert!(self.counts_limits_with_rotation() || all.iter().all(|r| r.limit.is_none()));
         if self.backend == Backend::Postgres {
             return self.rotate_batch_in_one_statement(all).await;
         }
@@ -278,9 +269,10 @@ impl Store {
                 replayed,
             });
         }
-        const TYPES: [&str; 18] = [
+        const TYPES: [&str; 21] = [
             "TEXT", "BIGINT", "BIGINT", "TEXT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "BIGINT",
-            "TEXT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT",
+            "TEXT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "BIGINT",
+            "BIGINT",
         ];
         let rows = placeholder_rows(batch.len(), TYPES.len(), |p| {
             let cast: Vec<String> = p
@@ -293,10 +285,13 @@ impl Store {
         .join(", ");
         // The proofs go in in one order for every instance's batches (no deadlock between
         // them); a rotation whose proof was not new is left out of the compare-and-swap; a
-        // rotation whose compare-and-swap fails still has its proof recorded (it was used).
+        // rotation whose compare-and-swap fails still has its proof recorded (it was used); a
+        // rotation happens only with fewer than `hlimit` refreshes of its session counted
+        // since `hsince`, and is counted (`h`).
         let sql = format!(
             "WITH v (id, gen, now, dev, idle, ip, ua, rkey, proof, proof_exp, e_user, e_at, \
-             e_type, e_sev, e_sid, e_dev, e_ip, e_detail) AS (VALUES {rows}), \
+             e_type, e_sev, e_sid, e_dev, e_ip, e_detail, hkey, hlimit, hsince) AS \
+             (VALUES {rows}), \
              p AS (INSERT INTO dpop_proofs (id, expires_at) SELECT proof, proof_exp FROM v \
              WHERE proof IS NOT NULL ORDER BY proof ON CONFLICT (id) DO NOTHING RETURNING id), \
              u AS (UPDATE sessions SET generation = sessions.generation + 1, \
@@ -305,7 +300,11 @@ impl Store {
              FROM v WHERE sessions.id = v.id AND sessions.generation = v.gen \
              AND sessions.revoked_at IS NULL AND sessions.idle_expires_at > v.now \
              AND sessions.absolute_expires_at > v.now \
-             AND (v.proof IS NULL OR v.proof IN (SELECT id FROM p)) RETURNING sessions.id), \
+             AND (v.proof IS NULL OR v.proof IN (SELECT id FROM p)) \
+             AND (v.hkey IS NULL OR (SELECT COUNT(*) FROM rate_hits h \
+             WHERE h.key = v.hkey AND h.at > v.hsince) < v.hlimit) RETURNING sessions.id), \
+             h AS (INSERT INTO rate_hits (key, at) SELECT v.hkey, v.now FROM v \
+             JOIN u ON u.id = v.id WHERE v.hkey IS NOT NULL), \
              e AS (INSERT INTO audit_events (user_id, at, type, severity, session_id, \
              device_id, ip, detail) SELECT v.e_user, v.e_at, v.e_type, v.e_sev, v.e_sid, \
              v.e_dev, v.e_ip, v.e_detail FROM v JOIN u ON u.id = v.id) \
@@ -315,7 +314,11 @@ impl Store {
             let q = bind_rotation(q, r)
                 .bind(r.proof.as_ref().map(|(id, _)| id))
                 .bind(r.proof.as_ref().map(|(_, expires_at)| *expires_at));
+            let limit = r.limit.as_ref();
             super::audit::bind_event(q, &r.event)
+                .bind(limit.map(|l| &l.key))
+                .bind(limit.map(|l| l.limit))
+                .bind(limit.map(|l| l.since))
         });
         let mut new = HashSet::new();
         let mut rotated = HashSet::new();
@@ -501,13 +504,17 @@ pub struct OwnedRotation {
     /// written in the rotation's transaction.
     pub proof: Option<(String, i64)>,
     /// On SQLite, the refresh limit this rotation counts against in its own transaction
-    /// (`Store::counts_limits_with_rotation`); a rotation over it does not happen.
+    /// a rotation over it does not happen.
     pub limit: Option<RotationLimit>,
 }
 
 /// A sliding-window limit (`limits`) checked and counted by a rotation: it happens only while
 /// fewer than `limit` attempts of `key` are counted after `since`, and then counts one at its
-/// time.
+/// time. The rotations of one session are serialised by its compare-and-swap (on PostgreSQL a
+/// batch that waited for the row's lock finds the generation moved on), so a rotation counts
+/// every rotation of its session before it. Attempts that do not rotate are counted apart
+/// (`limits`); on PostgreSQL a rotation at the same moment may miss those still in flight,
+/// since its statement sees what was committed when it started.
 #[derive(Debug, Clone)]
 pub struct RotationLimit {
     pub key: String,
