@@ -5,7 +5,9 @@
 //! drive a browser or another language against a server of their own (pytest, the wasm client,
 //! the end-to-end scenarios) in the other. Test executables run directly, not through
 //! `cargo test`, so the one lane does not wait on the other's cargo lock. Each suite's output
-//! goes to `target/test-logs/<suite>.log`; a failed suite's tail is printed at the end.
+//! goes to `target/test-logs/<suite>.log`; a failed suite's tail is printed at the end. Each
+//! suite runs with a temporary folder of its own (`TMPDIR`), removed when the suite ends, so
+//! what the tests and the browsers they start leave behind does not pile up in `/tmp`.
 
 use crate::{build_servers, build_wasm, lint, npm_pack, pg, server, setup, util};
 use anyhow::{bail, Context, Result};
@@ -64,27 +66,56 @@ fn build_tests(packages: &[&str]) -> Result<Vec<TestBinary>> {
     Ok(found)
 }
 
-/// Runs each executable with `envs`, output appended to `log`.
-fn run_binaries(bins: &[TestBinary], envs: &[(&str, String)], log: &Path) -> Result<()> {
+/// Runs each executable with `envs`, output appended to the suite's log.
+fn run_binaries(bins: &[TestBinary], envs: &[(&str, String)], run: &SuiteRun) -> Result<()> {
     for b in bins {
         let mut cmd = Command::new(&b.exe);
         cmd.current_dir(&b.dir)
             .envs(envs.iter().map(|(k, v)| (k, v)));
-        run_logged(&mut cmd, log)?;
+        run_logged(&mut cmd, run)?;
     }
     Ok(())
 }
 
-/// Runs `cmd` with stdout and stderr appended to `log`.
-fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
-    let file = File::options().create(true).append(true).open(log)?;
-    cmd.stdout(file.try_clone()?).stderr(file);
+/// Runs `cmd` in the suite's temporary folder, stdout and stderr appended to its log.
+fn run_logged(cmd: &mut Command, run: &SuiteRun) -> Result<()> {
+    let file = File::options().create(true).append(true).open(&run.log)?;
+    cmd.env("TMPDIR", &run.tmp.0)
+        .stdout(file.try_clone()?)
+        .stderr(file);
     util::run(cmd)
+}
+
+/// A folder removed, with everything in it, when this value is dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    /// A new empty folder `baton-<name>-<pid>` in the system's temporary folder (short, so
+    /// that the Unix sockets browsers create inside it stay within the length limit).
+    fn new(name: &str) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("baton-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("could not create {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a suite runs with: its log file and its temporary folder.
+struct SuiteRun {
+    log: PathBuf,
+    tmp: Scratch,
 }
 
 type Suite<'a> = (
     &'static str,
-    Box<dyn FnOnce(&Path) -> Result<()> + Send + 'a>,
+    Box<dyn FnOnce(&SuiteRun) -> Result<()> + Send + 'a>,
 );
 
 /// How one suite went.
@@ -102,7 +133,14 @@ fn lane(suites: Vec<Suite<'_>>, logs: &Path, outcomes: &Mutex<Vec<Outcome>>) {
         let _ = std::fs::remove_file(&log);
         println!("  started  {name} (log: {})", log.display());
         let t = Instant::now();
-        let error = run(&log).err();
+        let error = match Scratch::new(&slug(name)) {
+            Ok(tmp) => run(&SuiteRun {
+                log: log.clone(),
+                tmp,
+            })
+            .err(),
+            Err(e) => Some(e),
+        };
         let took = t.elapsed();
         let failed = error.is_some();
         let state = if failed { "FAILED" } else { "ok" };
@@ -164,49 +202,49 @@ pub(crate) fn test() -> Result<()> {
     let servers: Vec<Suite<'_>> = vec![
         (
             "baton-core, baton-verify, xtask",
-            Box::new(|log: &Path| run_binaries(&quick, &[], log)),
+            Box::new(|run: &SuiteRun| run_binaries(&quick, &[], run)),
         ),
         (
             "baton-server on SQLite",
-            Box::new(|log: &Path| {
+            Box::new(|run: &SuiteRun| {
                 // One database file per test server; the previous run's files go first.
                 let _ = std::fs::remove_dir_all(util::target().join("tmp/db"));
-                run_binaries(&server_tests, &[("BATON_TEST_DB", "sqlite".into())], log)
+                run_binaries(&server_tests, &[("BATON_TEST_DB", "sqlite".into())], run)
             }),
         ),
         (
             "baton-server on PostgreSQL",
-            Box::new(|log: &Path| {
+            Box::new(|run: &SuiteRun| {
                 let pg = pg::Cluster::start(&env.postgres)?;
                 let envs = [
                     ("BATON_TEST_DB", "postgres".to_owned()),
                     ("BATON_TEST_POSTGRES_URL", pg.admin_url()),
                     ("BATON_TEST_PG_DATA", pg.data_dir().display().to_string()),
                 ];
-                run_binaries(&server_tests, &envs, log)
+                run_binaries(&server_tests, &envs, run)
             }),
         ),
     ];
     let browsers: Vec<Suite<'_>> = vec![
         (
             "baton_verify (python/): pytest",
-            Box::new(|log: &Path| {
+            Box::new(|run: &SuiteRun| {
                 run_logged(
                     Command::new("/usr/bin/python3")
                         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
                         .current_dir(root.join("python"))
                         .env("BATON_SERVER_BIN", &server_bin),
-                    log,
+                    run,
                 )
             }),
         ),
         (
             "baton-client: wasm in Chromium",
-            Box::new(|log: &Path| wasm_tests(&env, log)),
+            Box::new(|run: &SuiteRun| wasm_tests(&env, run)),
         ),
         (
             "end-to-end in Chromium",
-            Box::new(|log: &Path| {
+            Box::new(|run: &SuiteRun| {
                 run_logged(
                     Command::new("node")
                         .args(["--test", "--test-concurrency=1", "e2e/"])
@@ -218,7 +256,7 @@ pub(crate) fn test() -> Result<()> {
                         )
                         .env("BATON_PACKAGE_TGZ", &tgz)
                         .env("CHROMIUM", &env.chromium),
-                    log,
+                    run,
                 )
             }),
         ),
@@ -264,7 +302,7 @@ pub(crate) fn test() -> Result<()> {
 /// The wasm client's tests in headless Chromium, against a baton-server of their own. The
 /// test page is served by wasm-bindgen-test-runner on a port chosen here, so the server can
 /// allow exactly that origin; the tests are built with the server's address in them.
-fn wasm_tests(env: &setup::Env, log: &Path) -> Result<()> {
+fn wasm_tests(env: &setup::Env, run: &SuiteRun) -> Result<()> {
     let runner = format!("127.0.0.1:{}", server::free_port()?);
     let db = util::target().join("wasm-test.db");
     for suffix in ["", "-wal", "-shm"] {
@@ -287,7 +325,7 @@ fn wasm_tests(env: &setup::Env, log: &Path) -> Result<()> {
     .env("WASM_BINDGEN_TEST_ADDRESS", &runner)
     .env("WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION", "1")
     .env("BATON_TEST_SERVER", &srv.url);
-    run_logged(&mut cmd, log)
+    run_logged(&mut cmd, run)
 }
 
 #[cfg(test)]
@@ -302,5 +340,23 @@ mod tests {
             super::slug("baton-server on SQLite"),
             "baton-server-on-sqlite"
         );
+    }
+
+    #[test]
+    fn a_suites_temporary_folder_goes_when_the_suite_ends() {
+        let tmp = super::Scratch::new("xtask-self-test").unwrap();
+        let dir = tmp.0.clone();
+        std::fs::create_dir_all(dir.join("profile/cache")).unwrap();
+        std::fs::write(dir.join("profile/cache/entry"), b"left behind").unwrap();
+        let ran = std::process::Command::new("sh")
+            .args(["-c", "mktemp -d"])
+            .env("TMPDIR", &tmp.0)
+            .output()
+            .unwrap();
+        let made = std::path::PathBuf::from(String::from_utf8_lossy(&ran.stdout).trim());
+        assert!(made.starts_with(&dir), "{made:?} is not in {dir:?}");
+        drop(tmp);
+        assert!(!dir.exists());
+        assert!(!made.exists());
     }
 }
