@@ -287,11 +287,15 @@ impl Store {
         // them); a rotation whose proof was not new is left out of the compare-and-swap; a
         // rotation whose compare-and-swap fails still has its proof recorded (it was used); a
         // rotation happens only with fewer than `hlimit` refreshes of its session counted
-        // since `hsince`, and is counted (`h`).
+        // since `hsince` (`under`), and is counted (`h`). The count is made once per rotation
+        // in `v`, a materialised CTE: in the compare-and-swap's join the planner may run a
+        // condition once per pair of rows (a count per session per rotation in the batch).
         let sql = format!(
-            "WITH v (id, gen, now, dev, idle, ip, ua, rkey, proof, proof_exp, e_user, e_at, \
+            "WITH r (id, gen, now, dev, idle, ip, ua, rkey, proof, proof_exp, e_user, e_at, \
              e_type, e_sev, e_sid, e_dev, e_ip, e_detail, hkey, hlimit, hsince) AS \
              (VALUES {rows}), \
+             v AS MATERIALIZED (SELECT r.*, (r.hkey IS NULL OR (SELECT COUNT(*) FROM rate_hits \
+             h WHERE h.key = r.hkey AND h.at > r.hsince) < r.hlimit) AS under FROM r), \
              p AS (INSERT INTO dpop_proofs (id, expires_at) SELECT proof, proof_exp FROM v \
              WHERE proof IS NOT NULL ORDER BY proof ON CONFLICT (id) DO NOTHING RETURNING id), \
              u AS (UPDATE sessions SET generation = sessions.generation + 1, \
@@ -301,8 +305,7 @@ impl Store {
              AND sessions.revoked_at IS NULL AND sessions.idle_expires_at > v.now \
              AND sessions.absolute_expires_at > v.now \
              AND (v.proof IS NULL OR v.proof IN (SELECT id FROM p)) \
-             AND (v.hkey IS NULL OR (SELECT COUNT(*) FROM rate_hits h \
-             WHERE h.key = v.hkey AND h.at > v.hsince) < v.hlimit) RETURNING sessions.id), \
+             AND v.under RETURNING sessions.id), \
              h AS (INSERT INTO rate_hits (key, at) SELECT v.hkey, v.now FROM v \
              JOIN u ON u.id = v.id WHERE v.hkey IS NOT NULL), \
              e AS (INSERT INTO audit_events (user_id, at, type, severity, session_id, \
