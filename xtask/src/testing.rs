@@ -343,19 +343,25 @@ mod tests {
     }
 
     #[test]
-    fn a_suites_temporary_folder_goes_when_the_suite_ends() {
+    fn a_suites_commands_get_its_temporary_folder_and_it_goes_when_the_suite_ends() {
         let tmp = super::Scratch::new("xtask-self-test").unwrap();
         let dir = tmp.0.clone();
-        std::fs::create_dir_all(dir.join("profile/cache")).unwrap();
-        std::fs::write(dir.join("profile/cache/entry"), b"left behind").unwrap();
-        let ran = std::process::Command::new("sh")
-            .args(["-c", "mktemp -d"])
-            .env("TMPDIR", &tmp.0)
-            .output()
-            .unwrap();
-        let made = std::path::PathBuf::from(String::from_utf8_lossy(&ran.stdout).trim());
+        let log = dir.with_extension("log");
+        let run = super::SuiteRun {
+            log: log.clone(),
+            tmp,
+        };
+        super::run_logged(
+            std::process::Command::new("sh").args(["-c", "mktemp -d"]),
+            &run,
+        )
+        .unwrap();
+        let out = std::fs::read_to_string(&log).unwrap();
+        let _ = std::fs::remove_file(&log);
+        let made = std::path::PathBuf::from(out.trim());
         assert!(made.starts_with(&dir), "{made:?} is not in {dir:?}");
-        drop(tmp);
+        assert!(made.is_dir());
+        drop(run);
         assert!(!dir.exists());
         assert!(!made.exists());
     }
