@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from baton_verify import BatonVerifyError, Verifier
@@ -73,22 +75,32 @@ class Baton:
 
 
 class ProofKey:
-    """A client's P-256 DPoP key, as the browser package has one."""
+    """A client's DPoP key, as the browser package makes one: Ed25519 where the browser has it,
+    else P-256."""
 
-    def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        n = self.key.public_key().public_numbers()
-        self.jwk = {"kty": "EC", "crv": "P-256", "x": b64u(n.x.to_bytes(32, "big")),
-                    "y": b64u(n.y.to_bytes(32, "big"))}
+    def __init__(self, kind: str = "P-256") -> None:
+        self.kind = kind
+        if kind == "Ed25519":
+            self.key = Ed25519PrivateKey.generate()
+            raw = self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+            self.jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64u(raw)}
+        else:
+            self.key = ec.generate_private_key(ec.SECP256R1())
+            n = self.key.public_key().public_numbers()
+            self.jwk = {"kty": "EC", "crv": "P-256", "x": b64u(n.x.to_bytes(32, "big")),
+                        "y": b64u(n.y.to_bytes(32, "big"))}
 
     def proof(self, htm: str, htu: str, token: str | None = None, jti: str | None = None,
               iat_offset: int = 0) -> str:
-        header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk}
+        alg = "EdDSA" if self.kind == "Ed25519" else "ES256"
+        header = {"typ": "dpop+jwt", "alg": alg, "jwk": self.jwk}
         claims = {"jti": jti or str(uuid.uuid4()), "htm": htm, "htu": htu,
                   "iat": int(time.time()) + iat_offset}
         if token:
             claims["ath"] = b64u(hashlib.sha256(token.encode()).digest())
         signing_input = f"{b64u(json.dumps(header).encode())}.{b64u(json.dumps(claims).encode())}"
+        if self.kind == "Ed25519":
+            return f"{signing_input}.{b64u(self.key.sign(signing_input.encode()))}"
         r, s = decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
         return f"{signing_input}.{b64u(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
@@ -111,14 +123,15 @@ def refused(f, code: str) -> BatonVerifyError:
     return e.value
 
 
-def test_bearer_and_bound_tokens_with_their_proofs(baton):
+@pytest.mark.parametrize("kind", ["P-256", "Ed25519"])
+def test_bearer_and_bound_tokens_with_their_proofs(baton, kind):
     v = verifier(baton)
     t = baton.sign_in()
     claims = v.verify_request("GET", f"{API}/orders?x=1", {"authorization": f"Bearer {t['access_token']}"})
     assert claims["sub"] == t["user"]["id"]
     assert refused(lambda: v.verify_request("GET", f"{API}/orders", {}), "token_missing").status == 401
 
-    key = ProofKey()
+    key = ProofKey(kind)
     bound = baton.sign_in(key)
     access = bound["access_token"]
     proof = key.proof("GET", f"{API}/orders", access)
@@ -130,7 +143,7 @@ def test_bearer_and_bound_tokens_with_their_proofs(baton):
     # Copied out and used elsewhere: without the key, as Bearer, or with another key's proof.
     refused(lambda: v.verify_request("GET", f"{API}/orders", {"authorization": f"Bearer {access}"}),
             "dpop_proof_invalid")
-    thief = ProofKey().proof("GET", f"{API}/orders", access)
+    thief = ProofKey(kind).proof("GET", f"{API}/orders", access)
     refused(lambda: v.verify_request("GET", f"{API}/orders",
                                      {"authorization": f"DPoP {access}", "dpop": thief}),
             "dpop_proof_invalid")

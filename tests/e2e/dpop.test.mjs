@@ -16,38 +16,62 @@ after(async () => {
 
 const claimsOf = (jwt) => JSON.parse(Buffer.from(jwt.split(".")[1], "base64url").toString());
 
-// What the page keeps in IndexedDB: whether the private key can be exported, the public JWK.
-const storedKey = (page) =>
+// Where the page keeps its key in IndexedDB: a P-256 key where earlier versions of the package
+// keep theirs, an Ed25519 key under a name of its own.
+const P256_NAME = "baton-auth:dpop-key";
+const ED25519_NAME = "baton-auth:dpop-key-ed25519";
+
+// What the page keeps in IndexedDB: under each name, whether the private key can be exported
+// and the public JWK (null where nothing is stored); `key`, the one the page uses (P-256 first).
+const storedKeys = (page) =>
   page.evaluate(
-    () =>
+    (names) =>
       new Promise((ok, fail) => {
         const r = indexedDB.open("baton-auth", 1);
         r.onerror = () => fail(r.error);
         r.onsuccess = () => {
-          const get = r.result.transaction("kv").objectStore("kv").get("baton-auth:dpop-key");
-          get.onsuccess = async () => {
-            const pair = get.result;
-            if (!pair) return ok(null);
-            ok({ extractable: pair.privateKey.extractable, jwk: await crypto.subtle.exportKey("jwk", pair.publicKey) });
+          const store = r.result.transaction("kv").objectStore("kv");
+          const gets = names.map((n) => store.get(n));
+          gets[gets.length - 1].onsuccess = async () => {
+            const out = {};
+            for (const [i, n] of names.entries()) {
+              const pair = gets[i].result;
+              out[n] = pair ? { extractable: pair.privateKey.extractable, jwk: await crypto.subtle.exportKey("jwk", pair.publicKey) } : null;
+            }
+            ok(out);
           };
-          get.onerror = () => fail(get.error);
         };
       }),
+    [P256_NAME, ED25519_NAME],
   );
+const storedKey = async (page) => {
+  const keys = await storedKeys(page);
+  return keys[P256_NAME] || keys[ED25519_NAME];
+};
 
 const deleteStoredKey = (page) =>
   page.evaluate(
-    () =>
+    (names) =>
       new Promise((ok, fail) => {
         const r = indexedDB.open("baton-auth", 1);
         r.onsuccess = () => {
           const tx = r.result.transaction("kv", "readwrite");
-          tx.objectStore("kv").delete("baton-auth:dpop-key");
+          for (const n of names) tx.objectStore("kv").delete(n);
           tx.oncomplete = () => ok();
           tx.onerror = () => fail(tx.error);
         };
       }),
+    [P256_NAME, ED25519_NAME],
   );
+
+// WebCrypto without Ed25519, as in browsers before it shipped (Chromium before 137).
+const withoutEd25519 = () => {
+  const generateKey = SubtleCrypto.prototype.generateKey;
+  SubtleCrypto.prototype.generateKey = function (alg, ...rest) {
+    if ((alg.name || alg) === "Ed25519") return Promise.reject(new DOMException("Algorithm: Unrecognized name", "NotSupportedError"));
+    return generateKey.call(this, alg, ...rest);
+  };
+};
 
 // A thief's proof: a valid DPoP proof, by a key of the thief's own.
 async function thiefProof(htm, htu, accessToken) {
@@ -78,6 +102,12 @@ test("17. tokens copied out of the page are refused outside the browser; the tab
     assert.equal(key.extractable, false);
     const { kty, crv, x, y } = key.jwk;
     assert.equal(await calculateJwkThumbprint({ kty, crv, x, y }), cnf.jkt);
+    // This browser has Ed25519: the key is one, under its own name, and nothing is stored
+    // where earlier versions of the package look for their P-256 key (they cannot sign with
+    // an Ed25519 one).
+    const keys = await storedKeys(page);
+    assert.equal(keys[ED25519_NAME].jwk.crv, "Ed25519");
+    assert.equal(keys[P256_NAME], null);
 
     // What XSS or an extension could copy: the stored refresh token and the device id.
     const stored = await page.evaluate(() => JSON.parse(localStorage.getItem("baton-demo:body")));
@@ -206,21 +236,30 @@ test("23. the page's DPoP proofs verify with jose's EmbeddedJWK and with PyJWT, 
   const server = await startServer();
   try {
     const proofs = [];
-    // Twice: as this browser runs it, and as one without Uint8Array's own base64 encoder
-    // (Chromium before 140, Safari before 18.2), where the package encodes by itself.
-    for (const encoder of [true, false]) {
+    // As this browser runs it (an Ed25519 key); as one without Uint8Array's own base64 encoder
+    // (Chromium before 140, Safari before 18.2), where the package encodes by itself; and as
+    // one whose WebCrypto has no Ed25519 (Chromium before 137), where the key is P-256.
+    for (const [encoder, ed25519] of [
+      [true, true],
+      [false, true],
+      [true, false],
+    ]) {
       const page = await browser.newPage();
       if (!encoder) await page.addInitScript(() => delete Uint8Array.prototype.toBase64);
+      if (!ed25519) await page.addInitScript(withoutEd25519);
       const mine = [];
       page.on("request", (r) => {
         const p = r.headers()["dpop"];
-        if (p) mine.push({ proof: p, method: r.method(), url: r.url().split(/[?#]/)[0] });
+        if (p) mine.push({ proof: p, method: r.method(), url: r.url().split(/[?#]/)[0], alg: ed25519 ? "EdDSA" : "ES256" });
       });
       await page.goto(server.url);
       assert.equal(await page.evaluate(() => typeof Uint8Array.prototype.toBase64), encoder ? "function" : "undefined");
       await signIn(page, uniqueEmail("jose"));
       await page.evaluate(async () => {
-        for (const path of ["/api/ping", "/api/ping?x=1#y", "/api/ping"]) await window.__demo.baton.fetch(path);
+        for (const path of ["/api/ping", "/api/ping?x=1#y", "/api/ping"]) {
+          const r = await window.__demo.baton.fetch(path);
+          if (r.status !== 200) throw new Error(`${path}: ${r.status}`);
+        }
       });
       assert.ok(mine.length >= 4, "the sign-in and the calls carried proofs");
       proofs.push(...mine);
@@ -230,11 +269,12 @@ test("23. the page's DPoP proofs verify with jose's EmbeddedJWK and with PyJWT, 
     const ids = proofs.map(({ proof }) => JSON.parse(Buffer.from(proof.split(".")[1], "base64url")).jti);
     assert.equal(new Set(ids).size, ids.length);
     const { jwtVerify, EmbeddedJWK } = await import("jose");
-    for (const { proof, method, url } of proofs) {
+    for (const { proof, method, url, alg } of proofs) {
       const header = JSON.parse(Buffer.from(proof.split(".")[0], "base64url"));
+      assert.equal(header.alg, alg);
       // Only the public members of the key: nothing a JOSE library reads as a restriction.
-      assert.deepEqual(Object.keys(header.jwk).sort(), ["crv", "kty", "x", "y"]);
-      const { payload } = await jwtVerify(proof, EmbeddedJWK, { typ: "dpop+jwt", algorithms: ["ES256"] });
+      assert.deepEqual(Object.keys(header.jwk).sort(), alg === "EdDSA" ? ["crv", "kty", "x"] : ["crv", "kty", "x", "y"]);
+      const { payload } = await jwtVerify(proof, EmbeddedJWK, { typ: "dpop+jwt", algorithms: [alg] });
       assert.equal(payload.htm, method);
       assert.equal(payload.htu, url);
     }
@@ -242,8 +282,9 @@ test("23. the page's DPoP proofs verify with jose's EmbeddedJWK and with PyJWT, 
     const script = [
       "import json, sys, jwt",
       "proof = sys.argv[1]",
-      "key = jwt.PyJWK(jwt.get_unverified_header(proof)['jwk'], algorithm='ES256')",
-      "print(json.dumps(jwt.decode(proof, key.key, algorithms=['ES256'])))",
+      "alg = jwt.get_unverified_header(proof)['alg']",
+      "key = jwt.PyJWK(jwt.get_unverified_header(proof)['jwk'], algorithm=alg)",
+      "print(json.dumps(jwt.decode(proof, key.key, algorithms=[alg])))",
     ].join("\n");
     const { spawnSync } = await import("node:child_process");
     const python = process.env.BATON_PYTHON || "/usr/bin/python3";
@@ -252,6 +293,97 @@ test("23. the page's DPoP proofs verify with jose's EmbeddedJWK and with PyJWT, 
       assert.equal(r.status, 0, r.stderr);
       assert.equal(JSON.parse(r.stdout).htm, method);
     }
+  } finally {
+    await server.stop();
+  }
+});
+
+test("38. a P-256 key stored by a browser without Ed25519 goes on signing once the browser has it", async () => {
+  const server = await startServer();
+  try {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    // WebCrypto without Ed25519 until the page is told the browser was updated.
+    await page.addInitScript(`if (!localStorage.getItem("test:updated")) (${withoutEd25519})();`);
+    const algs = [];
+    page.on("request", (r) => {
+      const p = r.headers()["dpop"];
+      if (p) algs.push(JSON.parse(Buffer.from(p.split(".")[0], "base64url")).alg);
+    });
+    await page.goto(server.url);
+    await signIn(page, uniqueEmail("dpop-p256"));
+    assert.equal((await storedKey(page)).jwk.crv, "P-256");
+    const jkt = claimsOf(await page.evaluate(() => window.__demo.baton.getAccessToken())).cnf.jkt;
+    await page.evaluate(() => localStorage.setItem("test:updated", "1"));
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.state === "signed-in");
+    algs.length = 0;
+    const statuses = await page.evaluate(async () => {
+      const b = window.__demo.baton;
+      const first = (await b.fetch("/api/ping")).status;
+      await b.refresh();
+      return [first, (await b.fetch("/api/ping")).status];
+    });
+    assert.deepEqual(statuses, [200, 200]);
+    // The session's key is still the stored P-256 one, proofs and refreshed token alike.
+    assert.ok(algs.length >= 3);
+    assert.ok(algs.every((a) => a === "ES256"), algs.join());
+    assert.equal((await storedKey(page)).jwk.crv, "P-256");
+    assert.equal(claimsOf(await page.evaluate(() => window.__demo.baton.getAccessToken())).cnf.jkt, jkt);
+    await context.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("39. a tab of an earlier version beside this one: one clean sign-out, then both on the earlier version's P-256 key", async () => {
+  const server = await startServer();
+  try {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const algs = [];
+    page.on("request", (r) => {
+      const p = r.headers()["dpop"];
+      if (p) algs.push(JSON.parse(Buffer.from(p.split(".")[0], "base64url")).alg);
+    });
+    await page.goto(server.url);
+    await signIn(page, uniqueEmail("dpop-mixed"));
+    assert.equal((await storedKey(page)).jwk.crv, "Ed25519");
+    // A tab of an earlier version finds no key where it looks, and stores a P-256 one there.
+    await page.evaluate(
+      (name) =>
+        new Promise(async (ok, fail) => {
+          const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]);
+          const r = indexedDB.open("baton-auth", 1);
+          r.onsuccess = () => {
+            const tx = r.result.transaction("kv", "readwrite");
+            tx.objectStore("kv").put(pair, name);
+            tx.oncomplete = () => ok();
+            tx.onerror = () => fail(tx.error);
+          };
+        }),
+      P256_NAME,
+    );
+    // This tab now takes that key: the session, bound to the Ed25519 key, ends cleanly.
+    const code = await page.evaluate(() => window.__demo.baton.refresh().then(() => "ok", (e) => e.code));
+    assert.equal(code, "dpop_proof_invalid");
+    await page.waitForFunction(() => document.body.dataset.state === "signed-out");
+    // Signed in again, the session is bound to the P-256 key both versions use.
+    await signIn(page, uniqueEmail("dpop-mixed-again"));
+    const key = await storedKey(page);
+    assert.equal(key.jwk.crv, "P-256");
+    const { kty, crv, x, y } = key.jwk;
+    assert.equal(await calculateJwkThumbprint({ kty, crv, x, y }), claimsOf(await page.evaluate(() => window.__demo.baton.getAccessToken())).cnf.jkt);
+    algs.length = 0;
+    const statuses = await page.evaluate(async () => {
+      const b = window.__demo.baton;
+      const first = (await b.fetch("/api/ping")).status;
+      await b.refresh();
+      return [first, (await b.fetch("/api/ping")).status];
+    });
+    assert.deepEqual(statuses, [200, 200]);
+    assert.ok(algs.length >= 3 && algs.every((a) => a === "ES256"), algs.join());
+    await context.close();
   } finally {
     await server.stop();
   }

@@ -437,11 +437,17 @@ async fn bound_token(s: &Server, key: &proof::ProofKey) -> String {
     t["access_token"].as_str().unwrap().to_owned()
 }
 
+/// Keys of both kinds the browser package makes: P-256, and Ed25519 where WebCrypto has it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dpop_bound_tokens_need_a_proof_of_their_key() {
+    for key in [proof::ProofKey::es256(), proof::ProofKey::ed25519()] {
+        dpop_bound_token_needs_a_proof_of(key).await;
+    }
+}
+
+async fn dpop_bound_token_needs_a_proof_of(key: proof::ProofKey) {
     use proof::{Claims, ProofKey};
     let s = Server::start(&[]).await;
-    let key = ProofKey::es256();
     let token = bound_token(&s, &key).await;
     let v = Verifier::discover(
         &s.url,
