@@ -19,6 +19,10 @@
 //! `relaxed`, a refresh also pays for its per-session limit, as in a deployment. The limits
 //! then bound what a run may do: at most 50 sign-ins a minute from loopback and 600 refreshes
 //! a minute per session (`BATON_BENCH_ONLY=", 16 concurrent" BATON_BENCH_SECONDS=1`).
+//!
+//! `BATON_BENCH_DPOP_KEY` (default `ed25519`) is the kind of the DPoP workloads' keys:
+//! `ed25519`, as `baton-auth` makes them where the browser's WebCrypto has Ed25519, or `p256`,
+//! as it makes them elsewhere.
 
 use reqwest::Client;
 use serde_json::{json, Value};
@@ -309,14 +313,38 @@ async fn sessions(c: &Client, url: &str, n: usize, tag: &str) -> Vec<User> {
     users(c, url, n, tag, false).await
 }
 
-/// `n` sessions of one user; each bound to a P-256 key of its own with `dpop`.
+/// The DPoP workloads' kind of key (`BATON_BENCH_DPOP_KEY`): true for P-256, false for Ed25519.
+fn p256_keys() -> bool {
+    match std::env::var("BATON_BENCH_DPOP_KEY").as_deref() {
+        Err(_) | Ok("ed25519") => false,
+        Ok("p256") => true,
+        Ok(other) => panic!("BATON_BENCH_DPOP_KEY is `ed25519` or `p256`, not `{other}`"),
+    }
+}
+
+/// What the DPoP workloads' names say of their keys.
+fn key_kind() -> &'static str {
+    if p256_keys() {
+        "P-256 keys"
+    } else {
+        "Ed25519 keys"
+    }
+}
+
+/// `n` sessions of one user; each bound to a DPoP key of its own with `dpop`.
 async fn users(c: &Client, url: &str, n: usize, tag: &str, dpop: bool) -> Vec<User> {
     let email = format!("{tag}@bench.example");
     register(c, url, &email).await;
     let mut out = Vec::new();
     for i in 0..n {
         let device = format!("{tag}-dev-{i}");
-        let key = dpop.then(|| Arc::new(ProofKey::es256()));
+        let key = dpop.then(|| {
+            Arc::new(if p256_keys() {
+                ProofKey::es256()
+            } else {
+                ProofKey::ed25519()
+            })
+        });
         let (a, r) = session(c, url, &email, &device, key.as_deref()).await;
         out.push((a, r, device, key));
     }
@@ -554,7 +582,10 @@ async fn suite(label: &str, database_url: &str, pg: Option<(&str, &str)>, secs: 
     ] {
         let name = match dpop {
             false => format!("refresh, {conc} concurrent sessions"),
-            true => format!("refresh with DPoP, {conc} concurrent sessions"),
+            true => format!(
+                "refresh with DPoP ({}), {conc} concurrent sessions",
+                key_kind()
+            ),
         };
         if wanted(&name) {
             let tag = format!("{}{conc}", if dpop { "d" } else { "r" });
@@ -567,12 +598,15 @@ async fn suite(label: &str, database_url: &str, pg: Option<(&str, &str)>, secs: 
     // 64 sessions of one user, each with its own token (and key).
     for dpop in [false, true] {
         let name = match dpop {
-            false => "/api/ping (token verification), 64 concurrent",
-            true => "/api/ping with DPoP (token and proof verification), 64 concurrent",
+            false => "/api/ping (token verification), 64 concurrent".to_owned(),
+            true => format!(
+                "/api/ping with DPoP (token and proof verification, {}), 64 concurrent",
+                key_kind()
+            ),
         };
-        if wanted(name) {
+        if wanted(&name) {
             let users = users(&c, &url, 64, if dpop { "pingd" } else { "ping" }, dpop).await;
-            ping_load(&c, &url, users, secs, &meter).await.row(name);
+            ping_load(&c, &url, users, secs, &meter).await.row(&name);
         }
     }
     if std::env::var("BATON_BENCH_ONLY").is_ok() {
