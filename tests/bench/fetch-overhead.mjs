@@ -147,6 +147,15 @@ try {
         }
         sign[kind] = t;
       }
+      // The round trip to WebCrypto's thread alone: a digest whose own work is about a
+      // microsecond, right after a call to the server.
+      const hop = [];
+      for (let i = 0; i < 500; i++) {
+        await (await realFetch("/healthz")).arrayBuffer();
+        const s = performance.now();
+        await crypto.subtle.digest("SHA-256", input);
+        hop.push(performance.now() - s);
+      }
       const refresh = {};
       for (const [name, b] of [["bearer", bearer], ["dpop", bound]]) {
         const t = [];
@@ -157,7 +166,7 @@ try {
         }
         refresh[name] = t;
       }
-      return { names, samples, means, own, tokenUs, sign, refresh, keyKind };
+      return { names, samples, means, own, tokenUs, sign, hop, refresh, keyKind };
     },
     [uniqueEmail("bench"), ROUNDS, PER_ROUND, Boolean(baselineTgz)],
   );
@@ -197,6 +206,7 @@ try {
   console.log(`\n- getAccessToken() on a fresh token: ${figures.tokenUs.toFixed(1)} µs per call`);
   for (const [kind, t] of Object.entries(figures.sign))
     console.log(`- a DPoP proof's signature (WebCrypto, ${kind}): back to back ${us(mean(t.warm))} µs mean, right after a call to the server ${us(mean(t.idle))} µs mean`);
+  console.log(`- WebCrypto SHA-256 of 400 bytes right after a call to the server (the round trip to its thread): ${us(mean(figures.hop))} µs mean`);
   const r = figures.refresh;
   console.log(
     `- baton.refresh(), sequential: Bearer ${us(mean(r.bearer))} µs mean (p99 ${us(pct(r.bearer, 0.99))}), ` +
