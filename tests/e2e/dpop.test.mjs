@@ -73,6 +73,34 @@ const withoutEd25519 = () => {
   };
 };
 
+// The `alg` of every DPoP proof the page sends, as it sends them.
+function proofAlgs(page) {
+  const algs = [];
+  page.on("request", (r) => {
+    const p = r.headers()["dpop"];
+    if (p) algs.push(JSON.parse(Buffer.from(p.split(".")[0], "base64url")).alg);
+  });
+  return algs;
+}
+
+// The key the page uses, checked to be the one its access token is bound to.
+async function boundStoredKey(page) {
+  const key = await storedKey(page);
+  const { kty, crv, x, y } = key.jwk;
+  const access = await page.evaluate(() => window.__demo.baton.getAccessToken());
+  assert.equal(await calculateJwkThumbprint({ kty, crv, x, y }), claimsOf(access).cnf.jkt);
+  return key;
+}
+
+// The statuses of a call, a refresh and another call (each with a proof).
+const callRefreshCall = (page) =>
+  page.evaluate(async () => {
+    const b = window.__demo.baton;
+    const first = (await b.fetch("/api/ping")).status;
+    await b.refresh();
+    return [first, (await b.fetch("/api/ping")).status];
+  });
+
 // A thief's proof: a valid DPoP proof, by a key of the thief's own.
 async function thiefProof(htm, htu, accessToken) {
   const { publicKey, privateKey } = await generateKeyPair("ES256");
@@ -98,10 +126,8 @@ test("17. tokens copied out of the page are refused outside the browser; the tab
     const { cnf } = claimsOf(access);
     assert.ok(cnf && cnf.jkt, "the access token names the key it is bound to");
     // The key: in IndexedDB, private part not extractable, and it is the one the token names.
-    const key = await storedKey(page);
+    const key = await boundStoredKey(page);
     assert.equal(key.extractable, false);
-    const { kty, crv, x, y } = key.jwk;
-    assert.equal(await calculateJwkThumbprint({ kty, crv, x, y }), cnf.jkt);
     // This browser has Ed25519: the key is one, under its own name, and nothing is stored
     // where earlier versions of the package look for their P-256 key (they cannot sign with
     // an Ed25519 one).
@@ -171,10 +197,7 @@ test("18. a key deleted from IndexedDB ends the session cleanly, with one refuse
     assert.equal(refreshes.n, 1);
     // Signing in again makes and stores a new key.
     await signIn(page, uniqueEmail("dpop-again"));
-    const key = await storedKey(page);
-    const access = await page.evaluate(() => window.__demo.baton.getAccessToken());
-    const { kty, crv, x, y } = key.jwk;
-    assert.equal(await calculateJwkThumbprint({ kty, crv, x, y }), claimsOf(access).cnf.jkt);
+    await boundStoredKey(page);
     await context.close();
   } finally {
     await server.stop();
@@ -305,11 +328,7 @@ test("38. a P-256 key stored by a browser without Ed25519 goes on signing once t
     const page = await context.newPage();
     // WebCrypto without Ed25519 until the page is told the browser was updated.
     await page.addInitScript(`if (!localStorage.getItem("test:updated")) (${withoutEd25519})();`);
-    const algs = [];
-    page.on("request", (r) => {
-      const p = r.headers()["dpop"];
-      if (p) algs.push(JSON.parse(Buffer.from(p.split(".")[0], "base64url")).alg);
-    });
+    const algs = proofAlgs(page);
     await page.goto(server.url);
     await signIn(page, uniqueEmail("dpop-p256"));
     assert.equal((await storedKey(page)).jwk.crv, "P-256");
@@ -318,13 +337,7 @@ test("38. a P-256 key stored by a browser without Ed25519 goes on signing once t
     await page.reload();
     await page.waitForFunction(() => document.body.dataset.state === "signed-in");
     algs.length = 0;
-    const statuses = await page.evaluate(async () => {
-      const b = window.__demo.baton;
-      const first = (await b.fetch("/api/ping")).status;
-      await b.refresh();
-      return [first, (await b.fetch("/api/ping")).status];
-    });
-    assert.deepEqual(statuses, [200, 200]);
+    assert.deepEqual(await callRefreshCall(page), [200, 200]);
     // The session's key is still the stored P-256 one, proofs and refreshed token alike.
     assert.ok(algs.length >= 3);
     assert.ok(algs.every((a) => a === "ES256"), algs.join());
@@ -341,11 +354,7 @@ test("39. a tab of an earlier version beside this one: one clean sign-out, then 
   try {
     const context = await browser.newContext();
     const page = await context.newPage();
-    const algs = [];
-    page.on("request", (r) => {
-      const p = r.headers()["dpop"];
-      if (p) algs.push(JSON.parse(Buffer.from(p.split(".")[0], "base64url")).alg);
-    });
+    const algs = proofAlgs(page);
     await page.goto(server.url);
     await signIn(page, uniqueEmail("dpop-mixed"));
     assert.equal((await storedKey(page)).jwk.crv, "Ed25519");
@@ -370,18 +379,9 @@ test("39. a tab of an earlier version beside this one: one clean sign-out, then 
     await page.waitForFunction(() => document.body.dataset.state === "signed-out");
     // Signed in again, the session is bound to the P-256 key both versions use.
     await signIn(page, uniqueEmail("dpop-mixed-again"));
-    const key = await storedKey(page);
-    assert.equal(key.jwk.crv, "P-256");
-    const { kty, crv, x, y } = key.jwk;
-    assert.equal(await calculateJwkThumbprint({ kty, crv, x, y }), claimsOf(await page.evaluate(() => window.__demo.baton.getAccessToken())).cnf.jkt);
+    assert.equal((await boundStoredKey(page)).jwk.crv, "P-256");
     algs.length = 0;
-    const statuses = await page.evaluate(async () => {
-      const b = window.__demo.baton;
-      const first = (await b.fetch("/api/ping")).status;
-      await b.refresh();
-      return [first, (await b.fetch("/api/ping")).status];
-    });
-    assert.deepEqual(statuses, [200, 200]);
+    assert.deepEqual(await callRefreshCall(page), [200, 200]);
     assert.ok(algs.length >= 3 && algs.every((a) => a === "ES256"), algs.join());
     await context.close();
   } finally {
