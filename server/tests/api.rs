@@ -1298,6 +1298,75 @@ async fn revocations_from_an_instance_with_a_slow_clock_are_seen() {
     s.stop().await;
 }
 
+/// A rotation records its request's address, device and user agent exactly as sent, whatever
+/// characters they hold, and a missing user agent as none (SQLite receives a batch of
+/// rotations as one JSON argument).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_records_its_request_as_sent() {
+    let s = Server::start(&[]).await;
+    let (_, t) = s.user("dev-ua").await;
+    let ua = r#"Agent/1.0 "quoted" \back\slash\ 'single' {"json": [1, null]} \u0041 $1 ?2 %s"#;
+    let r = s
+        .req(Method::POST, "/auth/refresh")
+        .header("x-device-id", "dev-ua")
+        .header("user-agent", ua)
+        .json(&json!({"refresh_token": t.refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t = Tokens::from_json(r.json().await.unwrap());
+    let v: Value = s
+        .get_auth("/auth/sessions", &t.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["sessions"][0]["user_agent"], ua);
+    let db = open_db(&s.database_url).await;
+    let row = |db: sqlx::AnyPool, id: String| async move {
+        sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>, i64)>(
+            "SELECT user_agent, rotated_by_device, ip, generation FROM sessions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&db)
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        row(db.clone(), t.session_id.clone()).await,
+        (
+            Some(ua.to_owned()),
+            Some("dev-ua".to_owned()),
+            Some("127.0.0.1".to_owned()),
+            2
+        )
+    );
+    let r = s.refresh(&t.refresh, Some("dev-ua")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        row(db.clone(), t.session_id.clone()).await,
+        (
+            None,
+            Some("dev-ua".to_owned()),
+            Some("127.0.0.1".to_owned()),
+            3
+        )
+    );
+    let events: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE session_id = $1 AND device_id = 'dev-ua' \
+         AND ip = '127.0.0.1' AND type = 'token_refreshed' \
+         AND detail = 'refresh token rotated'",
+    )
+    .bind(&t.session_id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(events, 2);
+    db.close().await;
+    s.stop().await;
+}
+
 /// Rotations whose compare-and-swap fails (a spent token, an ended session) share batches
 /// with rotations that succeed: whatever a batch holds, each session ends with exactly one
 /// rotation event per rotation it made, and none for a rotation that did not happen (a spent

@@ -135,75 +135,53 @@ impl Store {
                 replayed: HashSet::new(),
             });
         }
-        // Each rotation's nineteen arguments: its eight columns, its event's eight, and its
-        // limit's three (key, limit, start of the window). `$N` names the N-th argument in
-        // every statement of the query.
-        let rows = placeholder_rows(batch.len(), 19, |p| {
-            format!(
-                "SELECT CAST({} AS TEXT) AS id, CAST({} AS BIGINT) AS gen, \
-                 CAST({} AS BIGINT) AS now, CAST({} AS TEXT) AS dev, \
-                 CAST({} AS BIGINT) AS idle, CAST({} AS TEXT) AS ip, CAST({} AS TEXT) AS ua, \
-                 CAST({} AS TEXT) AS rkey, {} AS e_user, {} AS e_at, {} AS e_type, \
-                 {} AS e_sev, {} AS e_sid, {} AS e_dev, {} AS e_ip, {} AS e_detail, \
-                 CAST({} AS TEXT) AS hkey, CAST({} AS BIGINT) AS hlimit, \
-                 CAST({} AS BIGINT) AS hsince",
-                p[0],
-                p[1],
-                p[2],
-                p[3],
-                p[4],
-                p[5],
-                p[6],
-                p[7],
-                p[8],
-                p[9],
-                p[10],
-                p[11],
-                p[12],
-                p[13],
-                p[14],
-                p[15],
-                p[16],
-                p[17],
-                p[18]
-            )
-        })
-        .join(" UNION ALL ");
+        // The batch is one argument, a JSON array of rows (`RotationRow`) that the query
+        // copies once into a table of this connection: a statement with `$N` arguments costs
+        // SQLite and sqlx time quadratic in their number to bind (each lookup of a numbered
+        // argument walks the list of them), which at 64 rotations of nineteen arguments was
+        // a third of the server's CPU; and one text serves every size of batch, so the
+        // statement is prepared once.
+        let rows =
+            serde_json::to_string(&batch.iter().map(|r| RotationRow::of(r)).collect::<Vec<_>>())
+                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         // One round trip to SQLite's thread, one transaction: the rotations that will happen
         // are chosen once (compare-and-swap, and fewer than `hlimit` refreshes of the session
-        // counted since `hsince`), into a table of this connection; then their events, their
-        // counted refreshes and the rotations themselves. `BEGIN IMMEDIATE` takes the write
-        // lock first, waiting for it: with another instance on the same file, a transaction
-        // that read first would be refused at once (SQLITE_BUSY) if that instance committed
-        // between its read and its first write.
-        let sql = format!(
-            "BEGIN IMMEDIATE; CREATE TEMP TABLE IF NOT EXISTS rotating (id TEXT PRIMARY KEY); \
-             DELETE FROM temp.rotating; \
-             INSERT INTO temp.rotating SELECT v.id FROM ({rows}) AS v JOIN sessions \
-             ON sessions.id = v.id AND sessions.generation = v.gen \
+        // counted since `hsince`) and marked; then their events, their counted refreshes and
+        // the rotations themselves. `BEGIN IMMEDIATE` takes the write lock first, waiting for
+        // it: with another instance on the same file, a transaction that read first would be
+        // refused at once (SQLITE_BUSY) if that instance committed between its read and its
+        // first write.
+        const SQL: &str = "BEGIN IMMEDIATE; \
+             CREATE TEMP TABLE IF NOT EXISTS rotation_batch (id TEXT NOT NULL, gen INTEGER, \
+             now INTEGER, dev TEXT, idle INTEGER, ip TEXT, ua TEXT, rkey TEXT, e_user TEXT, \
+             e_at INTEGER, e_type TEXT, e_sev TEXT, e_sid TEXT, e_dev TEXT, e_ip TEXT, \
+             e_detail TEXT, hkey TEXT, hlimit INTEGER, hsince INTEGER, \
+             rotating INTEGER NOT NULL DEFAULT 0); \
+             DELETE FROM temp.rotation_batch; \
+             INSERT INTO temp.rotation_batch (id, gen, now, dev, idle, ip, ua, rkey, e_user, \
+             e_at, e_type, e_sev, e_sid, e_dev, e_ip, e_detail, hkey, hlimit, hsince) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+             value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, \
+             value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15, \
+             value ->> 16, value ->> 17, value ->> 18 FROM json_each($1); \
+             UPDATE temp.rotation_batch AS v SET rotating = 1 WHERE EXISTS (SELECT 1 FROM \
+             sessions WHERE sessions.id = v.id AND sessions.generation = v.gen \
              AND sessions.revoked_at IS NULL AND sessions.idle_expires_at > v.now \
-             AND sessions.absolute_expires_at > v.now \
+             AND sessions.absolute_expires_at > v.now) \
              AND (v.hkey IS NULL OR (SELECT COUNT(*) FROM rate_hits h \
              WHERE h.key = v.hkey AND h.at > v.hsince) < v.hlimit); \
              INSERT INTO audit_events (user_id, at, type, severity, session_id, device_id, ip, \
              detail) SELECT v.e_user, v.e_at, v.e_type, v.e_sev, v.e_sid, v.e_dev, v.e_ip, \
-             v.e_detail FROM ({rows}) AS v WHERE v.id IN (SELECT id FROM temp.rotating); \
-             INSERT INTO rate_hits (key, at) SELECT v.hkey, v.now FROM ({rows}) AS v \
-             WHERE v.hkey IS NOT NULL AND v.id IN (SELECT id FROM temp.rotating); \
+             v.e_detail FROM temp.rotation_batch AS v WHERE v.rotating = 1; \
+             INSERT INTO rate_hits (key, at) SELECT v.hkey, v.now FROM temp.rotation_batch AS v \
+             WHERE v.hkey IS NOT NULL AND v.rotating = 1; \
              UPDATE sessions SET generation = sessions.generation + 1, \
              rotated_at = v.now, rotated_by_device = v.dev, last_used_at = v.now, \
              idle_expires_at = v.idle, ip = v.ip, user_agent = v.ua, rotated_by_key = v.rkey \
-             FROM ({rows}) AS v WHERE sessions.id = v.id \
-             AND sessions.id IN (SELECT id FROM temp.rotating) RETURNING sessions.id; COMMIT"
-        );
+             FROM temp.rotation_batch AS v WHERE sessions.id = v.id AND v.rotating = 1 \
+             RETURNING sessions.id; COMMIT";
         let mut conn = self.writer.acquire().await?;
-        let q = batch.iter().fold(sqlx::query(&sql), |q, r| {
-            let limit = r.limit.as_ref();
-            super::audit::bind_event(bind_rotation(q, r), &r.event)
-                .bind(limit.map(|l| &l.key))
-                .bind(limit.map(|l| l.limit))
-                .bind(limit.map(|l| l.since))
-        });
+        let q = sqlx::query(SQL).bind(rows);
         let done = async {
             q.fetch_all(&mut *conn)
                 .await?
@@ -523,6 +501,60 @@ pub struct RotationLimit {
     pub key: String,
     pub limit: i64,
     pub since: i64,
+}
+
+/// A rotation of a SQLite batch as its statement reads it from JSON (`value ->> N`): its eight
+/// columns (id, generation, now, device, idle expiry, address, user agent, request key), its
+/// event's eight (`bind_event`'s order) and its limit's three (key, limit, start of the window).
+#[derive(serde::Serialize)]
+struct RotationRow<'a>(
+    &'a str,
+    i64,
+    i64,
+    Option<&'a str>,
+    i64,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    i64,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a str,
+    Option<&'a str>,
+    Option<i64>,
+    Option<i64>,
+);
+
+impl<'a> RotationRow<'a> {
+    fn of(r: &'a OwnedRotation) -> Self {
+        let e = &r.event;
+        let limit = r.limit.as_ref();
+        Self(
+            &r.session_id,
+            r.generation,
+            r.now,
+            r.device_id.as_deref(),
+            r.idle_expires_at,
+            r.ip.as_deref(),
+            r.user_agent.as_deref(),
+            r.key.as_deref(),
+            e.user_id.as_deref(),
+            e.at,
+            e.kind,
+            e.severity,
+            e.session_id.as_deref(),
+            e.device_id.as_deref(),
+            e.ip.as_deref(),
+            &e.detail,
+            limit.map(|l| l.key.as_str()),
+            limit.map(|l| l.limit),
+            limit.map(|l| l.since),
+        )
+    }
 }
 
 /// Binds a rotation's eight columns (id, generation, now, device, idle expiry, address, user
