@@ -796,3 +796,51 @@ async fn a_rotation_whose_event_fails_is_not_stored_and_the_next_one_is() {
     db.close().await;
     s.stop().await;
 }
+
+/// On SQLite, what a request commits reaches the database file itself soon: the write-ahead
+/// log is copied back by a connection of its own every 200 ms, not by the writer once the log
+/// has grown past 1,000 pages. A copy of the database file alone (what a backup of that one
+/// file holds) has a refresh within the 3 s this test waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_commits_reach_the_database_file_soon() {
+    if backend() != "sqlite" {
+        return;
+    }
+    let s = Server::start(&[]).await;
+    let (_, t) = s.user("dev").await;
+    let r = s.refresh(&t.refresh, Some("dev")).await;
+    assert_eq!(r.status(), 200);
+    let file = s
+        .database_url
+        .strip_prefix("sqlite://")
+        .expect("a SQLite file")
+        .to_owned();
+    let copies = std::env::temp_dir().join(format!("baton-wal-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&copies).unwrap();
+    let mut n = 0;
+    let took = eventually(Duration::from_secs(3), || {
+        n += 1;
+        let copy = copies.join(format!("copy-{n}.db"));
+        std::fs::copy(&file, &copy).unwrap();
+        let sid = t.session_id.clone();
+        async move {
+            let db = open_db(&format!("sqlite://{}", copy.display())).await;
+            let generation: Option<i64> =
+                sqlx::query_scalar("SELECT generation FROM sessions WHERE id = $1")
+                    .bind(sid)
+                    .fetch_optional(&db)
+                    .await
+                    .ok()
+                    .flatten();
+            db.close().await;
+            generation == Some(2)
+        }
+    })
+    .await;
+    std::fs::remove_dir_all(&copies).unwrap();
+    assert!(
+        took.is_some(),
+        "the refresh is not in the database file after 3 s"
+    );
+    s.stop().await;
+}

@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod admin_tokens;
 pub mod audit;
 pub(crate) mod batch;
+pub(crate) mod checkpoint;
 pub mod dpop_proofs;
 pub mod event;
 pub mod events_file;
@@ -59,6 +60,8 @@ pub struct Store {
     probe: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
     /// `BATON_EVENTS_FILE`: committed events are handed to it (see `events_file`).
     events_out: Option<events_file::Sink>,
+    /// On a SQLite file, the connection that copies the write-ahead log back (`checkpoint`).
+    checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 /// A readiness verdict younger than this is reused, so a flood of probes costs the writer
@@ -200,6 +203,8 @@ impl Store {
                     if backend == Backend::Sqlite {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // The log is copied back by a connection of its own (`checkpoint`).
+                        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str())
                             .await?;
@@ -217,6 +222,7 @@ impl Store {
                 .idle_timeout(None)
                 .max_lifetime(None)
         };
+        let mut checkpointer = None;
         let (pool, writer) = match (backend, memory) {
             // Each connection to `:memory:` is its own database: exactly one, forever.
             (Backend::Sqlite, true) => {
@@ -226,6 +232,9 @@ impl Store {
             (Backend::Sqlite, false) => {
                 sqlite_directory_exists(&url)?;
                 let writer = open_or_explain(single(opts.clone()), &url).await?;
+                checkpointer = Some(Arc::new(
+                    checkpoint::Checkpointer::start(opts.clone(), &url).await?,
+                ));
                 (
                     open_or_explain(opts.max_connections(8), &url).await?,
                     writer,
@@ -243,6 +252,7 @@ impl Store {
             memory,
             probe: Arc::default(),
             events_out: None,
+            checkpointer,
         };
         if schema == Schema::Migrate {
             store.migrate().await?;
@@ -343,6 +353,9 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
+        if let Some(c) = &self.checkpointer {
+            c.close().await;
+        }
     }
 
     /// Whether the database can serve requests. On SQLite this takes (and releases) the write
