@@ -42,6 +42,26 @@ pub fn token_response(
     generation: i64,
     now: i64,
 ) -> ApiResult<TokenResponse> {
+    let body = unsent_response(state, session, user, generation, now)?;
+    count_issued(state);
+    Ok(body)
+}
+
+/// Counts a token response's two tokens as issued (`token_response` does it; a response made
+/// by `unsent_response` is counted when it is sent).
+pub fn count_issued(state: &AppState) {
+    state.metrics.token_issued("access");
+    state.metrics.token_issued("refresh");
+}
+
+/// `token_response` made ahead of knowing whether it will be sent: not counted as issued.
+pub fn unsent_response(
+    state: &AppState,
+    session: &SessionRow,
+    user: &UserRow,
+    generation: i64,
+    now: i64,
+) -> ApiResult<TokenResponse> {
     let now_s = now / 1000;
     let ends_s = session.ends_at() / 1000;
     let mut exp = (now_s + state.config.access_ttl.as_secs() as i64).min(ends_s);
@@ -75,8 +95,6 @@ pub fn token_response(
     })?;
     let sid = parse_sid(&session.id)?;
     let refresh = state.keys.refresh_token(&sid, generation, &session.nonce);
-    state.metrics.token_issued("access");
-    state.metrics.token_issued("refresh");
     Ok(TokenResponse {
         access_token,
         token_type: if session.dpop_jkt.is_some() {

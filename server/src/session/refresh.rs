@@ -117,6 +117,17 @@ pub async fn refresh(
             proof: row,
             limit: limit.clone(),
         };
+        // The answer if the rotation happens, made before it: its signature (after the
+        // database, a refresh's largest cost) runs while the batch before this one commits,
+        // instead of after this rotation's batch, where every rotation of the batch would
+        // queue for a CPU to sign its answer. It is counted and sent only if the rotation
+        // happens.
+        let mut next = cached.clone();
+        next.generation = presented + 1;
+        next.idle_expires_at = idle_expires_at;
+        next.last_used_at = now;
+        next.rotated_at = now;
+        let answer = super::issue::unsent_response(state, &next, user, next.generation, now)?;
         let rotated = rotate(state, cached, presented, caller, now, idle_expires_at, with).await?;
         if let (
             Some(u),
@@ -131,12 +142,12 @@ pub async fn refresh(
         }
         match rotated {
             Rotated::Yes => {
-                let mut session = cached.clone();
-                session.generation = presented + 1;
-                session.idle_expires_at = idle_expires_at;
-                session.last_used_at = now;
-                session.rotated_at = now;
-                return finish(state, session, user, now, "success");
+                super::issue::count_issued(state);
+                state.metrics.refresh("success");
+                return Ok(Issued {
+                    body: answer,
+                    session: next,
+                });
             }
             Rotated::ProofReplayed => {
                 state.metrics.refresh("dpop_refused");
