@@ -8,9 +8,11 @@
 //!
 //! Beside req/s and latencies, each workload shows the CPU time (user + system, from
 //! `/proc/<pid>/stat`) spent per answered request over its measured phase only (sign-ins and
-//! DPoP proofs are made before it starts): by the server process, and on PostgreSQL by the
-//! database backends serving it. Unlike req/s, which swings with whatever else the machine
-//! runs, CPU per request compares two builds fairly.
+//! DPoP proofs are made before it starts): by the server process, on PostgreSQL by the
+//! database backends serving it, and by this load generator ("load CPU"), which shares the
+//! cores with them: its share is CPU the server could not have while it waited. Unlike req/s,
+//! which swings with whatever else the machine runs, CPU per request compares two builds
+//! fairly.
 //!
 //! `BATON_BENCH_ONLY=<text>` runs only the workloads whose name contains it (for a profiler
 //! attached to the server: `perf record -p <pid>`), on every database configured.
@@ -138,12 +140,12 @@ impl Stats {
         let answered = self.lat.len().max(1) as f64;
         let per =
             |us: Option<f64>| us.map_or_else(|| "-".to_owned(), |v| format!("{:.0}", v / answered));
-        let (server, db) = match &self.cpu {
-            Some(c) => (per(Some(c.server_us)), per(c.db_us)),
-            None => ("-".to_owned(), "-".to_owned()),
+        let (server, db, load) = match &self.cpu {
+            Some(c) => (per(Some(c.server_us)), per(c.db_us), per(Some(c.load_us))),
+            None => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
         };
         println!(
-            "| {name:<44} | {:>9.0} | {:>7.2} | {:>7.2} | {:>6} | {server:>11} | {db:>9} |",
+            "| {name:<44} | {:>9.0} | {:>7.2} | {:>7.2} | {:>6} | {server:>11} | {db:>9} | {load:>9} |",
             self.rate(),
             self.pct(0.50),
             self.pct(0.99),
@@ -155,20 +157,23 @@ impl Stats {
 fn header(title: &str) {
     println!("\n{title}\n");
     println!(
-        "| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} | {:>11} | {:>9} |",
-        "workload", "req/s", "p50 ms", "p99 ms", "errors", "server CPU", "DB CPU"
+        "| {:<44} | {:>9} | {:>7} | {:>7} | {:>6} | {:>11} | {:>9} | {:>9} |",
+        "workload", "req/s", "p50 ms", "p99 ms", "errors", "server CPU", "DB CPU", "load CPU"
     );
     println!(
-        "|{:-<46}|{:->11}|{:->9}|{:->9}|{:->8}|{:->13}|{:->11}|",
-        "", "", "", "", "", "", ""
+        "|{:-<46}|{:->11}|{:->9}|{:->9}|{:->8}|{:->13}|{:->11}|{:->11}|",
+        "", "", "", "", "", "", "", ""
     );
 }
 
-/// CPU time over a phase, in microseconds: the server process(es), and the database's backends
-/// on PostgreSQL. Columns "server CPU" and "DB CPU" divide it by the answered requests.
+/// CPU time over a phase, in microseconds: the server process(es), on PostgreSQL the
+/// database's backends, and this load-generating process, which shares the machine's cores with
+/// them (so its share weighs on their latencies). Columns "server CPU", "DB CPU" and "load CPU"
+/// divide it by the answered requests.
 struct Cpu {
     server_us: f64,
     db_us: Option<f64>,
+    load_us: f64,
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
@@ -208,7 +213,8 @@ impl Meter {
 
     /// Ticks now: the servers', and each database backend's by pid (a backend that ends within
     /// the phase is not counted; the servers keep their pools open).
-    async fn sample(&self) -> (u64, Vec<(u32, u64)>) {
+    async fn sample(&self) -> (u64, Vec<(u32, u64)>, u64) {
+        let load = cpu_ticks(std::process::id());
         let server = self.pids.iter().map(|p| cpu_ticks(*p)).sum();
         let mut backends = Vec::new();
         if let Some((admin, db)) = &self.pg {
@@ -227,10 +233,14 @@ impl Meter {
                     .collect();
             }
         }
-        (server, backends)
+        (server, backends, load)
     }
 
-    fn between(&self, before: &(u64, Vec<(u32, u64)>), after: &(u64, Vec<(u32, u64)>)) -> Cpu {
+    fn between(
+        &self,
+        before: &(u64, Vec<(u32, u64)>, u64),
+        after: &(u64, Vec<(u32, u64)>, u64),
+    ) -> Cpu {
         let us = |ticks: u64| ticks as f64 * 1e6 / TICKS_PER_SECOND;
         let db = self.pg.as_ref().map(|_| {
             let ticks: u64 = after
@@ -250,6 +260,7 @@ impl Meter {
         Cpu {
             server_us: us(after.0.saturating_sub(before.0)),
             db_us: db,
+            load_us: us(after.2.saturating_sub(before.2)),
         }
     }
 }
