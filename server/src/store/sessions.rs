@@ -1,6 +1,6 @@
 //! `sessions`: one row per session; rotation is a compare-and-swap on its generation.
 
-use super::{insert_events, placeholder_rows, Backend, NewEvent, Store};
+use super::{insert_events, Backend, NewEvent, Store};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::collections::HashSet;
@@ -141,9 +141,7 @@ impl Store {
         // argument walks the list of them), which at 64 rotations of nineteen arguments was
         // a third of the server's CPU; and one text serves every size of batch, so the
         // statement is prepared once.
-        let rows =
-            serde_json::to_string(&batch.iter().map(|r| RotationRow::of(r)).collect::<Vec<_>>())
-                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let rows = RotationRow::json(&batch)?;
         // One round trip to SQLite's thread, one transaction: the rotations that will happen
         // are chosen once (compare-and-swap, and fewer than `hlimit` refreshes of the session
         // counted since `hsince`) and marked; then their events, their counted refreshes and
@@ -247,20 +245,10 @@ impl Store {
                 replayed,
             });
         }
-        const TYPES: [&str; 21] = [
-            "TEXT", "BIGINT", "BIGINT", "TEXT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "BIGINT",
-            "TEXT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "BIGINT",
-            "BIGINT",
-        ];
-        let rows = placeholder_rows(batch.len(), TYPES.len(), |p| {
-            let cast: Vec<String> = p
-                .iter()
-                .zip(TYPES)
-                .map(|(p, t)| format!("CAST({p} AS {t})"))
-                .collect();
-            format!("({})", cast.join(", "))
-        })
-        .join(", ");
+        // The batch is one argument, as on SQLite (`RotationRow`): one statement text for every
+        // size of batch, prepared once per connection instead of once per size, and no
+        // parsing and planning of a VALUES list of 21 arguments per rotation.
+        let rows = RotationRow::json(&batch)?;
         // The proofs go in in one order for every instance's batches (no deadlock between
         // them); a rotation whose proof was not new is left out of the compare-and-swap; a
         // rotation whose compare-and-swap fails still has its proof recorded (it was used); a
@@ -268,10 +256,14 @@ impl Store {
         // since `hsince` (`under`), and is counted (`h`). The count is made once per rotation
         // in `v`, a materialised CTE: in the compare-and-swap's join the planner may run a
         // condition once per pair of rows (a count per session per rotation in the batch).
-        let sql = format!(
-            "WITH r (id, gen, now, dev, idle, ip, ua, rkey, proof, proof_exp, e_user, e_at, \
-             e_type, e_sev, e_sid, e_dev, e_ip, e_detail, hkey, hlimit, hsince) AS \
-             (VALUES {rows}), \
+        const SQL: &str = "WITH r AS (SELECT e ->> 0 AS id, (e ->> 1)::bigint AS gen, \
+             (e ->> 2)::bigint AS now, e ->> 3 AS dev, (e ->> 4)::bigint AS idle, e ->> 5 AS ip, \
+             e ->> 6 AS ua, e ->> 7 AS rkey, e ->> 8 AS e_user, (e ->> 9)::bigint AS e_at, \
+             e ->> 10 AS e_type, e ->> 11 AS e_sev, e ->> 12 AS e_sid, e ->> 13 AS e_dev, \
+             e ->> 14 AS e_ip, e ->> 15 AS e_detail, e ->> 16 AS hkey, \
+             (e ->> 17)::bigint AS hlimit, (e ->> 18)::bigint AS hsince, e ->> 19 AS proof, \
+             (e ->> 20)::bigint AS proof_exp \
+             FROM jsonb_array_elements(CAST($1 AS TEXT)::jsonb) AS e), \
              v AS MATERIALIZED (SELECT r.*, (r.hkey IS NULL OR (SELECT COUNT(*) FROM rate_hits \
              h WHERE h.key = r.hkey AND h.at > r.hsince) < r.hlimit) AS under FROM r), \
              p AS (INSERT INTO dpop_proofs (id, expires_at) SELECT proof, proof_exp FROM v \
@@ -289,18 +281,8 @@ impl Store {
              e AS (INSERT INTO audit_events (user_id, at, type, severity, session_id, \
              device_id, ip, detail) SELECT v.e_user, v.e_at, v.e_type, v.e_sev, v.e_sid, \
              v.e_dev, v.e_ip, v.e_detail FROM v JOIN u ON u.id = v.id) \
-             SELECT 'p' AS what, id FROM p UNION ALL SELECT 'r' AS what, id FROM u"
-        );
-        let q = batch.iter().fold(sqlx::query(&sql), |q, r| {
-            let q = bind_rotation(q, r)
-                .bind(r.proof.as_ref().map(|(id, _)| id))
-                .bind(r.proof.as_ref().map(|(_, expires_at)| *expires_at));
-            let limit = r.limit.as_ref();
-            super::audit::bind_event(q, &r.event)
-                .bind(limit.map(|l| &l.key))
-                .bind(limit.map(|l| l.limit))
-                .bind(limit.map(|l| l.since))
-        });
+             SELECT 'p' AS what, id FROM p UNION ALL SELECT 'r' AS what, id FROM u";
+        let q = sqlx::query(SQL).bind(rows);
         let mut new = HashSet::new();
         let mut rotated = HashSet::new();
         for row in q.fetch_all(&self.writer).await? {
@@ -503,9 +485,12 @@ pub struct RotationLimit {
     pub since: i64,
 }
 
-/// A rotation of a SQLite batch as its statement reads it from JSON (`value ->> N`): its eight
-/// columns (id, generation, now, device, idle expiry, address, user agent, request key), its
-/// event's eight (`bind_event`'s order) and its limit's three (key, limit, start of the window).
+/// A rotation of a batch as its statement reads it from JSON (`->> N`): its eight columns (id,
+/// generation, now, device, idle expiry, address, user agent, request key), its event's eight
+/// (`bind_event`'s order), its limit's three (key, limit, start of the window) and its DPoP
+/// proof's two (id, expiry; PostgreSQL only). Every text in it is ASCII without control
+/// characters (ids, hex digests, header values `to_str` accepted, the server's own words),
+/// which PostgreSQL's `jsonb` takes as it is.
 #[derive(serde::Serialize)]
 struct RotationRow<'a>(
     &'a str,
@@ -527,9 +512,17 @@ struct RotationRow<'a>(
     Option<&'a str>,
     Option<i64>,
     Option<i64>,
+    Option<&'a str>,
+    Option<i64>,
 );
 
 impl<'a> RotationRow<'a> {
+    /// The batch's one argument: a JSON array of its rotations' rows.
+    fn json(batch: &[&'a OwnedRotation]) -> Result<String, sqlx::Error> {
+        serde_json::to_string(&batch.iter().map(|r| Self::of(r)).collect::<Vec<_>>())
+            .map_err(|e| sqlx::Error::Encode(Box::new(e)))
+    }
+
     fn of(r: &'a OwnedRotation) -> Self {
         let e = &r.event;
         let limit = r.limit.as_ref();
@@ -553,24 +546,10 @@ impl<'a> RotationRow<'a> {
             limit.map(|l| l.key.as_str()),
             limit.map(|l| l.limit),
             limit.map(|l| l.since),
+            r.proof.as_ref().map(|(id, _)| id.as_str()),
+            r.proof.as_ref().map(|(_, expires_at)| *expires_at),
         )
     }
-}
-
-/// Binds a rotation's eight columns (id, generation, now, device, idle expiry, address, user
-/// agent, request key), in the order of both databases' batch statements.
-fn bind_rotation<'q>(
-    q: super::audit::AnyQuery<'q>,
-    r: &'q OwnedRotation,
-) -> super::audit::AnyQuery<'q> {
-    q.bind(&r.session_id)
-        .bind(r.generation)
-        .bind(r.now)
-        .bind(&r.device_id)
-        .bind(r.idle_expires_at)
-        .bind(&r.ip)
-        .bind(&r.user_agent)
-        .bind(&r.key)
 }
 
 fn session_row(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
