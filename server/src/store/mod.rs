@@ -233,7 +233,7 @@ impl Store {
                 sqlite_directory_exists(&url)?;
                 let writer = open_or_explain(single(opts.clone()), &url).await?;
                 checkpointer = Some(Arc::new(
-                    checkpoint::Checkpointer::start(opts.clone(), &url).await?,
+                    checkpoint::Checkpointer::start(single(opts.clone()), &url).await?,
                 ));
                 (
                     open_or_explain(opts.max_connections(8), &url).await?,
